@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spotrescue/spotrescue/controller/config"
+)
+
+func runCLI(t *testing.T, args ...string) (stdout string, err error) {
+	t.Helper()
+	cmd := newRootCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err = cmd.Execute()
+	return out.String(), err
+}
+
+// The broken file from the README: every problem comes back in one run.
+func TestConfigValidateListsEveryProblem(t *testing.T) {
+	t.Setenv(config.EnvConfigPath, "")
+	t.Setenv("SPOTRESCUE_BUKET", "x")
+	file := filepath.Join(t.TempDir(), "broken.yaml")
+	os.WriteFile(file, []byte("region: us-east-1\nclustr: hpc\nqueue_url: https://sqs.us-east-1.amazonaws.com/1/q\nstate_table: t1\nbucket: b-1\nrescue:\n  concurrency: lots\nscratch:\n  path_template: /scratch/{user}\n"), 0o600)
+	_, err := runCLI(t, "config", "validate", "--config", file)
+	if err == nil {
+		t.Fatal("broken config validated")
+	}
+	for _, want := range []string{"6 configuration problem(s)", "clustr: unknown setting", "rescue.concurrency", "SPOTRESCUE_BUKET", "cluster: required", "state_table", "does not contain {job_id}"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%s", want, err)
+		}
+	}
+}
+
+func TestConfigValidateAcceptsAGoodFileAndFlags(t *testing.T) {
+	t.Setenv(config.EnvConfigPath, "")
+	file := filepath.Join(t.TempDir(), "ok.yaml")
+	os.WriteFile(file, []byte("region: us-east-1\nqueue_url: https://sqs.us-east-1.amazonaws.com/1/q\nstate_table: spotrescue\nbucket: b-1\n"), 0o600)
+	out, err := runCLI(t, "config", "validate", "--config", file, "--cluster", "hpc")
+	if err != nil || !strings.Contains(out, "configuration is valid") {
+		t.Fatalf("out=%q err=%v", out, err)
+	}
+}
+
+// Subcommands that do not exist yet must not be offered.
+func TestHelpListsOnlyBuiltCommands(t *testing.T) {
+	out, err := runCLI(t, "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range newRootCommand().Commands() {
+		if c.Runnable() || c.HasSubCommands() {
+			continue
+		}
+		t.Errorf("command %q is listed but does nothing", c.Name())
+	}
+	if !strings.Contains(out, "config") || !strings.Contains(out, "version") {
+		t.Errorf("help: %s", out)
+	}
+}

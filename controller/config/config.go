@@ -1,0 +1,97 @@
+// Package config loads and validates spotrescue's configuration.
+//
+// Settings come, in increasing precedence, from built-in defaults, the
+// ParallelCluster clustermgtd configuration (when present), one YAML file,
+// SPOTRESCUE_* environment variables and command-line flags. Every leaf
+// setting has one dotted path (for example "scratch.root"); the environment
+// variable and the flag are derived from that path, so the three spellings can
+// never drift apart.
+package config
+
+import (
+	"time"
+)
+
+// DefaultPath is where the head node installer writes the configuration.
+const DefaultPath = "/etc/spotrescue/config.yaml"
+
+// ClustermgtdPath is the ParallelCluster daemon configuration that names the
+// cluster, its region and its node table.
+const ClustermgtdPath = "/etc/parallelcluster/slurm_plugin/parallelcluster_clustermgtd.conf"
+
+// Config is the whole configuration of the controller, the node agent and the
+// operator commands. Field tags give the YAML key; `help` is shown by --help
+// and in `spotrescue config validate` messages.
+type Config struct {
+	Cluster    string `yaml:"cluster" help:"ParallelCluster cluster name"`
+	Region     string `yaml:"region" help:"AWS region of the cluster"`
+	QueueURL   string `yaml:"queue_url" help:"URL of the SQS queue EventBridge delivers interruption events to"`
+	StateTable string `yaml:"state_table" help:"DynamoDB table that holds rescue records"`
+	NodeTable  string `yaml:"node_table" help:"ParallelCluster DynamoDB table mapping instances to Slurm nodes (default parallelcluster-slurm-<cluster>)"`
+	Bucket     string `yaml:"bucket" help:"S3 bucket rescued data is uploaded to"`
+	Prefix     string `yaml:"prefix" help:"key prefix inside the bucket"`
+	SpoolDir   string `yaml:"spool_dir" help:"directory shared with compute nodes for rescue plans and job env files"`
+	DryRun     bool   `yaml:"dry_run" help:"log every decision but change nothing in Slurm, S3 or SSM"`
+
+	Scratch  Scratch  `yaml:"scratch"`
+	Slurm    Slurm    `yaml:"slurm"`
+	SSM      SSM      `yaml:"ssm"`
+	Deadline Deadline `yaml:"deadline"`
+	Rescue   Rescue   `yaml:"rescue"`
+	Restore  Restore  `yaml:"restore"`
+	Metrics  Metrics  `yaml:"metrics"`
+}
+
+// Scratch describes where jobs keep node-local data.
+type Scratch struct {
+	Root         string `yaml:"root" help:"node-local scratch mount; the agent never reads or writes outside it ({node} expands to the Slurm node name)"`
+	PathTemplate string `yaml:"path_template" help:"per-job scratch directory, inside root; placeholders {job_id} {user} {array_job_id} {array_task_id} {node}"`
+}
+
+// Slurm locates the Slurm client commands.
+type Slurm struct {
+	BinDir string `yaml:"bin_dir" help:"directory holding squeue, sinfo, scontrol and scancel"`
+}
+
+// SSM names the Run Command document that runs the agent.
+type SSM struct {
+	Document string `yaml:"document" help:"name of the SSM document that runs 'spotrescue agent rescue'"`
+}
+
+// Deadline controls how much of the two-minute warning the rescue may use.
+type Deadline struct {
+	SafetyMargin Duration `yaml:"safety_margin" help:"time kept free before the instance is reclaimed"`
+}
+
+// Rescue tunes the controller and the upload.
+type Rescue struct {
+	Concurrency int `yaml:"concurrency" help:"rescues reconciled in parallel by the controller, and parallel uploads per node"`
+}
+
+// Restore controls what the next run of a rescued job gets.
+type Restore struct {
+	Enabled bool `yaml:"enabled" help:"restore rescued data into the job's scratch directory in the Prolog"`
+}
+
+// Metrics configures the Prometheus and health endpoint.
+type Metrics struct {
+	Listen string `yaml:"listen" help:"address of /metrics, /healthz and /readyz"`
+}
+
+// Default returns the built-in defaults, before any source is applied.
+func Default() Config {
+	return Config{
+		Prefix:   "spotrescue",
+		SpoolDir: "/opt/parallelcluster/shared/spotrescue",
+		Scratch: Scratch{
+			Root:         "/scratch",
+			PathTemplate: "/scratch/{job_id}",
+		},
+		Slurm:    Slurm{BinDir: "/opt/slurm/bin"},
+		SSM:      SSM{Document: "SpotRescue-Rescue"},
+		Deadline: Deadline{SafetyMargin: Duration(15 * time.Second)},
+		Rescue:   Rescue{Concurrency: 16},
+		Restore:  Restore{Enabled: true},
+		Metrics:  Metrics{Listen: "127.0.0.1:9464"},
+	}
+}

@@ -1,0 +1,142 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Role is what a command needs from the configuration.
+type Role int
+
+const (
+	// RoleController is the daemon: it needs everything.
+	RoleController Role = iota
+	// RoleAgent runs on compute nodes: scratch and spool, nothing about queues or tables.
+	RoleAgent
+	// RoleClient is an operator command that reads the state table.
+	RoleClient
+)
+
+var required = map[Role][]string{
+	RoleController: {"cluster", "region", "queue_url", "state_table", "bucket"}, // node_table derives from cluster
+	RoleAgent:      {"cluster"},
+	RoleClient:     {"cluster", "region", "state_table"},
+}
+
+// The patterns follow the AWS and ParallelCluster naming rules, so a typo is
+// caught here rather than as an opaque API error at the first interruption.
+var (
+	clusterRe  = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9-]{0,59}$`)
+	regionRe   = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$`)
+	tableRe    = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
+	bucketRe   = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+	prefixRe   = regexp.MustCompile(`^[a-zA-Z0-9!_.*'()-]+(/[a-zA-Z0-9!_.*'()-]+)*$`)
+	documentRe = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,128}$`)
+	placeRe    = regexp.MustCompile(`\{[^}]*\}`)
+)
+
+// Placeholders the scratch path template may use.
+var Placeholders = []string{"{job_id}", "{user}", "{array_job_id}", "{array_task_id}", "{node}"}
+
+// Validate returns every problem with c for the given role.
+func (c *Config) Validate(role Role) Problems {
+	var v validator
+	for _, path := range required[role] {
+		v.require(c, path)
+	}
+	v.check(c.Cluster != "" && !clusterRe.MatchString(c.Cluster), "cluster", fmt.Sprintf("%q is not a ParallelCluster cluster name", c.Cluster), "use letters, digits and hyphens, starting with a letter, at most 60 characters")
+	v.check(c.Region != "" && !regionRe.MatchString(c.Region), "region", fmt.Sprintf("%q is not an AWS region", c.Region), "use a region code such as us-east-1")
+	v.queueURL(c.QueueURL)
+	v.check(c.StateTable != "" && !tableRe.MatchString(c.StateTable), "state_table", fmt.Sprintf("%q is not a DynamoDB table name", c.StateTable), "use 3-255 letters, digits, '_', '-' or '.'")
+	v.check(c.NodeTable != "" && !tableRe.MatchString(c.NodeTable), "node_table", fmt.Sprintf("%q is not a DynamoDB table name", c.NodeTable), "use the dynamodb_table value from "+ClustermgtdPath)
+	v.check(c.Bucket != "" && (!bucketRe.MatchString(c.Bucket) || strings.Contains(c.Bucket, "..")), "bucket", fmt.Sprintf("%q is not an S3 bucket name", c.Bucket), "use 3-63 lowercase letters, digits, '.' or '-', starting and ending with a letter or digit")
+	v.check(!prefixRe.MatchString(c.Prefix) || hasDotSegment(c.Prefix), "prefix", fmt.Sprintf("%q is not a usable key prefix", c.Prefix), "use path segments of letters, digits and -_.!*'() separated by '/', without leading or trailing '/' and without '.' or '..' segments")
+	v.absPath("spool_dir", c.SpoolDir)
+	v.absPath("slurm.bin_dir", c.Slurm.BinDir)
+	v.scratch(c.Scratch)
+	v.check(!documentRe.MatchString(c.SSM.Document), "ssm.document", fmt.Sprintf("%q is not an SSM document name", c.SSM.Document), "use 3-128 letters, digits, '_', '-' or '.'")
+	margin := c.Deadline.SafetyMargin.Std()
+	v.check(margin < time.Second || margin >= 100*time.Second, "deadline.safety_margin", fmt.Sprintf("%s leaves no usable rescue window", margin), "set it between 1s and 100s (EC2 warns 120s ahead)")
+	v.check(c.Rescue.Concurrency < 1 || c.Rescue.Concurrency > 1024, "rescue.concurrency", fmt.Sprintf("%d is out of range", c.Rescue.Concurrency), "set it between 1 and 1024")
+	v.listen(c.Metrics.Listen)
+	return v.probs
+}
+
+type validator struct{ probs Problems }
+
+func (v *validator) check(bad bool, path, msg, fix string) {
+	if bad {
+		v.probs = append(v.probs, Problem{Field: path, Msg: msg, Fix: fix})
+	}
+}
+
+func (v *validator) require(c *Config, path string) {
+	for _, f := range fields(c) {
+		if f.Path == path && f.get() == "" {
+			v.probs = append(v.probs, Problem{Field: path, Msg: "required but not set", Fix: fmt.Sprintf("set %s in the config file, %s, or --%s", path, f.EnvName(), f.FlagName())})
+		}
+	}
+}
+
+func (v *validator) queueURL(s string) {
+	if s == "" {
+		return
+	}
+	u, err := url.Parse(s)
+	v.check(err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.Trim(u.Path, "/") == "",
+		"queue_url", fmt.Sprintf("%q is not an SQS queue URL", s), "use the QueueUrl output of the spotrescue stack, like https://sqs.us-east-1.amazonaws.com/123456789012/spotrescue")
+}
+
+func (v *validator) absPath(path, s string) {
+	v.check(!filepath.IsAbs(s) || filepath.Clean(s) != s, path, fmt.Sprintf("%q is not a clean absolute path", s), "use an absolute path without '..', '//' or a trailing '/'")
+}
+
+func (v *validator) scratch(s Scratch) {
+	before := len(v.probs)
+	v.absPath("scratch.root", s.Root)
+	for _, ph := range placeRe.FindAllString(s.Root, -1) {
+		v.check(ph != "{node}", "scratch.root", fmt.Sprintf("placeholder %s cannot be used in the root", ph), "only {node} may appear in scratch.root")
+	}
+	rootOK := len(v.probs) == before
+	t := s.PathTemplate
+	for _, ph := range placeRe.FindAllString(t, -1) {
+		v.check(!known(ph), "scratch.path_template", fmt.Sprintf("unknown placeholder %s", ph), "use only "+strings.Join(Placeholders, " "))
+	}
+	// {job_id} is what keeps two jobs from ever sharing a directory (and so an S3 prefix).
+	v.check(!strings.Contains(t, "{job_id}"), "scratch.path_template", fmt.Sprintf("%q does not contain {job_id}", t), "include {job_id} so that two jobs never share a scratch directory")
+	v.check(!filepath.IsAbs(t) || filepath.Clean(t) != t, "scratch.path_template", fmt.Sprintf("%q is not a clean absolute path", t), "use an absolute path without '..', '//' or a trailing '/'")
+	v.check(rootOK && filepath.IsAbs(t) && !strings.HasPrefix(t, strings.TrimSuffix(s.Root, "/")+"/"), "scratch.path_template", fmt.Sprintf("%q is outside scratch.root %q", t, s.Root), "put the per-job directory below scratch.root")
+}
+
+func (v *validator) listen(s string) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		v.check(true, "metrics.listen", fmt.Sprintf("%q is not host:port", s), "use an address like 127.0.0.1:9464")
+		return
+	}
+	v.check(port == "" || strings.Trim(port, "0123456789") != "", "metrics.listen", fmt.Sprintf("port %q is not a number", port), "use an address like 127.0.0.1:9464")
+	v.check(host != "" && host != "localhost" && net.ParseIP(host) == nil, "metrics.listen", fmt.Sprintf("host %q is not an IP address", host), "use 127.0.0.1, or the address Prometheus scrapes")
+}
+
+func known(ph string) bool {
+	for _, p := range Placeholders {
+		if p == ph {
+			return true
+		}
+	}
+	return false
+}
+
+func hasDotSegment(p string) bool {
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}

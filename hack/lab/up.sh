@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# Bring the spotrescue lab up on 127.0.0.1: real Slurm (slurmctld + 4 slurmd),
+# moto_server (SQS, DynamoDB, S3), AEMM (IMDSv2) and hack/ssmlocal.
+# Idempotent: a component that is already running is left alone.
+# Everything lives under $LAB_DIR (default /tmp/spotrescue-lab); down.sh removes it.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+LAB=${LAB_DIR:-/tmp/spotrescue-lab}
+BIN=${LAB_BIN:-$repo/bin}
+NODES=${LAB_NODES:-4}
+CTLD_PORT=16817 MOTO_PORT=4570 SSM_PORT=4580 IMDS_PORT=4590
+REGION=us-east-1 CLUSTER=lab
+
+log() { printf 'lab: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+instance_of() { printf 'i-0c0ffee%010x' "$1"; } # compute-N -> a valid 17-digit instance id
+
+alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+wait_port() { # port seconds
+	local i
+	for ((i = 0; i < $2 * 10; i++)); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	die "nothing listens on 127.0.0.1:$1 after $2 s (see $LAB/log)"
+}
+
+# start name pidfile cmd...: run cmd in the background unless pidfile is alive.
+start() {
+	local name=$1 pidfile=$2
+	shift 2
+	if alive "$pidfile"; then
+		log "$name already running (pid $(cat "$pidfile"))"
+		return 0
+	fi
+	log "starting $name"
+	nohup "$@" >"$LAB/log/$name.log" 2>&1 </dev/null &
+	echo $! >"$pidfile"
+}
+
+install_packages() {
+	local missing=()
+	for c in slurmctld slurmd munged sbatch; do
+		command -v "$c" >/dev/null || missing+=("$c")
+	done
+	((${#missing[@]} == 0)) && return 0
+	[[ $(id -u) == 0 ]] || die "missing ${missing[*]}; run as root or: apt-get install slurmctld slurmd slurm-client munge"
+	log "installing Slurm and munge from Debian"
+	apt-get update -qq -o DPkg::Lock::Timeout=120
+	apt-get install -y -qq -o DPkg::Lock::Timeout=120 --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null
+}
+
+install_aemm() {
+	command -v ec2-metadata-mock >/dev/null && return 0
+	[[ -x $(go env GOPATH)/bin/ec2-metadata-mock ]] && return 0
+	log "installing AEMM"
+	GOFLAGS=-mod=mod go install github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@v1.13.0
+}
+
+render() { # template output: fill in the @TOKENS@
+	sed -e "s#@LAB@#$LAB#g" -e "s#@CTLD_PORT@#$CTLD_PORT#g" \
+		-e "s#@SPOTRESCUE_BIN@#$BIN/spotrescue#g" -e "s#@SPOTRESCUE_CONFIG@#$LAB/etc/spotrescue.yaml#g" \
+		-e "s#@PROLOG_LOG@#$LAB/log/prolog.log#g" "$1" >"$2"
+}
+
+layout() {
+	mkdir -p "$LAB"/{etc,run,log,state,munge,shared/spotrescue,ssm-documents}
+	chmod 700 "$LAB/munge"
+	local i
+	for ((i = 1; i <= NODES; i++)); do
+		mkdir -p "$LAB/nodes/compute-$i/scratch" "$LAB/spool/compute-$i"
+	done
+	render "$repo/hack/lab/slurm.conf.in" "$LAB/etc/slurm.conf"
+	sed -i "s#compute-\[1-4\]#compute-[1-$NODES]#g; s#127.0.0.\[11-14\]#127.0.0.[11-$((10 + NODES))]#; s#Port=\[17001-17004\]#Port=[17001-$((17000 + NODES))]#" "$LAB/etc/slurm.conf"
+	render "$repo/deploy/slurm/prolog.sh" "$LAB/etc/prolog.sh"
+	render "$repo/deploy/slurm/taskprolog.sh" "$LAB/etc/taskprolog.sh"
+	render "$repo/deploy/ssm/spotrescue-rescue.yaml" "$LAB/ssm-documents/SpotRescue-Rescue.yaml"
+	chmod 755 "$LAB/etc/prolog.sh" "$LAB/etc/taskprolog.sh"
+	# TaskProlog runs as the job's user: the lab dir must be traversable.
+	chmod 755 "$LAB" "$LAB/etc"
+}
+
+start_munge() {
+	[[ -f $LAB/munge/munge.key ]] || { dd if=/dev/urandom of="$LAB/munge/munge.key" bs=1024 count=1 status=none && chmod 400 "$LAB/munge/munge.key"; }
+	alive "$LAB/run/munged.pid" && return 0
+	log "starting munged"
+	munged --force --socket="$LAB/munge/munge.sock" --key-file="$LAB/munge/munge.key" \
+		--pid-file="$LAB/run/munged.pid" --log-file="$LAB/log/munged.log" --seed-file="$LAB/munge/seed"
+}
+
+start_slurm() {
+	export SLURM_CONF=$LAB/etc/slurm.conf
+	if ! alive "$LAB/run/slurmctld.pid"; then
+		log "starting slurmctld"
+		slurmctld -c -i # -c: fresh state each lab
+	fi
+	local i
+	for ((i = 1; i <= NODES; i++)); do
+		alive "$LAB/run/slurmd-compute-$i.pid" && continue
+		log "starting slurmd compute-$i"
+		slurmd -N "compute-$i"
+	done
+	for ((i = 0; i < 150; i++)); do
+		if [[ $(sinfo -h -o '%D %t' -t idle,mix,alloc 2>/dev/null | awk '{n+=$1} END {print n+0}') -ge $NODES ]]; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	sinfo >&2 || true
+	die "Slurm nodes did not come up (see $LAB/log/slurmctld.log)"
+}
+
+aws_env() {
+	cat <<ENV
+export AWS_ACCESS_KEY_ID=lab
+export AWS_SECRET_ACCESS_KEY=lab
+export AWS_REGION=$REGION
+export AWS_DEFAULT_REGION=$REGION
+export AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT
+export AWS_ENDPOINT_URL_SSM=http://127.0.0.1:$SSM_PORT
+export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:$IMDS_PORT
+ENV
+}
+
+start_aws() {
+	start moto "$LAB/run/moto.pid" moto_server -H 127.0.0.1 -p "$MOTO_PORT"
+	wait_port "$MOTO_PORT" 30
+	local aemm
+	aemm=$(command -v ec2-metadata-mock || echo "$(go env GOPATH)/bin/ec2-metadata-mock")
+	start aemm "$LAB/run/aemm.pid" "$aemm" -n 127.0.0.1 -p "$IMDS_PORT" -I spot
+	wait_port "$IMDS_PORT" 30
+
+	local pairs="" i
+	for ((i = 1; i <= NODES; i++)); do pairs+="${pairs:+,}compute-$i=$(instance_of "$i")"; done
+	local outputs
+	outputs=$(eval "$(aws_env)" && "$BIN/labinit" -cluster "$CLUSTER" -nodes "$pairs")
+	eval "$outputs"
+	write_config
+	write_env
+	write_instances
+	start ssmlocal "$LAB/run/ssmlocal.pid" env -i PATH="$PATH" HOME="$HOME" bash -c \
+		"source '$LAB/lab.env' && exec '$BIN/ssmlocal' -listen 127.0.0.1:$SSM_PORT -instances '$LAB/etc/instances.json' -documents '$LAB/ssm-documents' -region $REGION -events-queue-url \"\$LAB_QUEUE_URL\""
+	wait_port "$SSM_PORT" 30
+}
+
+write_config() {
+	cat >"$LAB/etc/spotrescue.yaml" <<YAML
+# spotrescue configuration for the lab (written by hack/lab/up.sh)
+cluster: $CLUSTER
+region: $REGION
+queue_url: $LAB_QUEUE_URL
+state_table: spotrescue-lab
+bucket: spotrescue-lab
+prefix: spotrescue
+spool_dir: $LAB/shared/spotrescue
+scratch:
+  root: $LAB/nodes/{node}/scratch
+  path_template: $LAB/nodes/{node}/scratch/{job_id}
+slurm:
+  bin_dir: $(dirname "$(command -v scontrol)")
+ssm:
+  document: SpotRescue-Rescue
+metrics:
+  listen: 127.0.0.1:9464
+YAML
+	chmod 644 "$LAB/etc/spotrescue.yaml"
+}
+
+write_env() {
+	{
+		echo "# source me: exports for using the spotrescue lab (written by hack/lab/up.sh)"
+		echo "export LAB_DIR=$LAB"
+		echo "export SLURM_CONF=$LAB/etc/slurm.conf"
+		echo "export SPOTRESCUE_CONFIG=$LAB/etc/spotrescue.yaml"
+		echo "export LAB_QUEUE_URL=$LAB_QUEUE_URL"
+		echo "export LAB_DLQ_URL=$LAB_DLQ_URL"
+		echo "export LAB_BIN=$BIN"
+		echo "export LAB_NODES=$NODES"
+		aws_env
+	} >"$LAB/lab.env.tmp"
+	mv "$LAB/lab.env.tmp" "$LAB/lab.env"
+}
+
+# write_instances maps each fake instance to its lab node for ssmlocal: the
+# agent runs with that node's name and the lab's endpoints, as SSM would run
+# it on the node itself.
+write_instances() {
+	local i sep="" env
+	env=$(aws_env | sed -E 's/^export ([A-Z0-9_]+)=(.*)$/"\1":"\2",/' | tr -d '\n')
+	{
+		printf '{"instances":['
+		for ((i = 1; i <= NODES; i++)); do
+			printf '%s{"id":"%s","node":"compute-%d","workdir":"%s","env":{%s"SLURM_CONF":"%s","SLURMD_NODENAME":"compute-%d"}}' \
+				"$sep" "$(instance_of "$i")" "$i" "$LAB/nodes/compute-$i" "$env" "$LAB/etc/slurm.conf" "$i"
+			sep=,
+		done
+		printf ']}\n'
+	} >"$LAB/etc/instances.json"
+}
+
+[[ -x $BIN/spotrescue && -x $BIN/ssmlocal && -x $BIN/labinit ]] || die "build first: make build (looked in $BIN)"
+install_packages
+install_aemm
+layout
+start_munge
+start_slurm
+start_aws
+log "up: source $LAB/lab.env (or eval \"\$(make -s lab-env)\")"

@@ -1,0 +1,216 @@
+package rescue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	"go.uber.org/zap"
+)
+
+// SSMAPI is the part of SSM the dispatcher uses.
+type SSMAPI interface {
+	SendCommand(ctx context.Context, in *ssm.SendCommandInput, opts ...func(*ssm.Options)) (*ssm.SendCommandOutput, error)
+	GetCommandInvocation(ctx context.Context, in *ssm.GetCommandInvocationInput, opts ...func(*ssm.Options)) (*ssm.GetCommandInvocationOutput, error)
+}
+
+// MaxTargets is how many instances one SendCommand may name.
+const MaxTargets = 50
+
+// Request asks for one job's data on one instance to be saved.
+type Request struct {
+	Instance string
+	Node     string
+	Job      PlanJob
+	Deadline time.Time
+	Reclaim  time.Time
+}
+
+// Dispatcher gathers requests arriving within a short window into one plan
+// per instance and one SendCommand per 50 instances: a mass reclaim costs a
+// few API calls, not one per job.
+type Dispatcher struct {
+	SSM      SSMAPI
+	Layout   Layout
+	Region   string
+	Document string
+	Window   time.Duration
+	Log      *zap.Logger
+	DryRun   bool
+
+	mu   sync.Mutex
+	open *batch
+}
+
+type batch struct {
+	plans map[string]*Plan // by instance
+	full  chan struct{}    // closed when the batch reaches MaxTargets
+	done  chan struct{}    // closed when sent
+	cmds  map[string]string
+	errs  map[string]error
+}
+
+// Dispatch adds reqs to the batch being gathered and waits until it is sent.
+// It returns the SSM command id for each instance that got its plan.
+func (d *Dispatcher) Dispatch(ctx context.Context, reqs []Request) (map[string]string, error) {
+	mine := d.enqueue(reqs)
+	cmds := map[string]string{}
+	var errs []error
+	for _, r := range reqs {
+		b := mine[r.Instance]
+		select {
+		case <-b.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if err := b.errs[r.Instance]; err != nil {
+			errs = append(errs, fmt.Errorf("instance %s: %w", r.Instance, err))
+			continue
+		}
+		cmds[r.Instance] = b.cmds[r.Instance]
+	}
+	return cmds, errors.Join(errs...)
+}
+
+func (d *Dispatcher) enqueue(reqs []Request) map[string]*batch {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	mine := map[string]*batch{}
+	for _, r := range reqs {
+		b := d.open
+		if b == nil || (len(b.plans) == MaxTargets && b.plans[r.Instance] == nil) {
+			b = &batch{plans: map[string]*Plan{}, full: make(chan struct{}), done: make(chan struct{})}
+			d.open = b
+			go d.flush(b)
+		}
+		p := b.plans[r.Instance]
+		if p == nil {
+			p = &Plan{Instance: r.Instance, Node: r.Node, Cluster: d.Layout.Cluster, Region: d.Region, Bucket: d.Layout.Bucket, Deadline: r.Deadline, Reclaim: r.Reclaim}
+			b.plans[r.Instance] = p
+		}
+		p.Jobs = appendJob(p.Jobs, r.Job)
+		if r.Deadline.Before(p.Deadline) {
+			p.Deadline, p.Reclaim = r.Deadline, r.Reclaim
+		}
+		mine[r.Instance] = b
+		if len(b.plans) == MaxTargets {
+			close(b.full)
+			d.open = nil
+		}
+	}
+	return mine
+}
+
+func appendJob(jobs []PlanJob, j PlanJob) []PlanJob {
+	for _, have := range jobs {
+		if have.JobID == j.JobID && have.Run == j.Run {
+			return jobs
+		}
+	}
+	return append(jobs, j)
+}
+
+// flush sends b after the window, or at once when it is full.
+func (d *Dispatcher) flush(b *batch) {
+	select {
+	case <-time.After(d.Window):
+	case <-b.full:
+	}
+	d.mu.Lock()
+	if d.open == b {
+		d.open = nil
+	}
+	d.mu.Unlock()
+	b.cmds, b.errs = map[string]string{}, map[string]error{}
+	instances := make([]string, 0, len(b.plans))
+	for id := range b.plans {
+		instances = append(instances, id)
+	}
+	sort.Strings(instances)
+	d.send(context.Background(), b, instances)
+	close(b.done)
+}
+
+// send writes the plans and runs the document on instances. If SSM refuses
+// the whole call (one instance is no longer managed, say), each instance is
+// retried alone so one lost node does not cost the others their rescue.
+func (d *Dispatcher) send(ctx context.Context, b *batch, instances []string) {
+	id := NewPlanID()
+	for _, inst := range instances {
+		p := b.plans[inst]
+		p.ID = id
+		if err := d.Layout.WritePlan(p); err != nil {
+			b.errs[inst] = err
+		}
+	}
+	targets := instances[:0:0]
+	for _, inst := range instances {
+		if b.errs[inst] == nil {
+			targets = append(targets, inst)
+		}
+	}
+	if len(targets) == 0 {
+		return
+	}
+	cmd, err := d.sendCommand(ctx, id, targets)
+	if err != nil && len(targets) > 1 {
+		d.Log.Warn("SendCommand failed for the batch; retrying each instance", zap.Int("instances", len(targets)), zap.Error(err))
+		for _, inst := range targets {
+			d.send(ctx, b, []string{inst})
+		}
+		return
+	}
+	for _, inst := range targets {
+		if err != nil {
+			b.errs[inst] = err
+		} else {
+			b.cmds[inst] = cmd
+		}
+	}
+}
+
+func (d *Dispatcher) sendCommand(ctx context.Context, plan string, instances []string) (string, error) {
+	if d.DryRun {
+		d.Log.Info("dry run: would send the rescue command", zap.String("plan", plan), zap.Strings("instances", instances))
+		return "dry-run-" + plan, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	out, err := d.SSM.SendCommand(ctx, &ssm.SendCommandInput{
+		DocumentName:   aws.String(d.Document),
+		InstanceIds:    instances,
+		Parameters:     map[string][]string{"Plan": {plan}},
+		Comment:        aws.String("spotrescue plan " + plan),
+		MaxConcurrency: aws.String("100%"),
+		MaxErrors:      aws.String("100%"),
+		TimeoutSeconds: aws.Int32(30), // delivery timeout: past it the instance is gone anyway
+	})
+	if err != nil {
+		return "", fmt.Errorf("send command to %d instance(s): %w", len(instances), err)
+	}
+	d.Log.Info("rescue dispatched", zap.String("plan", plan), zap.String("command", aws.ToString(out.Command.CommandId)), zap.Strings("instances", instances))
+	return aws.ToString(out.Command.CommandId), nil
+}
+
+// Status returns the SSM invocation status of command on instance. Right
+// after SendCommand SSM may not know the invocation yet: that is Pending.
+func (d *Dispatcher) Status(ctx context.Context, command, instance string) (string, error) {
+	if d.DryRun {
+		return string(ssmtypes.CommandInvocationStatusSuccess), nil
+	}
+	out, err := d.SSM.GetCommandInvocation(ctx, &ssm.GetCommandInvocationInput{CommandId: aws.String(command), InstanceId: aws.String(instance)})
+	var missing *ssmtypes.InvocationDoesNotExist
+	if errors.As(err, &missing) {
+		return string(ssmtypes.CommandInvocationStatusPending), nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("invocation %s on %s: %w", command, instance, err)
+	}
+	return string(out.Status), nil
+}

@@ -1,0 +1,184 @@
+// Package rescue moves a job's scratch data off a Spot node and back: the
+// controller side writes per-node plans and dispatches the agent through SSM
+// Run Command; the agent side (run on the node) uploads the scratch data
+// with a manifest, and restores it for the job's next run.
+//
+// Everything the agent needs is in files under the shared spool directory,
+// written by the controller, so that no event, job, user or path data ever
+// appears on a command line.
+package rescue
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+)
+
+// Plan tells the agent on one instance what to save and where.
+type Plan struct {
+	ID       string    `json:"id"`
+	Instance string    `json:"instance"`
+	Node     string    `json:"node"`
+	Cluster  string    `json:"cluster"`
+	Region   string    `json:"region"`
+	Bucket   string    `json:"bucket"`
+	Deadline time.Time `json:"deadline"` // stop starting new files at this time
+	Reclaim  time.Time `json:"reclaim"`  // when EC2 takes the instance back
+	Jobs     []PlanJob `json:"jobs"`
+}
+
+// PlanJob is one job's part of a plan.
+type PlanJob struct {
+	JobID  string `json:"job_id"`
+	Run    int    `json:"run"`
+	Dir    string `json:"dir"`    // the job's scratch directory on this node
+	Prefix string `json:"prefix"` // S3 key prefix for this node's data, ending in "/"
+}
+
+var planIDRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// ValidPlanID reports whether id matches the SSM document's allowedPattern.
+func ValidPlanID(id string) bool { return planIDRe.MatchString(id) }
+
+// NewPlanID returns a fresh random plan id.
+func NewPlanID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Layout is where rescued data goes in S3 and where plans and env files go
+// in the spool directory.
+type Layout struct {
+	Bucket  string
+	Prefix  string // key prefix from the config, without slashes at the ends
+	Cluster string
+	Spool   string
+}
+
+// RunPrefix is the key prefix of one job run: <prefix>/<cluster>/<job>/run-<n>/.
+func (l Layout) RunPrefix(jobID string, run int) string {
+	return path.Join(l.Prefix, l.Cluster, jobID, "run-"+strconv.Itoa(run)) + "/"
+}
+
+// NodePrefix is the key prefix of one node's data within a run.
+func (l Layout) NodePrefix(jobID string, run int, node string) string {
+	return l.RunPrefix(jobID, run) + node + "/"
+}
+
+// RunURI is the s3:// URI of a run, the value of SPOT_RESCUE_URI.
+func (l Layout) RunURI(jobID string, run int) string {
+	return "s3://" + l.Bucket + "/" + l.RunPrefix(jobID, run)
+}
+
+// ManifestKey is where the agent writes a node's manifest, last.
+func ManifestKey(nodePrefix string) string { return nodePrefix + ManifestName }
+
+// ManifestName is the manifest's key below a node prefix. Scratch files
+// with this top-level name are skipped so they can never shadow it.
+const ManifestName = "_spotrescue/manifest.json"
+
+func (l Layout) planDir(id string) string { return filepath.Join(l.Spool, "plans", id) }
+
+// PlanPath is the file the agent on instance reads for plan id.
+func (l Layout) PlanPath(id, instance string) string {
+	return filepath.Join(l.planDir(id), instance+".json")
+}
+
+// WritePlan stores p where the agent on p.Instance will find it. Plans are
+// readable by root only: they name other users' directories.
+func (l Layout) WritePlan(p *Plan) error {
+	if !ValidPlanID(p.ID) {
+		return fmt.Errorf("write plan: invalid id %q", p.ID)
+	}
+	if err := os.MkdirAll(l.planDir(p.ID), 0o700); err != nil {
+		return fmt.Errorf("write plan %s: %w", p.ID, err)
+	}
+	data, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write plan %s: %w", p.ID, err)
+	}
+	return writeFileAtomic(l.PlanPath(p.ID, p.Instance), data, 0o600, -1, -1)
+}
+
+// ReadPlan loads the plan for instance and checks it is one we would have written.
+func (l Layout) ReadPlan(id, instance string) (*Plan, error) {
+	if !ValidPlanID(id) {
+		return nil, fmt.Errorf("read plan: invalid id %q", id)
+	}
+	data, err := os.ReadFile(l.PlanPath(id, instance))
+	if err != nil {
+		return nil, fmt.Errorf("read plan %s for %s: %w", id, instance, err)
+	}
+	var p Plan
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("read plan %s for %s: %w", id, instance, err)
+	}
+	if p.ID != id || p.Instance != instance {
+		return nil, fmt.Errorf("read plan %s for %s: file is for plan %s instance %s", id, instance, p.ID, p.Instance)
+	}
+	return &p, nil
+}
+
+// RemovePlans deletes plan directories older than age.
+func (l Layout) RemovePlans(age time.Duration) error {
+	entries, err := os.ReadDir(filepath.Join(l.Spool, "plans"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("clean plans: %w", err)
+	}
+	for _, e := range entries {
+		info, err := e.Info()
+		if err == nil && e.IsDir() && ValidPlanID(e.Name()) && time.Since(info.ModTime()) > age {
+			_ = os.RemoveAll(l.planDir(e.Name()))
+		}
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to a temporary file beside name and renames it
+// into place, so readers see the old file or the new one, never a torn one.
+// uid/gid < 0 keep the writer's ownership.
+func writeFileAtomic(name string, data []byte, mode os.FileMode, uid, gid int) error {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return fmt.Errorf("chmod %s: %w", name, err)
+	}
+	if uid >= 0 {
+		if err := f.Chown(uid, gid); err != nil {
+			f.Close()
+			return fmt.Errorf("chown %s: %w", name, err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", name, err)
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		return fmt.Errorf("rename %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,147 @@
+// Package state is spotrescue's durable memory: one DynamoDB record per
+// interrupted job run, moved through its phases by conditional writes, plus
+// short-lived interruption items that de-duplicate events.
+//
+// The controller is level-triggered: whatever it has done is written here
+// before the next step starts, so a restarted controller lists the records
+// that are not Done and carries on.
+package state
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Phase is where a job run's rescue stands.
+type Phase string
+
+// Phases in the order a rescue moves through them. Rescued, Partial and
+// Failed are alternatives: the outcome of the upload.
+const (
+	Detected   Phase = "Detected"
+	Held       Phase = "Held"
+	Dispatched Phase = "Dispatched"
+	Rescued    Phase = "Rescued"
+	Partial    Phase = "Partial"
+	Failed     Phase = "Failed"
+	Requeued   Phase = "Requeued"
+	Done       Phase = "Done"
+)
+
+// Phases lists every phase in order.
+var Phases = []Phase{Detected, Held, Dispatched, Rescued, Partial, Failed, Requeued, Done}
+
+// Terminal reports whether nothing more will happen to a record in phase p.
+func (p Phase) Terminal() bool { return p == Done }
+
+// Outcome is what the upload achieved, kept after the record is Done.
+type Outcome string
+
+// Outcomes of a rescue; they are also SPOT_RESCUE_STATUS values.
+const (
+	OutcomeComplete Outcome = "complete"
+	OutcomePartial  Outcome = "partial"
+	OutcomeFailed   Outcome = "failed"
+	// OutcomeSkipped: nothing was uploaded because the job was gone before the rescue started.
+	OutcomeSkipped Outcome = "skipped"
+)
+
+// Key names one run of one job: a job interrupted three times has three keys.
+type Key struct {
+	Cluster string
+	JobID   string
+	Run     int // SLURM_RESTART_COUNT of the interrupted run (0 for the first run)
+}
+
+// jobIDRe accepts plain, array-task and heterogeneous-component job ids.
+var jobIDRe = regexp.MustCompile(`^[0-9]{1,10}([_+][0-9]{1,10})?$`)
+
+// ValidJobID reports whether id is a Slurm job id we are willing to put in
+// paths, keys and command arguments.
+func ValidJobID(id string) bool { return jobIDRe.MatchString(id) }
+
+func (k Key) String() string { return fmt.Sprintf("%s/%s/%d", k.Cluster, k.JobID, k.Run) }
+
+// ParseKey is the inverse of Key.String; work queues carry keys as strings.
+func ParseKey(s string) (Key, error) {
+	parts := strings.Split(s, "/")
+	if len(parts) != 3 {
+		return Key{}, fmt.Errorf("parse key %q: want cluster/job/run", s)
+	}
+	run, err := strconv.Atoi(parts[2])
+	if err != nil || run < 0 {
+		return Key{}, fmt.Errorf("parse key %q: run %q is not a restart count", s, parts[2])
+	}
+	if !ValidJobID(parts[1]) {
+		return Key{}, fmt.Errorf("parse key %q: %q is not a Slurm job id", s, parts[1])
+	}
+	return Key{Cluster: parts[0], JobID: parts[1], Run: run}, nil
+}
+
+// Record is one interrupted job run and everything done about it.
+type Record struct {
+	Key
+	Version int64 // incremented by every write; writes are conditional on it
+	Phase   Phase
+
+	User string // job owner, for the env file's ownership and for queries
+	UID  int
+	Name string // job name, for operators
+
+	Event     string    // id of the event that started the rescue
+	EventTime time.Time // when EC2 sent the warning
+	Deadline  time.Time // when the upload must be finished (event + 120 s - margin)
+	Drill     bool      // started by `spotrescue simulate`
+	UserHeld  bool      // the job was held by its user before we held it; keep that hold
+	Nodes     []Node    // every node of the job, interrupted or not
+
+	URI     string  // s3:// prefix of this run's rescued data
+	Outcome Outcome // what the upload achieved
+	Bytes   int64
+	Files   int64
+
+	Requeue  string // what happened at requeue time and why
+	Fallback string // partition the job was moved to after repeated interruptions
+
+	Times    Times
+	Attempts int      // failed reconcile attempts since the last success
+	Errors   []string // most recent errors, newest last
+}
+
+// Node is the part of a rescue that happens on one node.
+type Node struct {
+	Name        string
+	Instance    string
+	Interrupted bool   // this node's instance got the warning
+	Gone        bool   // EC2 reported the instance shutting down or terminated
+	Command     string // SSM command id of the upload
+	Status      string // SSM invocation status, as last observed
+	Complete    bool   // the manifest says every file was saved
+	Bytes       int64
+	Files       int64
+}
+
+// Times records when each phase was entered.
+type Times struct {
+	Detected   time.Time
+	Held       time.Time
+	Dispatched time.Time
+	Finished   time.Time // upload outcome known
+	Requeued   time.Time
+	Done       time.Time
+}
+
+// maxErrors bounds the error history kept on a record.
+const maxErrors = 5
+
+// AddError appends err to the record's recent errors.
+func (r *Record) AddError(err error) {
+	r.Attempts++
+	r.Errors = append(r.Errors, fmt.Sprintf("%s %s", time.Now().UTC().Format(time.RFC3339), err))
+	if len(r.Errors) > maxErrors {
+		r.Errors = r.Errors[len(r.Errors)-maxErrors:]
+	}
+}

@@ -1,0 +1,227 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// ErrExists is returned by Create when the record is already there.
+var ErrExists = errors.New("record already exists")
+
+// ErrConflict is returned by Update when someone else wrote the record
+// since it was read; the caller re-reads and reconciles again.
+var ErrConflict = errors.New("record changed since it was read")
+
+// ErrNotFound is returned by Get for a record that does not exist.
+var ErrNotFound = errors.New("record not found")
+
+// Store reads and writes rescue records in one DynamoDB table.
+type Store struct {
+	db    *dynamodb.Client
+	table string
+	now   func() time.Time
+}
+
+// New returns a Store for table.
+func New(db *dynamodb.Client, table string) *Store {
+	return &Store{db: db, table: table, now: time.Now}
+}
+
+// Table is the table's name.
+func (s *Store) Table() string { return s.table }
+
+// sortTime is fixed-width so that string order is time order in the GSIs.
+const sortTime = "2006-01-02T15:04:05.000000000Z"
+
+func pk(cluster, jobID string) string { return "JOB#" + cluster + "#" + jobID }
+func sk(run int) string               { return fmt.Sprintf("RUN#%06d", run) }
+func clusterPK(cluster string) string { return "CLUSTER#" + cluster }
+
+// item is the stored form: the record plus the key attributes derived from it.
+type item struct {
+	PK, SK, GSI1PK, GSI1SK string
+	ActivePK               string `dynamodbav:",omitempty"`
+	Record
+}
+
+func toItem(r *Record) (map[string]types.AttributeValue, error) {
+	it := item{
+		PK:     pk(r.Cluster, r.JobID),
+		SK:     sk(r.Run),
+		GSI1PK: clusterPK(r.Cluster),
+		GSI1SK: r.Times.Detected.UTC().Format(sortTime) + "#" + r.JobID + "#" + strconv.Itoa(r.Run),
+		Record: *r,
+	}
+	if !r.Phase.Terminal() {
+		it.ActivePK = clusterPK(r.Cluster)
+	}
+	av, err := attributevalue.MarshalMapWithOptions(it, func(o *attributevalue.EncoderOptions) { o.OmitEmptyTime = true })
+	if err != nil {
+		return nil, fmt.Errorf("encode record %s: %w", r.Key, err)
+	}
+	return av, nil
+}
+
+func fromItem(av map[string]types.AttributeValue) (*Record, error) {
+	var it item
+	if err := attributevalue.UnmarshalMap(av, &it); err != nil {
+		return nil, fmt.Errorf("decode record %v: %w", av[AttrPK], err)
+	}
+	return &it.Record, nil
+}
+
+// Create stores a new record at version 1; ErrExists if the key is taken.
+func (s *Store) Create(ctx context.Context, r *Record) error {
+	r.Version = 1
+	av, err := toItem(r)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:           aws.String(s.table),
+		Item:                av,
+		ConditionExpression: aws.String("attribute_not_exists(PK)"),
+	})
+	if isConditionFailed(err) {
+		return ErrExists
+	}
+	if err != nil {
+		return fmt.Errorf("create record %s: %w", r.Key, err)
+	}
+	return nil
+}
+
+// Update writes r if nobody else has since it was read, and bumps its version.
+func (s *Store) Update(ctx context.Context, r *Record) error {
+	prev := r.Version
+	r.Version++
+	av, err := toItem(r)
+	if err != nil {
+		r.Version = prev
+		return err
+	}
+	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:                 aws.String(s.table),
+		Item:                      av,
+		ConditionExpression:       aws.String("Version = :v"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":v": &types.AttributeValueMemberN{Value: strconv.FormatInt(prev, 10)}},
+	})
+	if err != nil {
+		r.Version = prev
+		if isConditionFailed(err) {
+			return ErrConflict
+		}
+		return fmt.Errorf("update record %s: %w", r.Key, err)
+	}
+	return nil
+}
+
+// Get reads one record with a strongly consistent read.
+func (s *Store) Get(ctx context.Context, k Key) (*Record, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(s.table),
+		Key:            keyOf(pk(k.Cluster, k.JobID), sk(k.Run)),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get record %s: %w", k, err)
+	}
+	if out.Item == nil {
+		return nil, ErrNotFound
+	}
+	return fromItem(out.Item)
+}
+
+// Runs returns every record of one job, oldest run first.
+func (s *Store) Runs(ctx context.Context, cluster, jobID string) ([]*Record, error) {
+	return s.query(ctx, &dynamodb.QueryInput{
+		TableName:                 aws.String(s.table),
+		KeyConditionExpression:    aws.String("PK = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": &types.AttributeValueMemberS{Value: pk(cluster, jobID)}},
+		ConsistentRead:            aws.Bool(true),
+	}, 0)
+}
+
+// Active returns the keys of every record of cluster that is not Done.
+func (s *Store) Active(ctx context.Context, cluster string) ([]Key, error) {
+	recs, err := s.query(ctx, &dynamodb.QueryInput{
+		TableName:                 aws.String(s.table),
+		IndexName:                 aws.String(IndexActive),
+		KeyConditionExpression:    aws.String("ActivePK = :c"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":c": &types.AttributeValueMemberS{Value: clusterPK(cluster)}},
+	}, 0)
+	if err != nil {
+		return nil, fmt.Errorf("list active records: %w", err)
+	}
+	keys := make([]Key, len(recs))
+	for i, r := range recs {
+		keys[i] = r.Key
+	}
+	return keys, nil
+}
+
+// Recent returns up to limit records of cluster detected at or after since, newest first.
+func (s *Store) Recent(ctx context.Context, cluster string, since time.Time, limit int) ([]*Record, error) {
+	return s.query(ctx, &dynamodb.QueryInput{
+		TableName:              aws.String(s.table),
+		IndexName:              aws.String(IndexByCluster),
+		KeyConditionExpression: aws.String("GSI1PK = :c AND GSI1SK >= :t"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":c": &types.AttributeValueMemberS{Value: clusterPK(cluster)},
+			":t": &types.AttributeValueMemberS{Value: since.UTC().Format(sortTime)},
+		},
+		ScanIndexForward: aws.Bool(false),
+	}, limit)
+}
+
+func (s *Store) query(ctx context.Context, in *dynamodb.QueryInput, limit int) ([]*Record, error) {
+	var out []*Record
+	p := dynamodb.NewQueryPaginator(s.db, in)
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("query %s: %w", s.table, err)
+		}
+		for _, av := range page.Items {
+			r, err := fromItem(av)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, r)
+			if limit > 0 && len(out) == limit {
+				return out, nil
+			}
+		}
+	}
+	return out, nil
+}
+
+func keyOf(pk, sk string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		AttrPK: &types.AttributeValueMemberS{Value: pk},
+		AttrSK: &types.AttributeValueMemberS{Value: sk},
+	}
+}
+
+func isConditionFailed(err error) bool {
+	var ccf *types.ConditionalCheckFailedException
+	return errors.As(err, &ccf)
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,102 @@
+//go:build lab
+
+package state_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/spotrescue/spotrescue/hack/lab"
+	"github.com/spotrescue/spotrescue/state"
+)
+
+// newStore gives each test its own table so tests never see each other's records.
+func newStore(t *testing.T) *state.Store {
+	l := lab.Get(t)
+	name := fmt.Sprintf("test-%s-%d", t.Name(), time.Now().UnixNano())
+	if err := state.CreateTable(context.Background(), l.DynamoDB(), name); err != nil {
+		t.Fatal(err)
+	}
+	return state.New(l.DynamoDB(), name)
+}
+
+func TestRecordLifecycle(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	k := state.Key{Cluster: "lab", JobID: "42", Run: 0}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	r := &state.Record{Key: k, Phase: state.Detected, User: "alice", Nodes: []state.Node{{Name: "compute-1", Instance: "i-0c0ffee0000000001", Interrupted: true}}, Times: state.Times{Detected: now}}
+	if err := s.Create(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(ctx, &state.Record{Key: k, Phase: state.Detected, Times: state.Times{Detected: now}}); !errors.Is(err, state.ErrExists) {
+		t.Fatalf("second Create: %v, want ErrExists", err)
+	}
+
+	stale, _ := s.Get(ctx, k)
+	r.Phase, r.Times.Held = state.Held, now.Add(time.Second)
+	if err := s.Update(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	stale.Phase = state.Failed
+	if err := s.Update(ctx, stale); !errors.Is(err, state.ErrConflict) {
+		t.Fatalf("update from a stale read: %v, want ErrConflict", err)
+	}
+
+	got, err := s.Get(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Phase != state.Held || got.Version != 2 || got.User != "alice" || !got.Times.Held.Equal(now.Add(time.Second)) || got.Nodes[0].Instance != "i-0c0ffee0000000001" {
+		t.Fatalf("read back %+v", got)
+	}
+	if _, err := s.Get(ctx, state.Key{Cluster: "lab", JobID: "43"}); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("missing record: %v", err)
+	}
+}
+
+// Active lists exactly the records that are not Done; Recent is newest first.
+func TestQueries(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	base := time.Now().UTC().Add(-time.Hour)
+	for i, ph := range []state.Phase{state.Done, state.Dispatched, state.Done, state.Held} {
+		r := &state.Record{Key: state.Key{Cluster: "lab", JobID: fmt.Sprint(100 + i)}, Phase: ph, Times: state.Times{Detected: base.Add(time.Duration(i) * time.Minute)}}
+		if err := s.Create(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := &state.Record{Key: state.Key{Cluster: "other", JobID: "1"}, Phase: state.Held, Times: state.Times{Detected: base}}
+	if err := s.Create(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	active, err := s.Active(ctx, "lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(active) != 2 || active[0].JobID != "101" || active[1].JobID != "103" {
+		t.Fatalf("active = %v, want jobs 101 and 103", active)
+	}
+	recent, err := s.Recent(ctx, "lab", base.Add(90*time.Second), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recent) != 2 || recent[0].JobID != "103" || recent[1].JobID != "102" {
+		t.Fatalf("recent = %v, want 103 then 102", ids(recent))
+	}
+	runs, err := s.Runs(ctx, "lab", "101")
+	if err != nil || len(runs) != 1 || runs[0].Phase != state.Dispatched {
+		t.Fatalf("runs = %v, %v", ids(runs), err)
+	}
+}
+
+func ids(rs []*state.Record) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.JobID)
+	}
+	return out
+}
