@@ -51,6 +51,9 @@ func (a *Agent) transfer() *transfermanager.Client {
 		// Aborting a multipart upload must work even after the deadline
 		// cancelled the upload's context: no orphaned parts.
 		o.FailTimeout = 5 * time.Second
+		// Restores verify each file's whole-content CRC32C from the
+		// manifest, which also covers multipart objects.
+		o.DisableChecksumValidation = true
 	})
 }
 

@@ -49,11 +49,12 @@ type Dispatcher struct {
 }
 
 type batch struct {
-	plans map[string]*Plan // by instance
-	full  chan struct{}    // closed when the batch reaches MaxTargets
-	done  chan struct{}    // closed when sent
-	cmds  map[string]string
-	errs  map[string]error
+	plans  map[string]*Plan // by instance
+	full   chan struct{}    // closed when the batch reaches MaxTargets
+	sealed bool
+	done   chan struct{} // closed when sent
+	cmds   map[string]string
+	errs   map[string]error
 }
 
 // Dispatch adds reqs to the batch being gathered and waits until it is sent.
@@ -99,9 +100,11 @@ func (d *Dispatcher) enqueue(reqs []Request) map[string]*batch {
 			p.Deadline, p.Reclaim = r.Deadline, r.Reclaim
 		}
 		mine[r.Instance] = b
-		if len(b.plans) == MaxTargets {
+		if len(b.plans) == MaxTargets && !b.sealed {
+			// Send now; until flush detaches the batch, more jobs for
+			// these 50 instances still join their plans.
+			b.sealed = true
 			close(b.full)
-			d.open = nil
 		}
 	}
 	return mine

@@ -1,6 +1,7 @@
 package rescue
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -10,6 +11,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 // Manifest describes what one node saved of one job run. The agent writes it
@@ -117,4 +120,15 @@ func checkRelPath(p string) error {
 		return fmt.Errorf("path %q is not a clean relative path inside the job directory", p)
 	}
 	return nil
+}
+
+// S3Manifests reads manifests from the rescue bucket, for the controller.
+type S3Manifests struct {
+	Client *s3.Client
+	Bucket string
+}
+
+// Manifest reads the manifest under nodePrefix; ErrNoManifest if there is none.
+func (m S3Manifests) Manifest(ctx context.Context, nodePrefix string) (*Manifest, error) {
+	return ReadManifest(ctx, m.Client, m.Bucket, nodePrefix)
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -170,11 +169,14 @@ func fetch(ctx context.Context, tm *transfermanager.Client, bucket, nodePrefix s
 	if err := os.MkdirAll(filepath.Dir(local), 0o700); err != nil {
 		return err
 	}
-	out, err := os.OpenFile(local, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	out, err := os.OpenFile(local, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err != nil {
 		return err
 	}
 	defer out.Close()
+	if f.Size == 0 {
+		return nil // nothing to fetch; a ranged GET of an empty object is an error
+	}
 	_, err = tm.DownloadObject(ctx, &transfermanager.DownloadObjectInput{Bucket: aws.String(bucket), Key: aws.String(nodePrefix + f.Path), WriterAt: out})
 	if err != nil {
 		return fmt.Errorf("download %s: %w", f.Path, err)
@@ -310,13 +312,4 @@ func (a *Agent) ReadMarker(node, jobID string) *Restored {
 		return nil
 	}
 	return &r
-}
-
-// JobScratch expands the per-job scratch path template.
-func JobScratch(template string, vars map[string]string) string {
-	out := template
-	for k, v := range vars {
-		out = strings.ReplaceAll(out, "{"+k+"}", v)
-	}
-	return path.Clean(out)
 }

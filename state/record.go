@@ -87,9 +87,12 @@ type Record struct {
 	Version int64 // incremented by every write; writes are conditional on it
 	Phase   Phase
 
-	User string // job owner, for the env file's ownership and for queries
-	UID  int
-	Name string // job name, for operators
+	User        string // job owner, for the env file's ownership and for queries
+	UID         int
+	Name        string // job name, for operators
+	Display     string // job id as users see it: 123_4 for an array task
+	ArrayJobID  string
+	ArrayTaskID string
 
 	Event     string    // id of the event that started the rescue
 	EventTime time.Time // when EC2 sent the warning

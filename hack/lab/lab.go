@@ -128,7 +128,10 @@ func (l *Lab) SQS() *sqs.Client           { return sqs.NewFromConfig(l.AWS) }
 func (l *Lab) DynamoDB() *dynamodb.Client { return dynamodb.NewFromConfig(l.AWS) }
 func (l *Lab) SSM() *ssm.Client           { return ssm.NewFromConfig(l.AWS) }
 func (l *Lab) S3() *s3.Client {
-	return s3.NewFromConfig(l.AWS, func(o *s3.Options) { o.UsePathStyle = true })
+	return s3.NewFromConfig(l.AWS, func(o *s3.Options) {
+		o.UsePathStyle = true
+		o.DisableLogOutputChecksumValidationSkipped = true
+	})
 }
 
 // Run runs a command with the lab's environment and returns its stdout.

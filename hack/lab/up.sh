@@ -75,10 +75,13 @@ layout() {
 	done
 	render "$repo/hack/lab/slurm.conf.in" "$LAB/etc/slurm.conf"
 	sed -i "s#compute-\[1-4\]#compute-[1-$NODES]#g; s#127.0.0.\[11-14\]#127.0.0.[11-$((10 + NODES))]#; s#Port=\[17001-17004\]#Port=[17001-$((17000 + NODES))]#" "$LAB/etc/slurm.conf"
-	render "$repo/deploy/slurm/prolog.sh" "$LAB/etc/prolog.sh"
+	render "$repo/deploy/slurm/prolog.sh" "$LAB/etc/spotrescue-prolog.sh"
+	# slurmd gives the Prolog a bare environment; on EC2 the instance profile
+	# needs none, in the lab the agent needs the emulators' endpoints.
+	printf '#!/bin/sh\n. %s/lab.env\nexec %s/etc/spotrescue-prolog.sh\n' "$LAB" "$LAB" >"$LAB/etc/prolog.sh"
 	render "$repo/deploy/slurm/taskprolog.sh" "$LAB/etc/taskprolog.sh"
 	render "$repo/deploy/ssm/spotrescue-rescue.yaml" "$LAB/ssm-documents/SpotRescue-Rescue.yaml"
-	chmod 755 "$LAB/etc/prolog.sh" "$LAB/etc/taskprolog.sh"
+	chmod 755 "$LAB/etc/prolog.sh" "$LAB/etc/spotrescue-prolog.sh" "$LAB/etc/taskprolog.sh"
 	# TaskProlog runs as the job's user: the lab dir must be traversable.
 	chmod 755 "$LAB" "$LAB/etc"
 }

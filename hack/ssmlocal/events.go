@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -152,7 +153,16 @@ func (d *eventDispatcher) close(ctx context.Context) {
 // an SQS target would.
 type sqsPublisher struct {
 	client   *sqs.Client
+	mu       sync.Mutex
 	queueURL string
+}
+
+// Retarget sends later events to another queue, as editing the EventBridge
+// rule's target would; tests give each test its own queue.
+func (p *sqsPublisher) Retarget(queueURL string) {
+	p.mu.Lock()
+	p.queueURL = queueURL
+	p.mu.Unlock()
 }
 
 // newSQSPublisher loads the default AWS config, so AWS_ENDPOINT_URL_SQS and
@@ -166,15 +176,18 @@ func newSQSPublisher(ctx context.Context, region, queueURL string) (*sqsPublishe
 }
 
 func (p *sqsPublisher) Publish(ctx context.Context, body []byte) error {
-	in := &sqs.SendMessageInput{QueueUrl: aws.String(p.queueURL), MessageBody: aws.String(string(body))}
-	if strings.HasSuffix(p.queueURL, ".fifo") {
+	p.mu.Lock()
+	url := p.queueURL
+	p.mu.Unlock()
+	in := &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(string(body))}
+	if strings.HasSuffix(url, ".fifo") {
 		// Hashing the body is what content-based deduplication would do.
 		sum := sha256.Sum256(body)
 		in.MessageGroupId = aws.String(fifoMessageGroup)
 		in.MessageDeduplicationId = aws.String(hex.EncodeToString(sum[:]))
 	}
 	if _, err := p.client.SendMessage(ctx, in); err != nil {
-		return fmt.Errorf("send message to %s: %w", p.queueURL, err)
+		return fmt.Errorf("send message to %s: %w", url, err)
 	}
 	return nil
 }

@@ -283,3 +283,15 @@ func (s *server) terminate(id string) (int, bool) {
 	s.log.Info("instance terminated", zap.String("instance", id), zap.String("node", inst.Node), zap.Int("stopped", stopped))
 	return stopped, true
 }
+
+// start undoes terminate: in the lab a node's next instance reuses its id.
+func (s *server) start(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inst, ok := s.cfg.instances[id]
+	if ok {
+		inst.terminated = false
+		s.log.Info("instance started", zap.String("instance", id), zap.String("node", inst.Node))
+	}
+	return ok
+}

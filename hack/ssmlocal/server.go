@@ -90,6 +90,8 @@ func (s *server) Handler() http.Handler {
 	mux.HandleFunc("GET /_lab/healthz", s.serveHealthz)
 	mux.HandleFunc("GET /_lab/instances", s.serveInstances)
 	mux.HandleFunc("POST /_lab/instances/{id}/terminate", s.serveTerminate)
+	mux.HandleFunc("POST /_lab/instances/{id}/start", s.serveStart)
+	mux.HandleFunc("PUT /_lab/events-target", s.serveEventsTarget)
 	return mux
 }
 
@@ -198,6 +200,34 @@ func (s *server) serveTerminate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeLabJSON(w, http.StatusOK, map[string]any{"instance": id, "terminated": true, "stoppedInvocations": stopped})
+}
+
+func (s *server) serveStart(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !s.start(id) {
+		writeLabJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("instance %q is not in the mapping", id)})
+		return
+	}
+	writeLabJSON(w, http.StatusOK, map[string]any{"instance": id, "terminated": false})
+}
+
+// serveEventsTarget points status-change events at another queue: body
+// {"queue_url": "..."}.
+func (s *server) serveEventsTarget(w http.ResponseWriter, r *http.Request) {
+	rt, ok := s.cfg.publisher.(interface{ Retarget(string) })
+	if !ok {
+		writeLabJSON(w, http.StatusConflict, map[string]string{"error": "status-change events are not published to SQS (-events-queue-url is unset)"})
+		return
+	}
+	var body struct {
+		QueueURL string `json:"queue_url"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&body); err != nil || !strings.HasPrefix(body.QueueURL, "http") {
+		writeLabJSON(w, http.StatusBadRequest, map[string]string{"error": `want {"queue_url": "http..."}`})
+		return
+	}
+	rt.Retarget(body.QueueURL)
+	writeLabJSON(w, http.StatusOK, map[string]string{"queue_url": body.QueueURL})
 }
 
 func writeLabJSON(w http.ResponseWriter, status int, v any) {

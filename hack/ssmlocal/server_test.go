@@ -375,6 +375,14 @@ func TestTerminateInstance(t *testing.T) {
 	if code, body := l.get("/_lab/instances"); code != http.StatusOK || !strings.Contains(body, `{"id":"`+inst3+`","node":"compute-3","terminated":true}`) {
 		t.Errorf("instances: %d %s", code, body)
 	}
+	// Started again, it takes commands again.
+	if code, _ := l.post("/_lab/instances/" + inst3 + "/start"); code != http.StatusOK {
+		t.Fatalf("start: %d", code)
+	}
+	cmd := l.shell("10", "echo back", inst3)
+	if out := l.waitTerminal(cmd, inst3); !strings.Contains(aws.ToString(out.StandardOutputContent), "back") {
+		t.Errorf("after start: %+v", out)
+	}
 }
 
 func TestHealthz(t *testing.T) {

@@ -35,6 +35,9 @@ next run resumes from the rescued data.`,
 	pf.StringVar(&g.configFile, "config", "", fmt.Sprintf("config file (default $%s or %s)", config.EnvConfigPath, config.DefaultPath))
 	pf.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	root.AddCommand(
+		newControllerCommand(g),
+		newAgentCommand(g),
+		newTaskPrologCommand(g),
 		newConfigCommand(g),
 		newVersionCommand(),
 	)

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/spotrescue/spotrescue/controller/config"
+	"github.com/spotrescue/spotrescue/controller/event"
+	"github.com/spotrescue/spotrescue/controller/slurm"
+	"github.com/spotrescue/spotrescue/rescue"
+)
+
+func newAgentCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run on a compute node: save (rescue) or bring back (restore) a job's scratch data",
+	}
+	cmd.AddCommand(newAgentRescueCommand(g), newAgentRestoreCommand(g))
+	return cmd
+}
+
+func newAgentRescueCommand(g *globals) *cobra.Command {
+	var planID, instance string
+	cmd := &cobra.Command{
+		Use:   "rescue --plan <id>",
+		Short: "Upload the scratch data of the jobs in a rescue plan to S3 (run by SSM)",
+		Long: `Reads the plan the controller wrote for this instance in the shared spool
+directory, uploads each job's scratch directory to S3 in parallel, newest files
+first, stops starting files at the deadline (from IMDS spot/instance-action when
+reachable, else the plan's), and writes each job's manifest last.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.load(cmd, config.RoleAgent)
+			if err != nil {
+				return err
+			}
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			defer log.Sync()
+			return runAgentRescue(cmd.Context(), cfg, log, planID, instance)
+		},
+	}
+	withConfig(cmd)
+	cmd.Flags().StringVar(&planID, "plan", "", "rescue plan id (from the SSM document's Plan parameter)")
+	cmd.Flags().StringVar(&instance, "instance", "", "this instance's id (default $AWS_SSM_INSTANCE_ID, else IMDS)")
+	cmd.MarkFlagRequired("plan")
+	return cmd
+}
+
+func runAgentRescue(ctx context.Context, cfg *config.Config, log *zap.Logger, planID, instance string) error {
+	if !rescue.ValidPlanID(planID) {
+		return fmt.Errorf("--plan %q is not a plan id", planID)
+	}
+	awsCfg, err := awsConfig(ctx, cfg.Region)
+	if err != nil {
+		return err
+	}
+	meta := imds.NewFromConfig(awsCfg)
+	if instance == "" {
+		instance = os.Getenv("AWS_SSM_INSTANCE_ID") // set by the SSM agent
+	}
+	if instance == "" {
+		if instance, err = rescue.InstanceID(ctx, meta); err != nil {
+			return fmt.Errorf("find this instance's id: %w", err)
+		}
+	}
+	if !event.ValidInstance(instance) {
+		return fmt.Errorf("instance id %q is not valid", instance)
+	}
+	layout := rescue.Layout{Spool: cfg.SpoolDir}
+	plan, err := layout.ReadPlan(planID, instance)
+	if err != nil {
+		return err
+	}
+	if plan.Region != "" {
+		awsCfg.Region = plan.Region
+	}
+	log = log.With(zap.String("node", plan.Node), zap.String("instance", instance))
+	d := rescue.ResolveDeadlines(plan.Deadline, plan.Reclaim.Sub(plan.Deadline), instanceAction(ctx, meta, log))
+	log.Info("rescue starting", zap.Int("jobs", len(plan.Jobs)), zap.Time("deadline", d.Soft), zap.Time("hard_stop", d.Hard))
+	agent := &rescue.Agent{S3: newS3(awsCfg), Log: log, Root: cfg.Scratch.Root, Concurrency: cfg.Rescue.Concurrency}
+	var failed []error
+	for _, r := range agent.Rescue(ctx, plan, d) {
+		if r.Err != nil {
+			log.Error("job not rescued", zap.String("job", r.JobID), zap.Error(r.Err))
+			failed = append(failed, r.Err)
+			continue
+		}
+		m := r.Manifest
+		fmt.Printf("job %s: complete=%t files=%d bytes=%d skipped=%d\n", r.JobID, m.Complete, len(m.Files), m.Bytes, len(m.Skipped))
+	}
+	return errors.Join(failed...)
+}
+
+// instanceAction asks IMDS briefly: an unreachable IMDS must not eat the deadline.
+func instanceAction(ctx context.Context, meta *imds.Client, log *zap.Logger) time.Time {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	t, err := rescue.InstanceAction(ctx, meta)
+	if err != nil {
+		log.Info("IMDS spot/instance-action not available; using the plan's deadline", zap.Error(err))
+	}
+	return t
+}
+
+func newAgentRestoreCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "restore",
+		Short: "Restore a rescued job's scratch data before its next run (the Slurm Prolog)",
+		Long: `Run by the Slurm Prolog as root on each node of a starting job. Creates the job's
+scratch directory, and if the job was rescued, downloads the files its manifest
+lists, verifies every checksum and renames them into place. Reads SLURM_JOB_ID,
+SLURM_JOB_UID, SLURM_JOB_USER, SLURMD_NODENAME and SLURM_JOB_NODELIST.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.load(cmd, config.RoleAgent)
+			if err != nil {
+				return err
+			}
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			defer log.Sync()
+			return runAgentRestore(cmd.Context(), cfg, log, prologEnv())
+		},
+	}
+	withConfig(cmd)
+	return cmd
+}
+
+// jobEnv is what Slurm tells the Prolog and TaskProlog about the job.
+type jobEnv struct {
+	JobID, User, Node, NodeList, ArrayJobID, ArrayTaskID string
+	UID, GID                                             int
+}
+
+func prologEnv() jobEnv {
+	uid, _ := strconv.Atoi(os.Getenv("SLURM_JOB_UID"))
+	gid, err := strconv.Atoi(os.Getenv("SLURM_JOB_GID"))
+	if err != nil {
+		gid = -1
+	}
+	user := os.Getenv("SLURM_JOB_USER")
+	if user == "" {
+		user = os.Getenv("USER")
+	}
+	return jobEnv{
+		JobID: os.Getenv("SLURM_JOB_ID"), User: user, Node: os.Getenv("SLURMD_NODENAME"),
+		NodeList: firstEnv("SLURM_JOB_NODELIST", "SLURM_NODELIST"), // the Prolog gets only the second ArrayJobID: os.Getenv("SLURM_ARRAY_JOB_ID"), ArrayTaskID: os.Getenv("SLURM_ARRAY_TASK_ID"),
+		UID:      uid, GID: gid,
+	}
+}
+
+func (e jobEnv) scratchDir(cfg *config.Config) (string, error) {
+	return rescue.ScratchDir(cfg.Scratch.PathTemplate, rescue.ScratchVars{JobID: e.JobID, User: e.User, ArrayJobID: e.ArrayJobID, ArrayTaskID: e.ArrayTaskID, Node: e.Node})
+}
+
+func runAgentRestore(ctx context.Context, cfg *config.Config, log *zap.Logger, env jobEnv) error {
+	log = log.With(zap.String("job", env.JobID), zap.String("node", env.Node))
+	dir, err := env.scratchDir(cfg)
+	if err != nil {
+		return err
+	}
+	if err := makeScratch(dir, env.UID, env.GID); err != nil {
+		return err
+	}
+	if !cfg.Restore.Enabled {
+		return nil
+	}
+	layout := rescue.Layout{Spool: cfg.SpoolDir}
+	saved, err := layout.ReadJobEnv(env.JobID)
+	if errors.Is(err, rescue.ErrNoEnv) {
+		return nil // never rescued: nothing to restore
+	}
+	if err != nil {
+		return err
+	}
+	agent := &rescue.Agent{Log: log, Root: cfg.Scratch.Root, Concurrency: cfg.Rescue.Concurrency}
+	from := rankPeer(env, saved.Nodes)
+	if from == "" || saved.Status == "failed" {
+		log.Info("nothing to restore on this node", zap.Strings("rescued_nodes", saved.Nodes))
+		return nil
+	}
+	awsCfg, err := awsConfig(ctx, cfg.Region)
+	if err != nil {
+		return err
+	}
+	agent.S3 = newS3(awsCfg)
+	res, err := agent.Restore(ctx, rescue.RestoreRequest{JobID: env.JobID, Node: env.Node, From: from, URI: saved.URI, Target: dir, UID: env.UID, GID: env.GID})
+	if err != nil {
+		log.Error("restore failed; the job starts without its rescued data", zap.Error(err))
+		res = &rescue.Restored{JobID: env.JobID, Dir: dir, Status: "failed", Error: err.Error()}
+	}
+	return agent.WriteMarker(env.Node, res)
+}
+
+// rankPeer returns the rescued node whose data this node gets: the one at
+// the same position in the job's node list.
+func rankPeer(env jobEnv, rescued []string) string {
+	nodes, err := slurm.ExpandHostlist(env.NodeList)
+	if err != nil || len(nodes) == 0 {
+		nodes = []string{env.Node}
+	}
+	rank := slices.Index(nodes, env.Node)
+	if rank < 0 || rank >= len(rescued) {
+		return ""
+	}
+	return rescued[rank]
+}
+
+// makeScratch creates the job's scratch directory, owned by the job's user.
+func makeScratch(dir string, uid, gid int) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create scratch dir: %w", err)
+	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		return fmt.Errorf("create scratch dir: %w", err)
+	}
+	return nil
+}
+
+func firstEnv(names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/spotrescue/spotrescue/controller"
+	"github.com/spotrescue/spotrescue/controller/config"
+	"github.com/spotrescue/spotrescue/controller/slurm"
+	"github.com/spotrescue/spotrescue/rescue"
+	"github.com/spotrescue/spotrescue/state"
+)
+
+func newControllerCommand(g *globals) *cobra.Command {
+	var receivers int
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Run the rescue controller (the head node daemon)",
+		Long: `Receives interruption events from SQS, holds the affected Slurm jobs, has their
+nodes upload the jobs' scratch data to S3 through SSM Run Command, records every
+step in DynamoDB and requeues the jobs. Serves /metrics, /healthz and /readyz.
+Stops gracefully on SIGTERM; unfinished rescues resume on the next start.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.load(cmd, config.RoleController)
+			if err != nil {
+				return err
+			}
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			defer log.Sync()
+			return runController(cmd, cfg, log, receivers)
+		},
+	}
+	withConfig(cmd)
+	cmd.Flags().IntVar(&receivers, "receivers", 4, "concurrent SQS long polls")
+	return cmd
+}
+
+func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger, receivers int) error {
+	ctx := cmd.Context()
+	awsCfg, err := awsConfig(ctx, cfg.Region)
+	if err != nil {
+		return err
+	}
+	layout := rescue.Layout{Bucket: cfg.Bucket, Prefix: cfg.Prefix, Cluster: cfg.Cluster, Spool: cfg.SpoolDir}
+	if err := prepareSpool(cfg.SpoolDir); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())
+	db := dynamodb.NewFromConfig(awsCfg)
+	s3c := newS3(awsCfg)
+	ctrl := controller.New(controller.Options{
+		Cluster:         cfg.Cluster,
+		Region:          cfg.Region,
+		QueueURL:        cfg.QueueURL,
+		Layout:          layout,
+		ScratchTemplate: cfg.Scratch.PathTemplate,
+		Margin:          cfg.Deadline.SafetyMargin.Std(),
+		Workers:         cfg.Rescue.Concurrency,
+		Receivers:       receivers,
+		Document:        cfg.SSM.Document,
+		DryRun:          cfg.DryRun,
+	}, controller.Deps{
+		Queue: sqs.NewFromConfig(awsCfg),
+		Slurm: slurm.New(cfg.Slurm.BinDir, slurm.WithLogger(log)),
+		Store: state.New(db, cfg.StateTable),
+		Nodes: controller.NodeTable{DB: db, Table: cfg.NodeTable},
+		Dispatcher: &rescue.Dispatcher{
+			SSM: ssm.NewFromConfig(awsCfg), Layout: layout, Region: cfg.Region, Document: cfg.SSM.Document,
+			Window: 50 * time.Millisecond, Log: log, DryRun: cfg.DryRun,
+		},
+		Manifests: rescue.S3Manifests{Client: s3c, Bucket: cfg.Bucket},
+		Log:       log,
+		Metrics:   controller.NewMetrics(reg),
+	})
+	// A metrics listener that cannot start stops the controller too.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	serveErr := make(chan error, 1)
+	go func() {
+		if err := ctrl.Serve(ctx, cfg.Metrics.Listen, reg); err != nil {
+			serveErr <- err
+			cancel()
+		}
+	}()
+	err = ctrl.Run(ctx)
+	select {
+	case serr := <-serveErr:
+		return fmt.Errorf("metrics listener: %w", serr)
+	default:
+		return err
+	}
+}
+
+// prepareSpool creates the shared directories: plans are root's alone; job
+// env files are opened by name by their owners, who cannot list the others.
+func prepareSpool(dir string) error {
+	for sub, mode := range map[string]os.FileMode{"plans": 0o700, "jobs": 0o711} {
+		p := filepath.Join(dir, sub)
+		if err := os.MkdirAll(p, mode); err != nil {
+			return fmt.Errorf("spool dir: %w", err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			return fmt.Errorf("spool dir: %w", err)
+		}
+	}
+	return nil
+}
+
+func buildInfoGauge() prometheus.Collector {
+	v, commit, goVersion := buildInfo()
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "spotrescue_build_info", Help: "Build of the running controller; always 1."}, []string{"version", "commit", "goversion"})
+	g.WithLabelValues(v, commit, goVersion).Set(1)
+	return g
+}

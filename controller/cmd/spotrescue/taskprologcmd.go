@@ -1,0 +1,68 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spotrescue/spotrescue/controller/config"
+	"github.com/spotrescue/spotrescue/rescue"
+)
+
+func newTaskPrologCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "taskprolog",
+		Short: "Print the job's SPOT_RESCUE_* variables as export lines (the Slurm TaskProlog)",
+		Long: `Run by the Slurm TaskProlog as the job's user before each task. Prints
+export SPOT_RESCUE_SCRATCH=<the job's scratch directory>, and for a job resumed
+after a rescue: SPOT_RESCUE_URI (the rescued run's S3 prefix), SPOT_RESCUE_STATUS
+(complete, partial or failed), SPOT_RESCUE_RUN (the restart count rescued) and
+SPOT_RESCUE_DIR (where the data was restored, when it was).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := g.load(cmd, config.RoleAgent)
+			if err != nil {
+				return err
+			}
+			return printTaskEnv(cmd.OutOrStdout(), cfg, prologEnv())
+		},
+	}
+	withConfig(cmd)
+	return cmd
+}
+
+func printTaskEnv(w io.Writer, cfg *config.Config, env jobEnv) error {
+	dir, err := env.scratchDir(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "export %s=%s\n", rescue.VarScratch, dir)
+	saved, err := rescue.Layout{Spool: cfg.SpoolDir}.ReadJobEnv(env.JobID)
+	if errors.Is(err, rescue.ErrNoEnv) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	status := saved.Status
+	agent := &rescue.Agent{Root: cfg.Scratch.Root}
+	if m := agent.ReadMarker(env.Node, env.JobID); m != nil {
+		if m.Status != "failed" {
+			fmt.Fprintf(w, "export %s=%s\n", rescue.VarDir, m.Dir)
+		}
+		status = worse(status, m.Status)
+	}
+	fmt.Fprintf(w, "export %s=%s\nexport %s=%s\nexport %s=%d\n", rescue.VarURI, saved.URI, rescue.VarStatus, status, rescue.VarRun, saved.Run)
+	return nil
+}
+
+// worse returns the less complete of two statuses.
+func worse(a, b string) string {
+	rank := map[string]int{"complete": 0, "partial": 1, "failed": 2}
+	if rank[b] > rank[a] {
+		return b
+	}
+	return a
+}

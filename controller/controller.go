@@ -1,0 +1,288 @@
+// Package controller is the spotrescue daemon on the head node.
+//
+// It works like a Kubernetes controller. DynamoDB records (package state)
+// are the objects; SQS messages are watch notifications. Read it top-down:
+//
+//   - intake.go receives EventBridge messages and hands each to its handler;
+//   - events.go turns an interruption warning into one Detected record per
+//     job on the node, and other events into notes on those records;
+//   - reconcile.go moves one record toward Done, one idempotent step at a
+//     time: hold and drain, dispatch the upload, track it, then
+//   - requeue.go writes the env file and AdminComment, requeues and releases.
+//
+// Every step is written to DynamoDB before the next starts, so a controller
+// killed at any point lists the unfinished records on start and carries on.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/spotrescue/spotrescue/controller/slurm"
+	"github.com/spotrescue/spotrescue/rescue"
+	"github.com/spotrescue/spotrescue/state"
+)
+
+// Slurm is what the controller does to jobs and nodes.
+type Slurm interface {
+	Jobs(ctx context.Context) ([]slurm.Job, error)
+	Job(ctx context.Context, id string) (*slurm.Job, error)
+	Hold(ctx context.Context, ids ...string) error
+	Release(ctx context.Context, ids ...string) error
+	UserHold(ctx context.Context, ids ...string) error
+	Requeue(ctx context.Context, id string) error
+	Drain(ctx context.Context, nodes []string, reason string) error
+	Signal(ctx context.Context, id, signal string) error
+	SetAdminComment(ctx context.Context, id, comment string) error
+	SetPartition(ctx context.Context, id, partition string) error
+}
+
+// Store is the controller's durable state.
+type Store interface {
+	Create(ctx context.Context, r *state.Record) error
+	Get(ctx context.Context, k state.Key) (*state.Record, error)
+	Update(ctx context.Context, r *state.Record) error
+	Active(ctx context.Context, cluster string) ([]state.Key, error)
+	Runs(ctx context.Context, cluster, jobID string) ([]*state.Record, error)
+	PutInterruption(ctx context.Context, in *state.Interruption) error
+	GetInterruption(ctx context.Context, instance string) (*state.Interruption, error)
+}
+
+// Nodes maps EC2 instances to Slurm nodes and back.
+type Nodes interface {
+	NodeOf(ctx context.Context, instance string) (string, error)
+	InstanceOf(ctx context.Context, node string) (string, error)
+}
+
+// Dispatcher runs the agent on instances and reports on it.
+type Dispatcher interface {
+	Dispatch(ctx context.Context, reqs []rescue.Request) (map[string]string, error)
+	Status(ctx context.Context, command, instance string) (string, error)
+}
+
+// Manifests reads what an agent saved.
+type Manifests interface {
+	Manifest(ctx context.Context, nodePrefix string) (*rescue.Manifest, error)
+}
+
+// Options are the controller's settings.
+type Options struct {
+	Cluster         string
+	Region          string
+	QueueURL        string
+	Layout          rescue.Layout
+	ScratchTemplate string
+	Margin          time.Duration // kept free before EC2 reclaims the instance
+	Workers         int           // records reconciled at once
+	Receivers       int           // concurrent SQS long polls
+	Document        string        // SSM document, to recognise its status events
+	DryRun          bool
+	Policy          Policy
+}
+
+// Policy holds the operator's choices about jobs.
+type Policy struct {
+	Signal string        // sent with scancel --signal before the upload; "" for none
+	Grace  time.Duration // time the job gets to checkpoint after Signal
+}
+
+// Deps are the controller's connections to the world.
+type Deps struct {
+	Queue      Queue
+	Slurm      Slurm
+	Store      Store
+	Nodes      Nodes
+	Dispatcher Dispatcher
+	Manifests  Manifests
+	Log        *zap.Logger
+	Metrics    *Metrics
+	Now        func() time.Time
+}
+
+// Controller is the daemon.
+type Controller struct {
+	Options
+	Deps
+	queue workqueue.TypedRateLimitingInterface[string]
+
+	mu       sync.Mutex
+	commands map[string]*watch // SSM command id -> who waits on it
+	ready    bool
+}
+
+// New returns a controller; Run starts it.
+func New(o Options, d Deps) *Controller {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	limiter := workqueue.NewTypedMaxOfRateLimiter(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[string](500*time.Millisecond, 30*time.Second),
+		&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(200), 1000)},
+	)
+	return &Controller{
+		Options:  o,
+		Deps:     d,
+		queue:    workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{Name: "rescues"}),
+		commands: map[string]*watch{},
+	}
+}
+
+// Run resumes unfinished records, then receives events and reconciles until
+// ctx is cancelled. In-flight work finishes; queued work stays in DynamoDB
+// for the next start.
+func (c *Controller) Run(ctx context.Context) error {
+	if err := c.resume(ctx); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for range max(c.Workers, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c.next() {
+			}
+		}()
+	}
+	var recv sync.WaitGroup
+	for range max(c.Receivers, 1) {
+		recv.Add(1)
+		go func() {
+			defer recv.Done()
+			c.receive(ctx)
+		}()
+	}
+	c.setReady()
+	c.Log.Info("controller running", zap.String("cluster", c.Cluster), zap.Int("workers", c.Workers), zap.Int("receivers", c.Receivers), zap.Bool("dry_run", c.DryRun))
+	<-ctx.Done()
+	c.Log.Info("stopping: finishing work in flight")
+	recv.Wait()
+	c.queue.ShutDownWithDrain()
+	wg.Wait()
+	return nil
+}
+
+// resume enqueues every record that is not Done: the level-triggered restart.
+func (c *Controller) resume(ctx context.Context) error {
+	keys, err := c.Store.Active(ctx, c.Cluster)
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	for _, k := range keys {
+		c.queue.Add(k.String())
+	}
+	if len(keys) > 0 {
+		c.Log.Info("resuming unfinished rescues", zap.Int("records", len(keys)))
+	}
+	return nil
+}
+
+// next reconciles one key; false when the queue is shut down.
+func (c *Controller) next() bool {
+	key, shutdown := c.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer c.queue.Done(key)
+	c.Metrics.queueDepth.Set(float64(c.queue.Len()))
+	// Reconcile on its own context: a SIGTERM lets the step in flight finish
+	// and record itself instead of leaving Slurm half-changed.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	after, err := c.Reconcile(ctx, key)
+	switch {
+	case err != nil:
+		c.Log.Warn("reconcile failed; will retry", zap.String("key", key), zap.Error(err))
+		c.queue.AddRateLimited(key)
+	case after > 0:
+		c.queue.Forget(key)
+		c.queue.AddAfter(key, after)
+	default:
+		c.queue.Forget(key)
+	}
+	return true
+}
+
+func (c *Controller) enqueue(keys ...state.Key) {
+	for _, k := range keys {
+		c.queue.Add(k.String())
+	}
+}
+
+// watchCommand notes that key waits on an SSM command, so the command's
+// status events can wake it.
+func (c *Controller) watchCommand(command string, key state.Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.commands[command]
+	if w == nil {
+		w = &watch{keys: map[string]bool{}, status: map[string]string{}}
+		c.commands[command] = w
+	}
+	w.keys[key.String()] = true
+}
+
+// forgetCommand drops key's interest in command, and the command once nobody waits on it.
+func (c *Controller) forgetCommand(command string, key state.Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w := c.commands[command]; w != nil {
+		delete(w.keys, key.String())
+		if len(w.keys) == 0 {
+			delete(c.commands, command)
+		}
+	}
+}
+
+// observe keeps a status seen in an event and returns the keys to wake.
+func (c *Controller) observe(command, instance, status string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.commands[command]
+	if w == nil {
+		return nil
+	}
+	w.status[instance] = status
+	keys := make([]string, 0, len(w.keys))
+	for k := range w.keys {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// observedStatus is the last status an event reported, or "".
+func (c *Controller) observedStatus(command, instance string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w := c.commands[command]; w != nil {
+		return w.status[instance]
+	}
+	return ""
+}
+
+func (c *Controller) setReady() {
+	c.mu.Lock()
+	c.ready = true
+	c.mu.Unlock()
+}
+
+// Ready reports whether the controller has resumed its records and is receiving.
+func (c *Controller) Ready() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ready
+}
+
+// watch is what the controller knows about one SSM command in flight.
+type watch struct {
+	keys   map[string]bool   // records waiting on the command
+	status map[string]string // instance -> last status from an event
+}
+
+var errNotOurs = errors.New("instance is not a node of this cluster")

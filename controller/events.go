@@ -1,0 +1,207 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/spotrescue/spotrescue/controller/event"
+	"github.com/spotrescue/spotrescue/controller/slurm"
+	"github.com/spotrescue/spotrescue/state"
+)
+
+// Reclaim is how long after its warning EC2 takes a Spot instance back.
+const Reclaim = 120 * time.Second
+
+// handleEvent acts on one parsed event. A nil error means the message can
+// be deleted: what it said is in DynamoDB or changed nothing.
+func (c *Controller) handleEvent(ctx context.Context, e event.Event, jobs []slurm.Job, received time.Time) error {
+	if e.Region != c.Region {
+		c.Metrics.ignored("other_region")
+		c.Log.Warn("ignoring an event from another region", eventFields(e, zap.String("region", e.Region))...)
+		return nil
+	}
+	switch e.Kind {
+	case event.SpotInterruption:
+		return c.onWarning(ctx, e, jobs, received)
+	case event.Rebalance:
+		return c.onRebalance(ctx, e)
+	case event.StateChange:
+		return c.onStateChange(ctx, e)
+	case event.CommandStatus:
+		c.onCommandStatus(e)
+	}
+	return nil
+}
+
+// onWarning turns a Spot interruption warning into one Detected record per
+// job on the instance's node.
+func (c *Controller) onWarning(ctx context.Context, e event.Event, jobs []slurm.Job, received time.Time) error {
+	log := c.Log.With(eventFields(e)...)
+	if in, err := c.Store.GetInterruption(ctx, e.Instance); err == nil {
+		c.Metrics.ignored("duplicate")
+		log.Info("instance already being rescued; duplicate warning ignored", zap.String("first_event", in.Event))
+		c.enqueue(in.Jobs...)
+		return nil
+	} else if !errors.Is(err, state.ErrNotFound) {
+		return err
+	}
+	if c.Now().After(e.Time.Add(Reclaim)) {
+		c.Metrics.ignored("expired")
+		log.Warn("warning arrived after the instance was reclaimed; nothing left to rescue", zap.Time("event_time", e.Time))
+		return nil
+	}
+	node, err := c.Nodes.NodeOf(ctx, e.Instance)
+	if errors.Is(err, errNotOurs) {
+		c.Metrics.ignored("foreign_instance")
+		log.Info("instance is not a node of this cluster; ignored")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log = log.With(zap.String("node", node))
+	var keys []state.Key
+	for i := range jobs {
+		j := &jobs[i]
+		if !j.Batch || !j.Active() || !j.OnNode(node) {
+			continue
+		}
+		k, err := c.detect(ctx, e, node, j, received)
+		if err != nil {
+			return fmt.Errorf("record job %s: %w", j.ID, err)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		// Nothing to hold: drain at once so nothing starts on a dying node.
+		if err := c.drain(ctx, log, []string{node}, "spot interruption "+e.Instance); err != nil {
+			return err
+		}
+	}
+	if err := c.Store.PutInterruption(ctx, &state.Interruption{Instance: e.Instance, Node: node, Event: e.ID, Time: e.Time, Jobs: keys}); err != nil {
+		return err
+	}
+	log.Info("spot interruption warning", zap.Int("jobs", len(keys)), zap.Time("reclaim", e.Time.Add(Reclaim)), zap.Bool("drill", e.Drill))
+	c.enqueue(keys...)
+	return nil
+}
+
+// detect creates the Detected record of one job run, or marks the node as
+// interrupted on the record another warning already created.
+func (c *Controller) detect(ctx context.Context, e event.Event, node string, j *slurm.Job, received time.Time) (state.Key, error) {
+	k := state.Key{Cluster: c.Cluster, JobID: j.ID, Run: j.Restarts}
+	rec := &state.Record{
+		Key: k, Phase: state.Detected,
+		User: j.User, UID: j.UID, Name: j.Name, Display: j.Display, ArrayJobID: j.ArrayJobID, ArrayTaskID: j.ArrayTaskID,
+		Event: e.ID, EventTime: e.Time, Deadline: e.Time.Add(Reclaim - c.Margin), Drill: e.Drill,
+		UserHeld: j.HeldByUser(),
+		Times:    state.Times{Detected: received},
+	}
+	for _, n := range j.Nodes {
+		inst := e.Instance
+		if n != node {
+			var err error
+			if inst, err = c.Nodes.InstanceOf(ctx, n); err != nil {
+				c.Log.Warn("no instance for a node of the job; its data cannot be rescued", zap.String("job", j.ID), zap.String("node", n), zap.Error(err))
+				continue
+			}
+		}
+		rec.Nodes = append(rec.Nodes, state.Node{Name: n, Instance: inst, Interrupted: n == node})
+	}
+	err := c.Store.Create(ctx, rec)
+	if errors.Is(err, state.ErrExists) {
+		return k, c.update(ctx, k, func(r *state.Record) bool { return markNode(r, node, func(n *state.Node) { n.Interrupted = true }) })
+	}
+	return k, err
+}
+
+// markNode applies f to the record's node named node; false if it has none
+// or f changed nothing.
+func markNode(r *state.Record, node string, f func(*state.Node)) bool {
+	for i := range r.Nodes {
+		if r.Nodes[i].Name == node {
+			before := r.Nodes[i]
+			f(&r.Nodes[i])
+			return r.Nodes[i] != before
+		}
+	}
+	return false
+}
+
+// update re-reads and rewrites a record until the write does not conflict.
+func (c *Controller) update(ctx context.Context, k state.Key, change func(*state.Record) bool) error {
+	for attempt := 0; attempt < 5; attempt++ {
+		r, err := c.Store.Get(ctx, k)
+		if err != nil {
+			return err
+		}
+		if !change(r) {
+			return nil
+		}
+		if err = c.Store.Update(ctx, r); !errors.Is(err, state.ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("update %s: %w after 5 attempts", k, state.ErrConflict)
+}
+
+// onRebalance drains the node: it is likely to be interrupted, so it should
+// take no new jobs; running jobs are left alone until a warning arrives.
+func (c *Controller) onRebalance(ctx context.Context, e event.Event) error {
+	node, err := c.Nodes.NodeOf(ctx, e.Instance)
+	if errors.Is(err, errNotOurs) {
+		c.Metrics.ignored("foreign_instance")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := c.Log.With(eventFields(e, zap.String("node", node))...)
+	log.Info("rebalance recommendation: draining the node")
+	return c.drain(ctx, log, []string{node}, "spot rebalance recommendation")
+}
+
+// onStateChange notes on the records of an interrupted instance that it is
+// going away: their upload is over, whatever SSM says.
+func (c *Controller) onStateChange(ctx context.Context, e event.Event) error {
+	if !e.Gone() {
+		c.Metrics.ignored("instance_state")
+		return nil
+	}
+	in, err := c.Store.GetInterruption(ctx, e.Instance)
+	if errors.Is(err, state.ErrNotFound) {
+		c.Metrics.ignored("no_rescue_in_flight")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, k := range in.Jobs {
+		err := c.update(ctx, k, func(r *state.Record) bool {
+			return !r.Phase.Terminal() && markNode(r, in.Node, func(n *state.Node) { n.Gone = true })
+		})
+		if err != nil && !errors.Is(err, state.ErrNotFound) {
+			return err
+		}
+	}
+	c.Log.Info("interrupted instance is going away", eventFields(e, zap.String("node", in.Node), zap.String("state", e.State))...)
+	c.enqueue(in.Jobs...)
+	return nil
+}
+
+// onCommandStatus wakes the records waiting on an agent's command. The event
+// only says when to look: the outcome reconcile records comes from the
+// manifests in S3.
+func (c *Controller) onCommandStatus(e event.Event) {
+	if e.Document != c.Document {
+		c.Metrics.ignored("other_document")
+		return
+	}
+	for _, key := range c.observe(e.Command, e.Instance, e.Status) {
+		c.queue.Add(key)
+	}
+}

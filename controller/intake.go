@@ -1,0 +1,155 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.uber.org/zap"
+
+	"github.com/spotrescue/spotrescue/controller/event"
+	"github.com/spotrescue/spotrescue/controller/slurm"
+)
+
+// Queue is the part of SQS the controller uses.
+type Queue interface {
+	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
+	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
+	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
+}
+
+// invalidRetry is how soon a message we cannot parse is received again, so
+// the queue's redrive policy moves it to the DLQ promptly, intact.
+const invalidRetry = 1
+
+// receive long-polls the queue until ctx is cancelled. A poll in flight is
+// not cancelled: SQS would hand its messages to nobody until their
+// visibility timeout, delaying a rescue by that much. Instead no new poll
+// starts, and what the last one brings is handled.
+func (c *Controller) receive(ctx context.Context) {
+	poll := context.WithoutCancel(ctx)
+	backoff := time.Second
+	for ctx.Err() == nil {
+		out, err := c.Queue.ReceiveMessage(poll, &sqs.ReceiveMessageInput{
+			QueueUrl:                    aws.String(c.QueueURL),
+			MaxNumberOfMessages:         10,
+			WaitTimeSeconds:             20,
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount},
+		})
+		if err != nil {
+			c.Metrics.awsError("sqs", "ReceiveMessage")
+			c.Log.Warn("receive failed", zap.Error(err), zap.Duration("retry_in", backoff))
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+		if len(out.Messages) == 0 {
+			continue
+		}
+		hctx, cancel := context.WithTimeout(poll, 90*time.Second)
+		c.handle(hctx, out.Messages, c.Now())
+		cancel()
+	}
+}
+
+// handle parses a batch, acts on each event and deletes what was handled.
+func (c *Controller) handle(ctx context.Context, msgs []sqstypes.Message, received time.Time) {
+	var handled []sqstypes.Message
+	var events []event.Event
+	var evMsgs []sqstypes.Message
+	for _, m := range msgs {
+		e, err := event.Parse([]byte(aws.ToString(m.Body)))
+		switch {
+		case errors.Is(err, event.ErrUnsupported):
+			c.Metrics.ignored("unsupported_kind")
+			c.Log.Info("ignoring event of an unsupported kind", zap.String("message", aws.ToString(m.MessageId)), zap.Error(err))
+			handled = append(handled, m)
+		case err != nil:
+			c.invalid(ctx, m, err)
+		default:
+			c.Metrics.received(e.Kind)
+			events, evMsgs = append(events, e), append(evMsgs, m)
+		}
+	}
+	jobs, err := c.jobsFor(ctx, events)
+	for i, e := range events {
+		if e.Kind == event.SpotInterruption && err != nil {
+			continue // left for redelivery: we could not see the jobs
+		}
+		if herr := c.handleEvent(ctx, e, jobs, received); herr != nil {
+			c.Log.Warn("event not handled; it will be redelivered", eventFields(e, zap.Error(herr))...)
+			continue
+		}
+		handled = append(handled, evMsgs[i])
+	}
+	c.delete(ctx, handled)
+}
+
+// jobsFor lists Slurm's jobs once per batch, and only if a warning needs them.
+func (c *Controller) jobsFor(ctx context.Context, events []event.Event) ([]slurm.Job, error) {
+	for _, e := range events {
+		if e.Kind == event.SpotInterruption {
+			jobs, err := c.Slurm.Jobs(ctx)
+			if err != nil {
+				c.Metrics.slurmError("squeue")
+				c.Log.Error("cannot list Slurm jobs", zap.Error(err))
+			}
+			return jobs, err
+		}
+	}
+	return nil, nil
+}
+
+// invalid counts a message we cannot parse and leaves it for the DLQ:
+// evidence is never destroyed.
+func (c *Controller) invalid(ctx context.Context, m sqstypes.Message, err error) {
+	c.Metrics.invalidMessages.Inc()
+	receives, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
+	c.Log.Error("message is not a usable event; leaving it for the dead-letter queue",
+		zap.String("message", aws.ToString(m.MessageId)), zap.Int("receives", receives), zap.Error(err))
+	_, verr := c.Queue.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl: aws.String(c.QueueURL), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: invalidRetry,
+	})
+	if verr != nil {
+		c.Metrics.awsError("sqs", "ChangeMessageVisibility")
+	}
+}
+
+func (c *Controller) delete(ctx context.Context, msgs []sqstypes.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	entries := make([]sqstypes.DeleteMessageBatchRequestEntry, len(msgs))
+	for i, m := range msgs {
+		entries[i] = sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
+	}
+	out, err := c.Queue.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(c.QueueURL), Entries: entries})
+	if err != nil {
+		// Handled messages come back after the visibility timeout; handling is idempotent.
+		c.Metrics.awsError("sqs", "DeleteMessageBatch")
+		c.Log.Warn("delete failed; messages will be redelivered", zap.Error(err))
+		return
+	}
+	for _, f := range out.Failed {
+		c.Metrics.awsError("sqs", "DeleteMessageBatch")
+		c.Log.Warn("delete failed for a message", zap.String("code", aws.ToString(f.Code)), zap.String("reason", aws.ToString(f.Message)))
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func eventFields(e event.Event, extra ...zap.Field) []zap.Field {
+	return append([]zap.Field{zap.String("event", e.ID), zap.String("kind", string(e.Kind)), zap.String("instance", e.Instance)}, extra...)
+}

@@ -1,0 +1,81 @@
+package controller
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spotrescue/spotrescue/controller/event"
+)
+
+// Metrics are the controller's Prometheus series. Labels take values from
+// small fixed sets: never a job id, node or instance.
+type Metrics struct {
+	events          *prometheus.CounterVec
+	ignoredEvents   *prometheus.CounterVec
+	invalidMessages prometheus.Counter
+	rescues         *prometheus.CounterVec
+	rescueDuration  prometheus.Histogram
+	rescuedBytes    prometheus.Counter
+	deadlineSlack   prometheus.Histogram
+	requeues        *prometheus.CounterVec
+	dispatchLatency prometheus.Histogram
+	queueDepth      prometheus.Gauge
+	awsErrors       *prometheus.CounterVec
+	slurmErrors     *prometheus.CounterVec
+	stepErrors      *prometheus.CounterVec
+}
+
+// NewMetrics creates the series and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spotrescue_events_received_total", Help: "EventBridge events received, by kind.",
+		}, []string{"kind"}),
+		ignoredEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spotrescue_events_ignored_total", Help: "Events deleted without action, by reason (foreign_instance, duplicate, unsupported_kind, other_region, expired, ...).",
+		}, []string{"reason"}),
+		invalidMessages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spotrescue_messages_invalid_total", Help: "Messages that could not be parsed; left for the queue's dead-letter queue, never deleted.",
+		}),
+		rescues: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spotrescue_rescues_total", Help: "Job runs whose rescue finished, by outcome (complete, partial, failed, skipped).",
+		}, []string{"outcome"}),
+		rescueDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "spotrescue_rescue_duration_seconds", Help: "Time from receiving the warning to knowing the upload's outcome.",
+			Buckets: []float64{5, 10, 20, 30, 45, 60, 75, 90, 105, 120, 150},
+		}),
+		rescuedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spotrescue_rescued_bytes_total", Help: "Bytes of scratch data saved to S3.",
+		}),
+		deadlineSlack: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "spotrescue_deadline_slack_seconds", Help: "Time left before the deadline when a node's upload completed.",
+			Buckets: []float64{0, 5, 10, 20, 40, 60, 80, 100},
+		}),
+		requeues: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spotrescue_requeues_total", Help: "Requeue decisions, by result (requeued, job_ended, not_requeueable).",
+		}, []string{"result"}),
+		dispatchLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "spotrescue_dispatch_latency_seconds", Help: "Time from receiving the warning to the agent's SSM command being sent.",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30},
+		}),
+		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spotrescue_workqueue_depth", Help: "Records waiting to be reconciled.",
+		}),
+		awsErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spotrescue_aws_errors_total", Help: "Failed AWS API calls, by service and operation.",
+		}, []string{"service", "operation"}),
+		slurmErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spotrescue_slurm_errors_total", Help: "Failed Slurm commands, by command.",
+		}, []string{"command"}),
+		stepErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spotrescue_reconcile_errors_total", Help: "Failed reconcile steps (retried with backoff), by phase.",
+		}, []string{"phase"}),
+	}
+	reg.MustRegister(m.events, m.ignoredEvents, m.invalidMessages, m.rescues, m.rescueDuration, m.rescuedBytes,
+		m.deadlineSlack, m.requeues, m.dispatchLatency, m.queueDepth, m.awsErrors, m.slurmErrors, m.stepErrors)
+	return m
+}
+
+func (m *Metrics) received(k event.Kind)       { m.events.WithLabelValues(string(k)).Inc() }
+func (m *Metrics) ignored(reason string)       { m.ignoredEvents.WithLabelValues(reason).Inc() }
+func (m *Metrics) awsError(service, op string) { m.awsErrors.WithLabelValues(service, op).Inc() }
+func (m *Metrics) slurmError(command string)   { m.slurmErrors.WithLabelValues(command).Inc() }

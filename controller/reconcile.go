@@ -1,0 +1,359 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/spotrescue/spotrescue/controller/event"
+	"github.com/spotrescue/spotrescue/controller/slurm"
+	"github.com/spotrescue/spotrescue/rescue"
+	"github.com/spotrescue/spotrescue/state"
+)
+
+// pollEvery is how often SSM is asked about an invocation when no status
+// event has settled it; events are the fast path.
+const pollEvery = 5 * time.Second
+
+// Reconcile moves the record named by key as far toward Done as it can go
+// now. It returns how long to wait before looking again when it has to wait
+// (for a grace period or an upload), and an error when a step failed and
+// should be retried with backoff.
+func (c *Controller) Reconcile(ctx context.Context, key string) (time.Duration, error) {
+	k, err := state.ParseKey(key)
+	if err != nil {
+		c.Log.Error("dropping malformed work item", zap.String("key", key), zap.Error(err))
+		return 0, nil
+	}
+	rec, err := c.Store.Get(ctx, k)
+	if errors.Is(err, state.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	for !rec.Phase.Terminal() {
+		before := rec.Phase
+		wait, err := c.step(ctx, rec)
+		if err != nil {
+			c.recordError(ctx, rec, fmt.Errorf("%s: %w", before, err))
+			return 0, err
+		}
+		if wait > 0 {
+			return wait, nil
+		}
+		if rec.Phase == before {
+			return 0, fmt.Errorf("reconcile %s: phase %s made no progress", k, before)
+		}
+	}
+	return 0, nil
+}
+
+func (c *Controller) step(ctx context.Context, rec *state.Record) (time.Duration, error) {
+	switch rec.Phase {
+	case state.Detected:
+		return 0, c.hold(ctx, rec)
+	case state.Held:
+		return c.dispatch(ctx, rec)
+	case state.Dispatched:
+		return c.track(ctx, rec)
+	case state.Rescued, state.Partial, state.Failed:
+		return 0, c.requeue(ctx, rec)
+	case state.Requeued:
+		return 0, c.release(ctx, rec)
+	}
+	return 0, fmt.Errorf("unknown phase %q", rec.Phase)
+}
+
+// advance records that rec reached phase. A conflicting write fails the
+// step; the retry starts from a fresh read, and every step is idempotent.
+func (c *Controller) advance(ctx context.Context, rec *state.Record, phase state.Phase) error {
+	now := c.Now().UTC()
+	rec.Phase, rec.Attempts = phase, 0
+	switch phase {
+	case state.Held:
+		rec.Times.Held = now
+	case state.Dispatched:
+		rec.Times.Dispatched = now
+	case state.Rescued, state.Partial, state.Failed:
+		rec.Times.Finished = now
+	case state.Requeued:
+		rec.Times.Requeued = now
+	case state.Done:
+		rec.Times.Done = now
+	}
+	if err := c.Store.Update(ctx, rec); err != nil {
+		return err
+	}
+	c.logFor(rec).Info("rescue phase", zap.String("phase", string(phase)))
+	return nil
+}
+
+func (c *Controller) recordError(ctx context.Context, rec *state.Record, err error) {
+	c.Metrics.stepErrors.WithLabelValues(string(rec.Phase)).Inc()
+	rec.AddError(err)
+	if uerr := c.Store.Update(ctx, rec); uerr != nil && !errors.Is(uerr, state.ErrConflict) {
+		c.logFor(rec).Warn("cannot record the error", zap.Error(uerr))
+	}
+}
+
+// logFor carries the fields every line about a rescue has.
+func (c *Controller) logFor(rec *state.Record) *zap.Logger {
+	var nodes, instances []string
+	for _, n := range rec.Nodes {
+		if n.Interrupted {
+			nodes, instances = append(nodes, n.Name), append(instances, n.Instance)
+		}
+	}
+	return c.Log.With(zap.String("job", rec.JobID), zap.Int("run", rec.Run), zap.Strings("node", nodes),
+		zap.Strings("instance", instances), zap.String("event", rec.Event))
+}
+
+// gone says why a job no longer needs (or can have) a rescue; "" if it does.
+func gone(rec *state.Record, job *slurm.Job, err error) string {
+	switch {
+	case errors.Is(err, slurm.ErrNoJob):
+		return "not requeued: Slurm no longer knows the job"
+	case err != nil:
+		return ""
+	case job.Finished():
+		return fmt.Sprintf("not requeued: the job ended (%s) before its data was rescued", job.State)
+	case job.Restarts > rec.Run:
+		return fmt.Sprintf("not requeued: Slurm had already requeued the job (now run %d)", job.Restarts)
+	}
+	return ""
+}
+
+// hold keeps the job from restarting anywhere before its data is safe, and
+// drains the interrupted nodes so nothing new lands on them.
+func (c *Controller) hold(ctx context.Context, rec *state.Record) error {
+	log := c.logFor(rec)
+	job, err := c.Slurm.Job(ctx, rec.JobID)
+	if why := gone(rec, job, err); why != "" {
+		rec.Outcome, rec.Requeue = state.OutcomeSkipped, why
+		c.Metrics.rescues.WithLabelValues(string(state.OutcomeSkipped)).Inc()
+		return c.advance(ctx, rec, state.Done)
+	}
+	if err != nil {
+		return err
+	}
+	if err := c.act(log, "hold the job", func() error { return c.Slurm.Hold(ctx, rec.JobID) }); err != nil {
+		c.Metrics.slurmError("scontrol hold")
+		return fmt.Errorf("hold job %s: %w", rec.JobID, err)
+	}
+	var nodes []string
+	for _, n := range rec.Nodes {
+		if n.Interrupted {
+			nodes = append(nodes, n.Name)
+		}
+	}
+	if err := c.drain(ctx, log, nodes, "spot interruption"); err != nil {
+		return err
+	}
+	if c.Policy.Signal != "" {
+		err := c.act(log, "signal the job to checkpoint", func() error { return c.Slurm.Signal(ctx, rec.JobID, c.Policy.Signal) })
+		if err != nil {
+			log.Warn("checkpoint signal failed; rescuing what is there", zap.Error(err))
+		}
+	}
+	return c.advance(ctx, rec, state.Held)
+}
+
+// drain sets nodes DRAIN (never DOWN: ParallelCluster terminates DOWN nodes
+// and Slurm kills their jobs).
+func (c *Controller) drain(ctx context.Context, log *zap.Logger, nodes []string, reason string) error {
+	if len(nodes) == 0 {
+		return nil
+	}
+	err := c.act(log, "drain "+fmt.Sprint(nodes), func() error { return c.Slurm.Drain(ctx, nodes, reason) })
+	if err != nil {
+		c.Metrics.slurmError("scontrol update nodename")
+		return fmt.Errorf("drain %v: %w", nodes, err)
+	}
+	return nil
+}
+
+// act runs a change, or only logs it in dry-run mode.
+func (c *Controller) act(log *zap.Logger, what string, f func() error) error {
+	if c.DryRun {
+		log.Info("dry run: would " + what)
+		return nil
+	}
+	return f()
+}
+
+// dispatch writes the per-node plans and starts the agent on every node of
+// the job that has not got it yet.
+func (c *Controller) dispatch(ctx context.Context, rec *state.Record) (time.Duration, error) {
+	now := c.Now()
+	if c.Policy.Signal != "" {
+		// The grace period ends early enough to leave the upload its share.
+		end := rec.Times.Held.Add(c.Policy.Grace)
+		if latest := rec.Deadline.Add(-(Reclaim - c.Margin) / 2); end.After(latest) {
+			end = latest
+		}
+		if wait := end.Sub(now); wait > 0 {
+			return wait, nil
+		}
+	}
+	if now.After(rec.Deadline) {
+		rec.Outcome = state.OutcomeFailed
+		rec.AddError(errors.New("the deadline passed before the upload could start"))
+		return 0, c.finish(ctx, rec)
+	}
+	if err := c.sendAgents(ctx, rec); err != nil {
+		return 0, err
+	}
+	rec.URI = c.Layout.RunURI(rec.JobID, rec.Run)
+	c.Metrics.dispatchLatency.Observe(c.Now().Sub(rec.Times.Detected).Seconds())
+	return 0, c.advance(ctx, rec, state.Dispatched)
+}
+
+// sendAgents dispatches to the nodes of rec that have no command yet. It
+// fails only if no node at all got one.
+func (c *Controller) sendAgents(ctx context.Context, rec *state.Record) error {
+	var reqs []rescue.Request
+	for _, n := range rec.Nodes {
+		if n.Command != "" {
+			continue
+		}
+		dir, err := c.scratchDir(rec, n.Name)
+		if err != nil {
+			return err
+		}
+		reqs = append(reqs, rescue.Request{
+			Instance: n.Instance, Node: n.Name,
+			Job:      rescue.PlanJob{JobID: rec.JobID, Run: rec.Run, Dir: dir, Prefix: c.Layout.NodePrefix(rec.JobID, rec.Run, n.Name)},
+			Deadline: rec.Deadline, Reclaim: rec.EventTime.Add(Reclaim),
+		})
+	}
+	if len(reqs) == 0 {
+		return nil
+	}
+	cmds, err := c.Dispatcher.Dispatch(ctx, reqs)
+	for i := range rec.Nodes {
+		n := &rec.Nodes[i]
+		if cmd, ok := cmds[n.Instance]; ok && n.Command == "" {
+			n.Command, n.Status = cmd, "Pending"
+			c.watchCommand(cmd, rec.Key)
+		}
+	}
+	if err != nil {
+		c.Metrics.awsError("ssm", "SendCommand")
+		if len(cmds) == 0 {
+			return fmt.Errorf("dispatch: %w", err)
+		}
+		c.logFor(rec).Warn("some nodes could not be dispatched", zap.Error(err))
+	}
+	return nil
+}
+
+// track waits for every node's agent to finish, or its instance to go, then
+// reads the outcome from the manifests.
+func (c *Controller) track(ctx context.Context, rec *state.Record) (time.Duration, error) {
+	now := c.Now()
+	reclaimed := now.After(rec.EventTime.Add(Reclaim + 10*time.Second))
+	if !reclaimed && now.Before(rec.Deadline) {
+		if err := c.sendAgents(ctx, rec); err != nil { // nodes whose dispatch failed before
+			c.logFor(rec).Warn("dispatch retry failed", zap.Error(err))
+		}
+	}
+	waiting := false
+	for i := range rec.Nodes {
+		n := &rec.Nodes[i]
+		if n.Command == "" || event.TerminalStatus(n.Status) {
+			continue
+		}
+		c.watchCommand(n.Command, rec.Key)
+		n.Status = c.status(ctx, rec, n)
+		if !event.TerminalStatus(n.Status) && !n.Gone && !reclaimed {
+			waiting = true
+		}
+	}
+	if waiting {
+		return min(pollEvery, time.Until(rec.EventTime.Add(Reclaim+11*time.Second))), nil
+	}
+	if err := c.collect(ctx, rec); err != nil {
+		return 0, err
+	}
+	for _, n := range rec.Nodes {
+		c.forgetCommand(n.Command, rec.Key)
+	}
+	return 0, c.finish(ctx, rec)
+}
+
+// status is the invocation's status from an event, or from SSM when no
+// event has settled it.
+func (c *Controller) status(ctx context.Context, rec *state.Record, n *state.Node) string {
+	if st := c.observedStatus(n.Command, n.Instance); event.TerminalStatus(st) {
+		return st
+	}
+	st, err := c.Dispatcher.Status(ctx, n.Command, n.Instance)
+	if err != nil {
+		c.Metrics.awsError("ssm", "GetCommandInvocation")
+		c.logFor(rec).Warn("cannot read the agent's status", zap.String("command", n.Command), zap.Error(err))
+		return n.Status
+	}
+	return st
+}
+
+// collect reads each node's manifest: what S3 holds is the outcome,
+// whatever SSM reported.
+func (c *Controller) collect(ctx context.Context, rec *state.Record) error {
+	rec.Bytes, rec.Files = 0, 0
+	saved, complete := 0, 0
+	for i := range rec.Nodes {
+		n := &rec.Nodes[i]
+		m, err := c.Manifests.Manifest(ctx, c.Layout.NodePrefix(rec.JobID, rec.Run, n.Name))
+		if errors.Is(err, rescue.ErrNoManifest) {
+			continue
+		}
+		if err != nil {
+			c.Metrics.awsError("s3", "GetObject")
+			return fmt.Errorf("read manifest of node %s: %w", n.Name, err)
+		}
+		n.Complete, n.Bytes, n.Files = m.Complete, m.Bytes, int64(len(m.Files))
+		rec.Bytes += m.Bytes
+		rec.Files += n.Files
+		saved++
+		if m.Complete {
+			complete++
+			c.Metrics.deadlineSlack.Observe(rec.Deadline.Sub(m.Finished).Seconds())
+		}
+	}
+	switch {
+	case complete == len(rec.Nodes) && saved > 0:
+		rec.Outcome = state.OutcomeComplete
+	case saved > 0:
+		rec.Outcome = state.OutcomePartial
+	default:
+		rec.Outcome = state.OutcomeFailed
+	}
+	return nil
+}
+
+// finish records the upload's outcome as the phase.
+func (c *Controller) finish(ctx context.Context, rec *state.Record) error {
+	phase := map[state.Outcome]state.Phase{state.OutcomeComplete: state.Rescued, state.OutcomePartial: state.Partial}[rec.Outcome]
+	if phase == "" {
+		phase = state.Failed
+	}
+	if err := c.advance(ctx, rec, phase); err != nil {
+		return err
+	}
+	c.Metrics.rescues.WithLabelValues(string(rec.Outcome)).Inc()
+	c.Metrics.rescueDuration.Observe(rec.Times.Finished.Sub(rec.Times.Detected).Seconds())
+	c.Metrics.rescuedBytes.Add(float64(rec.Bytes))
+	c.logFor(rec).Info("rescue outcome", zap.String("outcome", string(rec.Outcome)), zap.Int64("bytes", rec.Bytes), zap.Int64("files", rec.Files), zap.String("uri", rec.URI))
+	return nil
+}
+
+// scratchDir is the job's scratch directory on node, from the template.
+func (c *Controller) scratchDir(rec *state.Record, node string) (string, error) {
+	return rescue.ScratchDir(c.ScratchTemplate, rescue.ScratchVars{
+		JobID: rec.JobID, User: rec.User, ArrayJobID: rec.ArrayJobID, ArrayTaskID: rec.ArrayTaskID, Node: node,
+	})
+}

@@ -1,0 +1,112 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/spotrescue/spotrescue/controller/slurm"
+	"github.com/spotrescue/spotrescue/rescue"
+	"github.com/spotrescue/spotrescue/state"
+)
+
+// requeue tells the next run where its data is (env file, AdminComment) and
+// requeues the job. A job that ended meanwhile, or that its user submitted
+// with --no-requeue, is not requeued; the record says why.
+func (c *Controller) requeue(ctx context.Context, rec *state.Record) error {
+	log := c.logFor(rec)
+	job, err := c.Slurm.Job(ctx, rec.JobID)
+	if errors.Is(err, slurm.ErrNoJob) || err == nil && job.Finished() {
+		rec.Requeue = gone(rec, job, err)
+		c.Metrics.requeues.WithLabelValues("job_ended").Inc()
+		return c.advance(ctx, rec, state.Done)
+	}
+	if err != nil {
+		c.Metrics.slurmError("scontrol show job")
+		return err
+	}
+	if !job.Requeue {
+		rec.Requeue = "not requeued: the job was submitted with --no-requeue"
+		c.Metrics.requeues.WithLabelValues("not_requeueable").Inc()
+		if err := c.releaseHold(ctx, log, rec); err != nil {
+			return err
+		}
+		return c.advance(ctx, rec, state.Done)
+	}
+	if err := c.tellNextRun(ctx, log, rec); err != nil {
+		return err
+	}
+	switch {
+	case job.Restarts > rec.Run:
+		// Requeued already: by ParallelCluster after the node died, or by
+		// us just before a restart. Either way, once is enough.
+		rec.Requeue = fmt.Sprintf("requeued (found already requeued, now run %d)", job.Restarts)
+	default:
+		err := c.act(log, "requeue the job", func() error { return c.Slurm.Requeue(ctx, rec.JobID) })
+		switch {
+		case errors.Is(err, slurm.ErrAlreadyPending):
+			rec.Requeue = "requeued (the job was already pending)"
+		case err != nil:
+			c.Metrics.slurmError("scontrol requeue")
+			return fmt.Errorf("requeue job %s: %w", rec.JobID, err)
+		default:
+			rec.Requeue = "requeued"
+		}
+	}
+	c.Metrics.requeues.WithLabelValues("requeued").Inc()
+	return c.advance(ctx, rec, state.Requeued)
+}
+
+// tellNextRun writes the env file the TaskProlog exports and mirrors the
+// URI into AdminComment, which only admins can set (users can forge
+// Comment), so operators see it in scontrol show job.
+func (c *Controller) tellNextRun(ctx context.Context, log *zap.Logger, rec *state.Record) error {
+	status := string(rec.Outcome)
+	var nodes []string
+	for _, n := range rec.Nodes {
+		nodes = append(nodes, n.Name)
+	}
+	env := rescue.JobEnv{URI: rec.URI, Status: status, Run: rec.Run, Nodes: nodes}
+	err := c.act(log, "write the job's env file", func() error { return c.Layout.WriteJobEnv(rec.JobID, env, rec.UID, -1) })
+	if err != nil {
+		return fmt.Errorf("env file of job %s: %w", rec.JobID, err)
+	}
+	comment := fmt.Sprintf("spotrescue run=%d status=%s uri=%s", rec.Run, status, rec.URI)
+	err = c.act(log, "set the AdminComment", func() error { return c.Slurm.SetAdminComment(ctx, rec.JobID, comment) })
+	if err != nil {
+		c.Metrics.slurmError("scontrol update admincomment")
+		return fmt.Errorf("admin comment of job %s: %w", rec.JobID, err)
+	}
+	return nil
+}
+
+// release lets the requeued job run again, unless its user had held it.
+func (c *Controller) release(ctx context.Context, rec *state.Record) error {
+	if err := c.releaseHold(ctx, c.logFor(rec), rec); err != nil {
+		return err
+	}
+	return c.advance(ctx, rec, state.Done)
+}
+
+// releaseHold lifts our hold. `scontrol release` also lifts a user's own
+// hold (our admin hold replaced it), so a job its user had held gets that
+// hold back as a user hold the user can release.
+func (c *Controller) releaseHold(ctx context.Context, log *zap.Logger, rec *state.Record) error {
+	err := c.act(log, "release the job", func() error { return c.Slurm.Release(ctx, rec.JobID) })
+	if err != nil && !errors.Is(err, slurm.ErrNoJob) && !errors.Is(err, slurm.ErrFinished) {
+		c.Metrics.slurmError("scontrol release")
+		return fmt.Errorf("release job %s: %w", rec.JobID, err)
+	}
+	if !rec.UserHeld || err != nil {
+		return nil
+	}
+	err = c.act(log, "restore the user's hold", func() error { return c.Slurm.UserHold(ctx, rec.JobID) })
+	if err != nil {
+		c.Metrics.slurmError("scontrol uhold")
+		return fmt.Errorf("restore user hold of job %s: %w", rec.JobID, err)
+	}
+	log.Info("job left held by its user, as it was before the interruption")
+	return nil
+}

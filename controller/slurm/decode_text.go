@@ -1,0 +1,341 @@
+package slurm
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// This file reads Slurm's plain text, the fallback when JSON is missing
+// (scontrol before 23.02) or does not parse.
+//
+// scontrol show job/node (without -o) prints one record per job, a first
+// line "JobId=... JobName=<name>" with the name running to the end of the
+// line, then indented lines of "Key=Value" pairs, the free-text fields
+// (AdminComment, Comment, WorkDir, StdOut, OS, Reason of a node, ...) each on
+// a line of its own. That layout delimits text with spaces and '=' in it;
+// the one-line form (-o) joins everything with single spaces and cannot be
+// split back reliably ("AdminComment=a StdOut=b" is ambiguous), so it is not
+// used.
+
+// freeJobKeys and freeNodeKeys are the keys whose value runs to the end of
+// their line.
+var (
+	freeJobKeys = map[string]bool{
+		"AdminComment": true, "Comment": true, "SystemComment": true, "Extra": true,
+		"Command": true, "WorkDir": true, "StdErr": true, "StdIn": true, "StdOut": true,
+		"Container": true, "ContainerID": true, "SubmitLine": true,
+	}
+	freeNodeKeys = map[string]bool{
+		"OS": true, "Reason": true, "Comment": true, "Extra": true,
+	}
+	keyPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_:/]*$`)
+)
+
+// record is one job or node of scontrol's text output.
+type record struct {
+	fields map[string]string
+	dups   map[string]bool // keys seen twice: their value cannot be trusted
+}
+
+func newRecord() *record {
+	return &record{fields: map[string]string{}, dups: map[string]bool{}}
+}
+
+func (r *record) set(k, v string) {
+	if _, ok := r.fields[k]; ok {
+		r.dups[k] = true
+	}
+	r.fields[k] = v
+}
+
+// get returns a field; a field given twice (a name or comment that itself
+// contained "Key=") is an error rather than a guess.
+func (r *record) get(k string) (string, error) {
+	if r.dups[k] {
+		return "", fmt.Errorf("field %s appears twice", k)
+	}
+	return r.fields[k], nil
+}
+
+// parseShow splits `scontrol show job|node` output into records. first is
+// the key that starts a record (JobId, NodeName); nameKey, if not empty, is
+// the key whose value runs to the end of the first line (JobName).
+func parseShow(out, first, nameKey string, free map[string]bool) ([]*record, error) {
+	var recs []*record
+	var cur *record
+	for i, line := range strings.Split(out, "\n") {
+		switch {
+		case strings.TrimSpace(line) == "":
+			cur = nil
+		case strings.HasPrefix(line, first+"="):
+			cur = newRecord()
+			recs = append(recs, cur)
+			if err := parseFirstLine(cur, line, nameKey); err != nil {
+				return nil, fmt.Errorf("line %d: %w", i+1, err)
+			}
+		case cur == nil:
+			return nil, fmt.Errorf("line %d: %q is outside a record", i+1, truncate(line, 60))
+		default:
+			if err := parseLine(cur, strings.TrimLeft(line, " "), free); err != nil {
+				return nil, fmt.Errorf("line %d: %w", i+1, err)
+			}
+		}
+	}
+	return recs, nil
+}
+
+func parseFirstLine(r *record, line, nameKey string) error {
+	if nameKey == "" {
+		return parseLine(r, line, nil)
+	}
+	i := strings.Index(line, " "+nameKey+"=")
+	if i < 0 {
+		return parseLine(r, line, nil)
+	}
+	if err := parseLine(r, line[:i], nil); err != nil {
+		return err
+	}
+	r.set(nameKey, line[i+len(nameKey)+2:])
+	return nil
+}
+
+// parseLine reads "Key=Value Key=Value" pairs. A word without '=' continues
+// the previous value (a node's OS, say, when it is not on its own line); a
+// line that starts with a free-text key is that key's value to the end.
+func parseLine(r *record, line string, free map[string]bool) error {
+	if k, v, ok := strings.Cut(line, "="); ok && free[k] {
+		// 22.05 prints "AdminComment=%s " with a trailing space.
+		r.set(k, strings.TrimSuffix(v, " "))
+		return nil
+	}
+	last := ""
+	for _, word := range strings.Split(line, " ") {
+		if word == "" {
+			continue
+		}
+		if k, v, ok := strings.Cut(word, "="); ok && keyPattern.MatchString(k) {
+			r.set(k, v)
+			last = k
+			continue
+		}
+		if last == "" {
+			return fmt.Errorf("%q is not Key=Value", truncate(word, 40))
+		}
+		r.fields[last] += " " + word
+	}
+	return nil
+}
+
+// jobKeys are the fields of a `scontrol show job` record that Job uses.
+var jobKeys = []string{
+	"JobId", "ArrayJobId", "ArrayTaskId", "HetJobId", "HetJobOffset", "JobName",
+	"UserId", "JobState", "Reason", "Priority", "Requeue", "Restarts", "BatchFlag",
+	"AdminComment", "Partition", "Account", "BatchHost", "SubmitTime", "StartTime",
+	"NodeList",
+}
+
+// jobFromRecord builds a Job from a `scontrol show job` record.
+func jobFromRecord(r *record) (Job, error) {
+	for _, k := range jobKeys {
+		if _, err := r.get(k); err != nil {
+			return Job{}, fmt.Errorf("job %s: %w", r.fields["JobId"], err)
+		}
+	}
+	f := func(k string) string { return nullText(r.fields[k]) }
+	var x ids
+	var err error
+	if x.jobID, err = parseID(f("JobId")); err != nil || x.jobID == 0 {
+		return Job{}, fmt.Errorf("JobId %q: not a job id", r.fields["JobId"])
+	}
+	x.arrayJobID, _ = parseID(f("ArrayJobId"))
+	x.arrayTaskID, x.hasTask, x.taskStr = parseTask(f("ArrayTaskId"))
+	x.hetJobID, _ = parseID(f("HetJobId"))
+	x.hetOffset, _ = parseID(f("HetJobOffset"))
+	j := Job{Name: r.fields["JobName"], Reason: f("Reason"), AdminComment: f("AdminComment")}
+	j.setIDs(x)
+	j.User, j.UID = parseUser(f("UserId"))
+	j.setState([]string{f("JobState")})
+	j.Priority, _ = strconv.ParseInt(f("Priority"), 10, 64)
+	j.Requeue, j.Batch = f("Requeue") == "1", f("BatchFlag") == "1"
+	j.Restarts, _ = strconv.Atoi(f("Restarts"))
+	j.Partition, j.Account, j.BatchHost = f("Partition"), f("Account"), f("BatchHost")
+	j.SubmitTime, j.StartTime = parseLocalTime(f("SubmitTime")), parseLocalTime(f("StartTime"))
+	if err := j.setNodes(f("NodeList")); err != nil {
+		return Job{}, fmt.Errorf("job %s: %w", j.ID, err)
+	}
+	return j, nil
+}
+
+// parseJobsText reads `scontrol show job` output.
+func parseJobsText(out string) ([]Job, error) {
+	recs, err := parseShow(out, "JobId", "JobName", freeJobKeys)
+	if err != nil {
+		return nil, err
+	}
+	jobs := make([]Job, 0, len(recs))
+	for _, r := range recs {
+		j, err := jobFromRecord(r)
+		if err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, nil
+}
+
+// nodeReasonSuffix is the " [root@2026-11-26T04:20:53]" scontrol appends.
+var nodeReasonSuffix = regexp.MustCompile(` \[[^\]@]*@[^\]]*\]$`)
+
+// parseNodesText reads `scontrol show node` output.
+func parseNodesText(out string) ([]Node, error) {
+	recs, err := parseShow(out, "NodeName", "", freeNodeKeys)
+	if err != nil {
+		return nil, err
+	}
+	nodes := make([]Node, 0, len(recs))
+	for _, r := range recs {
+		name, err1 := r.get("NodeName")
+		state, err2 := r.get("State")
+		if err := errors.Join(err1, err2); err != nil || name == "" {
+			return nil, fmt.Errorf("node %q: %w", name, err)
+		}
+		n := Node{Name: name, Addr: nullText(r.fields["NodeAddr"])}
+		n.Reason = nodeReasonSuffix.ReplaceAllString(nullText(r.fields["Reason"]), "")
+		n.setState([]string{state})
+		nodes = append(nodes, n)
+	}
+	return nodes, nil
+}
+
+// squeueFields are the columns of the squeue -O fallback, in order. Each is
+// printed in full (":0") and followed by the unit separator; the last one
+// by the record separator, since a field may hold a newline.
+var squeueFields = []string{
+	"JobID", "ArrayJobID", "ArrayTaskID", "HetJobID", "HetJobOffset", "Name",
+	"UserName", "UserID", "State", "Reason", "PriorityLong", "Requeue",
+	"RestartCnt", "BatchFlag", "BatchHost", "NodeList", "Partition", "Account",
+	"SubmitTime", "StartTime", "admin_comment",
+}
+
+const (
+	unitSep   = "\x1f"
+	recordSep = "\x1e"
+)
+
+// squeueFormat is the -O argument for squeueFields.
+func squeueFormat() string {
+	parts := make([]string, len(squeueFields))
+	for i, f := range squeueFields {
+		sep := unitSep
+		if i == len(squeueFields)-1 {
+			sep = recordSep
+		}
+		parts[i] = f + ":0" + sep
+	}
+	return strings.Join(parts, ",")
+}
+
+// parseSqueue reads the output of squeue -h -O squeueFormat().
+func parseSqueue(out string) ([]Job, error) {
+	chunks := strings.Split(out, recordSep)
+	jobs := make([]Job, 0, len(chunks))
+	for i, chunk := range chunks {
+		chunk = strings.TrimPrefix(chunk, "\n")
+		if i == len(chunks)-1 {
+			if strings.TrimSpace(chunk) != "" {
+				return nil, fmt.Errorf("squeue: trailing text %q", truncate(chunk, 60))
+			}
+			break
+		}
+		f := strings.Split(chunk, unitSep)
+		if len(f) != len(squeueFields) {
+			return nil, fmt.Errorf("squeue record %d: %d fields, want %d", i+1, len(f), len(squeueFields))
+		}
+		j, err := jobFromSqueue(f)
+		if err != nil {
+			return nil, fmt.Errorf("squeue record %d: %w", i+1, err)
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, nil
+}
+
+func jobFromSqueue(f []string) (Job, error) {
+	var x ids
+	var err error
+	if x.jobID, err = parseID(f[0]); err != nil || x.jobID == 0 {
+		return Job{}, fmt.Errorf("JobID %q: not a job id", f[0])
+	}
+	x.arrayJobID, _ = parseID(f[1])
+	x.arrayTaskID, x.hasTask, x.taskStr = parseTask(f[2])
+	x.hetJobID, _ = parseID(f[3])
+	x.hetOffset, _ = parseID(f[4])
+	j := Job{Name: f[5], User: nullText(f[6]), Reason: nullText(f[9])}
+	j.setIDs(x)
+	j.UID, _ = strconv.Atoi(f[7])
+	j.setState([]string{f[8]})
+	j.Priority, _ = strconv.ParseInt(f[10], 10, 64)
+	j.Requeue, j.Batch = f[11] == "1", f[13] == "1"
+	j.Restarts, _ = strconv.Atoi(f[12])
+	j.BatchHost, j.Partition, j.Account = nullText(f[14]), nullText(f[16]), nullText(f[17])
+	j.SubmitTime, j.StartTime = parseLocalTime(f[18]), parseLocalTime(f[19])
+	j.AdminComment = nullText(f[20])
+	if err := j.setNodes(nullText(f[15])); err != nil {
+		return Job{}, fmt.Errorf("job %s: %w", j.ID, err)
+	}
+	return j, nil
+}
+
+// nullText maps Slurm's placeholders for "nothing" to "".
+func nullText(s string) string {
+	switch s {
+	case "(null)", "N/A", "n/a", "None assigned":
+		return ""
+	}
+	return s
+}
+
+// parseID reads a numeric id; "", "N/A" and "(null)" are 0.
+func parseID(s string) (uint64, error) {
+	if nullText(s) == "" {
+		return 0, nil
+	}
+	return strconv.ParseUint(s, 10, 32)
+}
+
+// parseTask reads an array task id, or the task expression ("1-3%2") of an
+// array record whose tasks have not all started.
+func parseTask(s string) (id uint64, ok bool, expr string) {
+	s = nullText(s)
+	if s == "" {
+		return 0, false, ""
+	}
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return n, true, ""
+	}
+	return 0, false, s
+}
+
+// parseUser reads "alice(1001)".
+func parseUser(s string) (string, int) {
+	i := strings.LastIndexByte(s, '(')
+	if i < 0 || !strings.HasSuffix(s, ")") {
+		return s, 0
+	}
+	uid, _ := strconv.Atoi(s[i+1 : len(s)-1])
+	return s[:i], uid
+}
+
+// parseLocalTime reads "2026-11-26T04:21:25", which Slurm prints in the
+// local time zone; "Unknown", "None" and "N/A" are the zero time.
+func parseLocalTime(s string) time.Time {
+	t, err := time.ParseInLocation("2006-01-02T15:04:05", s, time.Local)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}

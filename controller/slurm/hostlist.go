@@ -1,0 +1,126 @@
+package slurm
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// maxHosts bounds what one hostlist may expand to, so that a malformed or
+// hostile "n[0-4000000000]" cannot exhaust memory.
+const maxHosts = 100000
+
+// ExpandHostlist expands a Slurm hostlist such as "queue1-dy-c5-[1-3,5]" or
+// "a[1-2]-b[01-02],c" into node names, in order. Zero padding follows the
+// lower bound of a range, as Slurm does: "n[01-03]" gives n01 n02 n03 and
+// "n[9-10]" gives n9 n10. Empty input and "(null)" give no names.
+func ExpandHostlist(s string) ([]string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "(null)" {
+		return nil, nil
+	}
+	parts, err := splitTopLevel(s)
+	if err != nil {
+		return nil, fmt.Errorf("hostlist %q: %w", truncate(s, 80), err)
+	}
+	var out []string
+	for _, p := range parts {
+		if p == "" {
+			return nil, fmt.Errorf("hostlist %q: empty name", truncate(s, 80))
+		}
+		if out, err = expandHost(p, out); err != nil {
+			return nil, fmt.Errorf("hostlist %q: %w", truncate(s, 80), err)
+		}
+	}
+	return out, nil
+}
+
+// splitTopLevel splits at the commas outside brackets.
+func splitTopLevel(s string) ([]string, error) {
+	var parts []string
+	depth, start := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '[':
+			if depth++; depth > 1 {
+				return nil, fmt.Errorf("nested '[' at %d", i)
+			}
+		case ']':
+			if depth--; depth < 0 {
+				return nil, fmt.Errorf("unmatched ']' at %d", i)
+			}
+		case ',':
+			if depth == 0 {
+				parts = append(parts, s[start:i])
+				start = i + 1
+			}
+		}
+	}
+	if depth != 0 {
+		return nil, fmt.Errorf("unclosed '['")
+	}
+	return append(parts, s[start:]), nil
+}
+
+// expandHost appends the names of one host pattern, which may hold several
+// bracket groups ("rack[1-2]-n[01-02]": the cartesian product, in order).
+func expandHost(p string, out []string) ([]string, error) {
+	open := strings.IndexByte(p, '[')
+	if open < 0 {
+		if strings.IndexByte(p, ']') >= 0 {
+			return nil, fmt.Errorf("unmatched ']'")
+		}
+		return appendBounded(out, p)
+	}
+	end := strings.IndexByte(p[open:], ']')
+	if end < 0 {
+		return nil, fmt.Errorf("unclosed '['")
+	}
+	prefix, body, rest := p[:open], p[open+1:open+end], p[open+end+1:]
+	nums, err := expandRanges(body)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nums {
+		if out, err = expandHost(prefix+n+rest, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// expandRanges expands the inside of brackets, "1-3,5" or "01-03".
+func expandRanges(body string) ([]string, error) {
+	if body == "" {
+		return nil, fmt.Errorf("empty brackets")
+	}
+	var out []string
+	for _, r := range strings.Split(body, ",") {
+		lo, hi, isRange := strings.Cut(r, "-")
+		if !isRange {
+			hi = lo
+		}
+		a, err1 := strconv.ParseUint(lo, 10, 32)
+		b, err2 := strconv.ParseUint(hi, 10, 32)
+		if err1 != nil || err2 != nil || lo == "" || hi == "" {
+			return nil, fmt.Errorf("bad range %q", r)
+		}
+		if b < a {
+			return nil, fmt.Errorf("range %q runs backwards", r)
+		}
+		if b-a >= maxHosts || len(out)+int(b-a) >= maxHosts {
+			return nil, fmt.Errorf("range %q has more than %d hosts", r, maxHosts)
+		}
+		for n := a; n <= b; n++ {
+			out = append(out, fmt.Sprintf("%0*d", len(lo), n))
+		}
+	}
+	return out, nil
+}
+
+func appendBounded(out []string, name string) ([]string, error) {
+	if len(out) >= maxHosts {
+		return nil, fmt.Errorf("more than %d hosts", maxHosts)
+	}
+	return append(out, name), nil
+}

@@ -1,0 +1,121 @@
+package slurm
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+var (
+	// A canonical job id: the numeric job_id. Leading zeros are refused so
+	// that one job has one spelling, and the value must fit in Slurm's
+	// uint32 below its NO_VAL markers.
+	jobIDPattern = regexp.MustCompile(`^[1-9][0-9]{0,9}$`)
+	// An array task addressed as <array job id>_<task id>.
+	taskIDPattern  = regexp.MustCompile(`^([1-9][0-9]{0,9})_([0-9]{1,10})$`)
+	nodePattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	partPattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	signalNumRange = [2]int{1, 64}
+)
+
+// signalNames are the names scancel accepts (without the SIG prefix).
+var signalNames = map[string]bool{
+	"HUP": true, "INT": true, "QUIT": true, "ILL": true, "TRAP": true, "ABRT": true,
+	"BUS": true, "FPE": true, "KILL": true, "USR1": true, "SEGV": true, "USR2": true,
+	"PIPE": true, "ALRM": true, "TERM": true, "STKFLT": true, "CHLD": true, "CONT": true,
+	"STOP": true, "TSTP": true, "TTIN": true, "TTOU": true, "URG": true, "XCPU": true,
+	"XFSZ": true, "VTALRM": true, "PROF": true, "WINCH": true, "IO": true, "PWR": true,
+	"SYS": true,
+}
+
+const (
+	maxJobID      = 0xfffffffd // NO_VAL and INFINITE are 0xfffffffe/0xffffffff
+	maxCommentLen = 4096
+	maxReasonLen  = 1024
+)
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// validJobID checks a canonical numeric job id.
+func validJobID(id string) error {
+	if !jobIDPattern.MatchString(id) {
+		return invalid("job id %q is not a job number", id)
+	}
+	if n, _ := strconv.ParseUint(id, 10, 64); n > maxJobID {
+		return invalid("job id %q is out of range", id)
+	}
+	return nil
+}
+
+// validTarget checks an id a command may address: a canonical job id or an
+// array task as "<array job id>_<task id>".
+func validTarget(id string) error {
+	if m := taskIDPattern.FindStringSubmatch(id); m != nil {
+		if err := validJobID(m[1]); err != nil {
+			return err
+		}
+		if n, _ := strconv.ParseUint(m[2], 10, 64); n > maxJobID {
+			return invalid("array task %q is out of range", id)
+		}
+		return nil
+	}
+	return validJobID(id)
+}
+
+func validNode(name string) error {
+	if !nodePattern.MatchString(name) {
+		return invalid("node name %q", name)
+	}
+	return nil
+}
+
+func validPartition(name string) error {
+	if !partPattern.MatchString(name) {
+		return invalid("partition name %q", name)
+	}
+	return nil
+}
+
+// normalizeSignal returns the signal as scancel should get it: a known name
+// without its SIG prefix, upper case, or a number from 1 to 64.
+func normalizeSignal(sig string) (string, error) {
+	if n, err := strconv.Atoi(sig); err == nil && sig == strconv.Itoa(n) {
+		if n < signalNumRange[0] || n > signalNumRange[1] {
+			return "", invalid("signal number %d is not 1-64", n)
+		}
+		return sig, nil
+	}
+	name := strings.TrimPrefix(strings.ToUpper(sig), "SIG")
+	if !signalNames[name] {
+		return "", invalid("signal %q", sig)
+	}
+	return name, nil
+}
+
+// validText checks free text that travels as one argv element (an admin
+// comment or a drain reason). Control characters are refused because they
+// would break the line-oriented output we read the text back from, and
+// surrounding white space because scontrol's text output cannot keep it.
+func validText(what, s string, max int, allowEmpty bool) error {
+	switch {
+	case s == "" && !allowEmpty:
+		return invalid("%s is empty", what)
+	case len(s) > max:
+		return invalid("%s is longer than %d bytes", what, max)
+	case !utf8.ValidString(s):
+		return invalid("%s is not valid UTF-8", what)
+	case strings.TrimSpace(s) != s:
+		return invalid("%s has leading or trailing white space", what)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return invalid("%s contains control character %U", what, r)
+		}
+	}
+	return nil
+}

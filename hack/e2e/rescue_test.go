@@ -1,0 +1,343 @@
+//go:build lab
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/spotrescue/spotrescue/controller/slurm"
+	"github.com/spotrescue/spotrescue/hack/lab"
+	"github.com/spotrescue/spotrescue/rescue"
+	"github.com/spotrescue/spotrescue/state"
+)
+
+// The product: warning -> data in S3 -> record -> requeue -> the next run,
+// on another node, sees its four variables and finds its files intact.
+func TestHappyPath(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit("")
+	want := sums(t, filepath.Join(e.Scratch(node), id))
+	e.startController()
+	e.send(warning(e.Instances[node], time.Now()))
+
+	rec := e.record(id, 0, state.Done, 90*time.Second)
+	out := e.waitResumed(id, 60*time.Second)
+	if newNode := e.JobField(t, id, "BatchHost"); newNode == node {
+		t.Errorf("job resumed on the drained node %s", node)
+	}
+	wantURI := fmt.Sprintf("s3://spotrescue-lab/spotrescue/lab/%s/run-0/", id)
+	line := envLine(out)
+	for _, w := range []string{"uri=" + wantURI, "status=complete", "rrun=0", "dir=" + e.Dir + "/nodes/"} {
+		if !strings.Contains(line, w) {
+			t.Errorf("resumed run's env %q lacks %q", line, w)
+		}
+	}
+	sameSums(t, want, resumedSums(out))
+	if got := e.JobField(t, id, "Restarts"); got != "1" {
+		t.Errorf("restarts = %s, want 1", got)
+	}
+
+	// S3 holds the same bytes, and a complete manifest written last.
+	m, err := rescue.ReadManifest(context.Background(), e.S3(), "spotrescue-lab", fmt.Sprintf("spotrescue/lab/%s/run-0/%s/", id, node))
+	if err != nil || !m.Complete || len(m.Files) != len(want)+1+2 { // + ready + out/ ckpt/ dirs
+		t.Fatalf("manifest %+v, %v", m, err)
+	}
+	for rel := range want {
+		obj, err := e.S3().GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String("spotrescue-lab"), Key: aws.String(fmt.Sprintf("spotrescue/lab/%s/run-0/%s/%s", id, node, rel[2:]))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(obj.Body)
+		orig, _ := os.ReadFile(filepath.Join(e.Scratch(node), id, rel))
+		if !bytes.Equal(got, orig) {
+			t.Errorf("%s: S3 differs from the node's file", rel)
+		}
+	}
+
+	// The record tells the whole story.
+	if rec.Outcome != state.OutcomeComplete || rec.URI != wantURI || rec.Requeue != "requeued" || rec.Files != int64(len(m.Files)) || rec.Bytes != m.Bytes || rec.Bytes < 1<<20 {
+		t.Errorf("record: outcome=%s uri=%s requeue=%q files=%d bytes=%d", rec.Outcome, rec.URI, rec.Requeue, rec.Files, rec.Bytes)
+	}
+	ts := rec.Times
+	if !(ts.Detected.Before(ts.Held) && ts.Held.Before(ts.Dispatched) && ts.Dispatched.Before(ts.Finished) && !ts.Requeued.Before(ts.Finished) && !ts.Done.Before(ts.Requeued)) {
+		t.Errorf("times out of order: %+v", ts)
+	}
+	job, err := slurm.New(filepath.Dir(e.Run(t, "which", "scontrol"))).Job(context.Background(), id)
+	if err != nil || !strings.Contains(job.AdminComment, wantURI) {
+		t.Errorf("AdminComment %q lacks the URI (%v)", job.AdminComment, err)
+	}
+	envFile := filepath.Join(e.Dir, "shared/spotrescue/jobs", id+".env")
+	if fi, err := os.Stat(envFile); err != nil || fi.Mode().Perm() != 0o400 {
+		t.Errorf("env file %s: %v %v", envFile, fi, err)
+	}
+}
+
+// Two jobs on one node: each job's data under its own prefix, never mixed.
+func TestTwoJobsOnOneNode(t *testing.T) {
+	e := setup(t)
+	// Not pinned with -w: a pinned job could not run anywhere else after
+	// the drain. Slurm packs one-CPU jobs onto the first node with room.
+	a, node := e.submit("", "-n1")
+	b, nodeB := e.submit("", "-n1")
+	if nodeB != node {
+		t.Fatalf("jobs landed on %s and %s; the test needs them on one node", node, nodeB)
+	}
+	wantA, wantB := sums(t, filepath.Join(e.Scratch(node), a)), sums(t, filepath.Join(e.Scratch(node), b))
+	e.startController()
+	e.send(warning(e.Instances[node], time.Now()))
+	e.record(a, 0, state.Done, 90*time.Second)
+	e.record(b, 0, state.Done, 90*time.Second)
+	sameSums(t, wantA, resumedSums(e.waitResumed(a, 60*time.Second)))
+	sameSums(t, wantB, resumedSums(e.waitResumed(b, 60*time.Second)))
+	for _, j := range []string{a, b} {
+		m, err := rescue.ReadManifest(context.Background(), e.S3(), "spotrescue-lab", fmt.Sprintf("spotrescue/lab/%s/run-0/%s/", j, node))
+		if err != nil || m.JobID != j {
+			t.Errorf("manifest of %s: %+v %v", j, m, err)
+		}
+	}
+}
+
+// A 2-node job with one node interrupted: both nodes' data is saved and
+// each node of the next run gets the data of the same rank.
+func TestTwoNodeJob(t *testing.T) {
+	e := setup(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	script := filepath.Join(dir, "job.sh")
+	os.WriteFile(script, []byte(`#!/bin/bash
+if [ -z "${SPOT_RESCUE_URI:-}" ]; then
+  srun -N2 --ntasks-per-node=1 bash -c 'cd "$SPOT_RESCUE_SCRATCH" && echo "$SLURM_NODEID" > rank && head -c 100000 /dev/urandom > data.bin && touch ready'
+  sleep 600
+else
+  srun -N2 --ntasks-per-node=1 bash -c 'echo "rank-$SLURM_NODEID has $(cat "$SPOT_RESCUE_DIR/rank") $(sha256sum < "$SPOT_RESCUE_DIR/data.bin" | cut -c1-16)"'
+  echo resumed
+fi
+`), 0o755)
+	id := e.Sbatch(t, "-N2", "--open-mode=append", "-o", filepath.Join(dir, "out.log"), script)
+	e.WaitJob(t, id, 30*time.Second, "RUNNING")
+	nodes := strings.Split(strings.Trim(strings.ReplaceAll(e.Run(t, "scontrol", "show", "hostnames", e.JobField(t, id, "NodeList")), "\n", " "), " "), " ")
+	if len(nodes) != 2 {
+		t.Fatalf("nodes %v", nodes)
+	}
+	for _, n := range nodes {
+		lab.Eventually(t, 30*time.Second, "data on "+n, func() bool {
+			_, err := os.Stat(filepath.Join(e.Scratch(n), id, "ready"))
+			return err == nil
+		})
+	}
+	e.startController()
+	e.send(warning(e.Instances[nodes[1]], time.Now()))
+	rec := e.record(id, 0, state.Done, 90*time.Second)
+	if len(rec.Nodes) != 2 || rec.Nodes[0].Interrupted || !rec.Nodes[1].Interrupted || !rec.Nodes[0].Complete || !rec.Nodes[1].Complete {
+		t.Fatalf("record nodes %+v", rec.Nodes)
+	}
+	out := e.waitResumed(id, 90*time.Second)
+	for rank := range 2 {
+		if !strings.Contains(out, fmt.Sprintf("rank-%d has %d ", rank, rank)) {
+			t.Errorf("rank %d did not get rank %d's data:\n%s", rank, rank, out)
+		}
+	}
+	if strings.Contains(e.Run(t, "sinfo", "-h", "-n", nodes[0], "-o", "%t"), "drain") {
+		t.Errorf("the surviving node %s was drained", nodes[0])
+	}
+}
+
+// The same event delivered twice: one rescue, one requeue.
+func TestDuplicateEvent(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit("")
+	msg := warning(e.Instances[node], time.Now())
+	e.send(msg)
+	e.send(msg)
+	c := e.startController()
+	e.record(id, 0, state.Done, 90*time.Second)
+	e.waitResumed(id, 60*time.Second)
+	e.send(msg) // and once more after the rescue
+	lab.Eventually(t, 15*time.Second, "duplicates counted", func() bool {
+		return c.metric(t, `spotrescue_events_ignored_total{reason="duplicate"}`) >= 2
+	})
+	if got := e.JobField(t, id, "Restarts"); got != "1" {
+		t.Errorf("restarts = %s, want 1", got)
+	}
+	runs, _ := e.store.Runs(context.Background(), "lab", id)
+	if len(runs) != 1 {
+		t.Errorf("%d records, want 1", len(runs))
+	}
+}
+
+// An instance that is not in the node table is not ours: counted and
+// deleted, and Slurm is untouched.
+func TestForeignInstance(t *testing.T) {
+	e := setup(t)
+	id, _ := e.submit("")
+	before := e.Run(t, "sinfo", "-h", "-N", "-o", "%N %t")
+	c := e.startController()
+	e.send(warning("i-0fffffffffffffff0", time.Now()))
+	lab.Eventually(t, 15*time.Second, "foreign instance counted", func() bool {
+		return c.metric(t, `spotrescue_events_ignored_total{reason="foreign_instance"}`) == 1
+	})
+	lab.Eventually(t, 10*time.Second, "queue empty", func() bool { return e.queueCount(e.queueURL) == 0 })
+	if after := e.Run(t, "sinfo", "-h", "-N", "-o", "%N %t"); after != before {
+		t.Errorf("Slurm changed:\nbefore %s\nafter %s", before, after)
+	}
+	if e.JobField(t, id, "JobState") != "RUNNING" || e.JobField(t, id, "Restarts") != "0" {
+		t.Error("the job was touched")
+	}
+}
+
+// A malformed message is never deleted by us: it ends in the DLQ after the
+// redrive count, intact, and the metric counts it.
+func TestMalformedMessageGoesToDLQ(t *testing.T) {
+	e := setup(t)
+	c := e.startController()
+	body := `{"detail-type": "EC2 Spot Instance Interruption Warning", "source": "aws.ec2", "detail": {"instance-id": "i-0c0ffee0000000001; rm -rf /"}}`
+	e.send(body)
+	var got string
+	lab.Eventually(t, 30*time.Second, "message in the DLQ", func() bool {
+		out, err := e.SQS().ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(e.dlqURL), WaitTimeSeconds: 1})
+		if err == nil && len(out.Messages) == 1 {
+			got = aws.ToString(out.Messages[0].Body)
+			return true
+		}
+		return false
+	})
+	if got != body {
+		t.Errorf("DLQ holds %q, want the original body", got)
+	}
+	if n := c.metric(t, "spotrescue_messages_invalid_total"); n < 3 {
+		t.Errorf("invalid messages counted %v times, want >= 3 (the redrive count)", n)
+	}
+}
+
+// Killed with SIGKILL after the hold and before the requeue, then restarted:
+// the job still ends rescued and requeued exactly once.
+func TestControllerKilledMidRescue(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit("")
+	want := sums(t, filepath.Join(e.Scratch(node), id))
+	c := e.startController()
+	e.send(warning(e.Instances[node], time.Now()))
+	lab.Eventually(t, 30*time.Second, "job held", func() bool {
+		r, err := e.store.Get(context.Background(), state.Key{Cluster: "lab", JobID: id})
+		return err == nil && (r.Phase == state.Held || r.Phase == state.Dispatched)
+	})
+	c.kill9()
+	if r, _ := e.store.Get(context.Background(), state.Key{Cluster: "lab", JobID: id}); r.Phase == state.Done || r.Phase == state.Requeued {
+		t.Fatalf("killed too late: %s", r.Phase)
+	}
+	e.startController()
+	rec := e.record(id, 0, state.Done, 90*time.Second)
+	sameSums(t, want, resumedSums(e.waitResumed(id, 60*time.Second)))
+	if got := e.JobField(t, id, "Restarts"); got != "1" || rec.Outcome != state.OutcomeComplete {
+		t.Errorf("restarts = %s (want 1), outcome %s", got, rec.Outcome)
+	}
+}
+
+// Rebalance Recommendation: node drained, no rescue, no requeue.
+func TestRebalanceDrainsOnly(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit("")
+	c := e.startController()
+	e.send(envelope("EC2 Instance Rebalance Recommendation", e.Instances[node], time.Now(), map[string]any{}))
+	lab.Eventually(t, 15*time.Second, node+" drained", func() bool {
+		return strings.HasPrefix(e.Run(t, "sinfo", "-h", "-n", node, "-o", "%t"), "dr")
+	})
+	time.Sleep(2 * time.Second)
+	if e.JobField(t, id, "JobState") != "RUNNING" || e.JobField(t, id, "Restarts") != "0" {
+		t.Errorf("job state %s restarts %s", e.JobField(t, id, "JobState"), e.JobField(t, id, "Restarts"))
+	}
+	if runs, _ := e.store.Runs(context.Background(), "lab", id); len(runs) != 0 {
+		t.Errorf("rebalance created %d records", len(runs))
+	}
+	if c.metric(t, `spotrescue_events_received_total{kind="rebalance_recommendation"}`) != 1 {
+		t.Error("rebalance not counted")
+	}
+}
+
+// The instance terminates while the upload is in flight: the record ends
+// with what the last manifest says was saved, and the job is requeued.
+func TestTerminatedMidRescue(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit(",SMALL_FILES=3000")
+	e.startController("--rescue-concurrency", "1")
+	e.send(warning(e.Instances[node], time.Now()))
+	e.record(id, 0, state.Dispatched, 30*time.Second)
+	// Past the agent's first checkpoint manifest, well before it finishes.
+	time.Sleep(7 * time.Second)
+	e.terminate(e.Instances[node])
+	e.send(envelope("EC2 Instance State-change Notification", e.Instances[node], time.Now(), map[string]any{"state": "terminated"}))
+	rec := e.record(id, 0, state.Done, 60*time.Second)
+	if rec.Outcome != state.OutcomePartial || rec.Files == 0 || rec.Files >= 3000 || !rec.Nodes[0].Gone {
+		t.Fatalf("outcome %s files %d gone %v", rec.Outcome, rec.Files, rec.Nodes[0].Gone)
+	}
+	out := e.waitResumed(id, 60*time.Second)
+	if !strings.Contains(envLine(out), "status=partial") {
+		t.Errorf("resumed env %q, want status=partial", envLine(out))
+	}
+}
+
+// Data that cannot fit the deadline: manifest complete: false, record
+// Partial, job requeued with SPOT_RESCUE_STATUS=partial.
+func TestDeadlineTooShort(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit(",SMALL_FILES=3000")
+	e.startController("--rescue-concurrency", "1")
+	// The warning is 100 s old: 5 s are left before the 15 s margin.
+	e.send(warning(e.Instances[node], time.Now().Add(-100*time.Second)))
+	rec := e.record(id, 0, state.Done, 60*time.Second)
+	m, err := rescue.ReadManifest(context.Background(), e.S3(), "spotrescue-lab", fmt.Sprintf("spotrescue/lab/%s/run-0/%s/", id, node))
+	if err != nil || m.Complete || len(m.Skipped) == 0 {
+		t.Fatalf("manifest complete=%v skipped=%d err=%v", m != nil && m.Complete, len(m.Skipped), err)
+	}
+	if rec.Outcome != state.OutcomePartial {
+		t.Errorf("outcome %s", rec.Outcome)
+	}
+	out := e.waitResumed(id, 60*time.Second)
+	if !strings.Contains(envLine(out), "status=partial") {
+		t.Errorf("resumed env %q, want status=partial", envLine(out))
+	}
+}
+
+func (e *env) queueCount(url string) int {
+	out, err := e.SQS().GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: []sqstypes.QueueAttributeName{"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var n, m int
+	fmt.Sscan(out.Attributes["ApproximateNumberOfMessages"], &n)
+	fmt.Sscan(out.Attributes["ApproximateNumberOfMessagesNotVisible"], &m)
+	return n + m
+}
+
+// terminate tells ssmlocal the instance is gone: its agent dies mid-upload.
+func (e *env) terminate(instance string) {
+	resp, err := httpPost(e.Env["AWS_ENDPOINT_URL_SSM"] + "/_lab/instances/" + instance + "/terminate")
+	if err != nil || resp != 200 {
+		e.t.Fatalf("terminate %s: %d %v", instance, resp, err)
+	}
+	// The node gets a new instance later; in the lab it keeps the same id.
+	e.t.Cleanup(func() { httpPost(e.Env["AWS_ENDPOINT_URL_SSM"] + "/_lab/instances/" + instance + "/start") })
+}
+
+func httpPost(url string) (int, error) {
+	resp, err := http.Post(url, "application/json", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
