@@ -28,12 +28,12 @@ import (
 func scratchTree(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
 	files := map[string][]byte{
-		"out/step-001.dat":  randomBytes(t, 100_000),
-		"out/step-002.dat":  randomBytes(t, 3),
-		"model.ckpt":        randomBytes(t, 20<<20), // above the 8 MiB part size
-		"notes with space":  []byte("hello\n"),
-		"unicode-é-ü.txt":   []byte("ü\n"),
-		"deep/a/b/c/d.bin":  randomBytes(t, 4096),
+		"out/step-001.dat":   randomBytes(t, 100_000),
+		"out/step-002.dat":   randomBytes(t, 3),
+		"model.ckpt":         randomBytes(t, 20<<20), // above the 8 MiB part size
+		"notes with space":   []byte("hello\n"),
+		"unicode-é-ü.txt":    []byte("ü\n"),
+		"deep/a/b/c/d.bin":   randomBytes(t, 4096),
 		"out/empty-file.txt": {},
 	}
 	for rel, b := range files {
