@@ -31,6 +31,12 @@ lab-test: build
 
 test: vet unit lab-test
 
+# demo brings the lab up (if needed), interrupts a job and shows it resume.
+demo: build
+	hack/lab/up.sh
+	$(GO) build -o bin/demo ./hack/demo
+	source $(LAB_DIR)/lab.env && bin/demo
+
 lab-up: build
 	hack/lab/up.sh
 

@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -89,8 +90,32 @@ type Options struct {
 
 // Policy holds the operator's choices about jobs.
 type Policy struct {
-	Signal string        // sent with scancel --signal before the upload; "" for none
-	Grace  time.Duration // time the job gets to checkpoint after Signal
+	States            []string      // job states that are rescued; empty means RUNNING, COMPLETING, SUSPENDED
+	Signal            string        // sent with scancel --signal before the upload; "" for none
+	Grace             time.Duration // time the job gets to checkpoint after Signal
+	FallbackAfter     int           // interruptions of one job before it moves to FallbackPartition; 0 for never
+	FallbackPartition string
+}
+
+var defaultStates = []string{"RUNNING", "COMPLETING", "SUSPENDED"}
+
+// rescuable reports whether j is a batch job in a state the policy rescues.
+// Interactive jobs are left alone: their processes live with the user's
+// session, and nothing could resume them.
+func (p Policy) rescuable(j *slurm.Job) bool {
+	states := p.States
+	if len(states) == 0 {
+		states = defaultStates
+	}
+	if !j.Batch {
+		return false
+	}
+	for _, s := range states {
+		if j.State == s || slices.Contains(j.Flags, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // Deps are the controller's connections to the world.

@@ -67,7 +67,7 @@ func (c *Controller) onWarning(ctx context.Context, e event.Event, jobs []slurm.
 	var keys []state.Key
 	for i := range jobs {
 		j := &jobs[i]
-		if !j.Batch || !j.Active() || !j.OnNode(node) {
+		if !c.Policy.rescuable(j) || !j.OnNode(node) {
 			continue
 		}
 		k, err := c.detect(ctx, e, node, j, received)

@@ -55,8 +55,35 @@ func (c *Controller) requeue(ctx context.Context, rec *state.Record) error {
 			rec.Requeue = "requeued"
 		}
 	}
+	if err := c.fallback(ctx, log, rec); err != nil {
+		return err
+	}
 	c.Metrics.requeues.WithLabelValues("requeued").Inc()
 	return c.advance(ctx, rec, state.Requeued)
+}
+
+// fallback moves a job that Spot keeps interrupting to the on-demand
+// partition. Every record of the job is one interruption.
+func (c *Controller) fallback(ctx context.Context, log *zap.Logger, rec *state.Record) error {
+	p := c.Policy
+	if p.FallbackAfter <= 0 || rec.Fallback != "" {
+		return nil
+	}
+	runs, err := c.Store.Runs(ctx, rec.Cluster, rec.JobID)
+	if err != nil {
+		return fmt.Errorf("count interruptions of job %s: %w", rec.JobID, err)
+	}
+	if len(runs) < p.FallbackAfter {
+		return nil
+	}
+	err = c.act(log, "move the job to partition "+p.FallbackPartition, func() error { return c.Slurm.SetPartition(ctx, rec.JobID, p.FallbackPartition) })
+	if err != nil {
+		c.Metrics.slurmError("scontrol update partition")
+		return fmt.Errorf("fallback of job %s: %w", rec.JobID, err)
+	}
+	rec.Fallback = p.FallbackPartition
+	log.Info("job moved to on-demand capacity after repeated interruptions", zap.Int("interruptions", len(runs)), zap.String("partition", p.FallbackPartition))
+	return nil
 }
 
 // tellNextRun writes the env file the TaskProlog exports and mirrors the

@@ -38,6 +38,7 @@ type Config struct {
 	SSM      SSM      `yaml:"ssm"`
 	Deadline Deadline `yaml:"deadline"`
 	Rescue   Rescue   `yaml:"rescue"`
+	Fallback Fallback `yaml:"fallback"`
 	Restore  Restore  `yaml:"restore"`
 	Metrics  Metrics  `yaml:"metrics"`
 }
@@ -66,6 +67,16 @@ type Deadline struct {
 // Rescue tunes the controller and the upload.
 type Rescue struct {
 	Concurrency int `yaml:"concurrency" help:"rescues reconciled in parallel by the controller, and parallel uploads per node"`
+	// States are the job states whose jobs are rescued.
+	States           []string `yaml:"states" help:"job states that are rescued (RUNNING, COMPLETING, SUSPENDED, CONFIGURING)"`
+	CheckpointSignal string   `yaml:"checkpoint_signal" help:"signal sent to the job (scancel --signal --full) before the upload so it can checkpoint; empty for none"`
+	CheckpointGrace  Duration `yaml:"checkpoint_grace" help:"time the job gets after the checkpoint signal, taken from the deadline"`
+}
+
+// Fallback moves jobs that Spot keeps interrupting to on-demand capacity.
+type Fallback struct {
+	After     int    `yaml:"after" help:"after this many Spot interruptions of the same job, requeue it into fallback.partition; 0 turns it off"`
+	Partition string `yaml:"partition" help:"on-demand partition for jobs that reached fallback.after interruptions"`
 }
 
 // Restore controls what the next run of a rescued job gets.
@@ -90,7 +101,7 @@ func Default() Config {
 		Slurm:    Slurm{BinDir: "/opt/slurm/bin"},
 		SSM:      SSM{Document: "SpotRescue-Rescue"},
 		Deadline: Deadline{SafetyMargin: Duration(15 * time.Second)},
-		Rescue:   Rescue{Concurrency: 16},
+		Rescue:   Rescue{Concurrency: 16, States: []string{"RUNNING", "COMPLETING", "SUSPENDED"}, CheckpointGrace: Duration(10 * time.Second)},
 		Restore:  Restore{Enabled: true},
 		Metrics:  Metrics{Listen: "127.0.0.1:9464"},
 	}

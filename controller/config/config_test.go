@@ -34,18 +34,22 @@ func TestDefaults(t *testing.T) {
 		t.Fatalf("Load() = %v, %v", probs, err)
 	}
 	want := map[string]string{
-		"prefix":                 "spotrescue",
-		"spool_dir":              "/opt/parallelcluster/shared/spotrescue",
-		"scratch.root":           "/scratch",
-		"scratch.path_template":  "/scratch/{job_id}",
-		"slurm.bin_dir":          "/opt/slurm/bin",
-		"ssm.document":           "SpotRescue-Rescue",
-		"deadline.safety_margin": "15s",
-		"rescue.concurrency":     "16",
-		"restore.enabled":        "true",
-		"metrics.listen":         "127.0.0.1:9464",
-		"dry_run":                "false",
-		"node_table":             "",
+		"prefix":                   "spotrescue",
+		"spool_dir":                "/opt/parallelcluster/shared/spotrescue",
+		"scratch.root":             "/scratch",
+		"scratch.path_template":    "/scratch/{job_id}",
+		"slurm.bin_dir":            "/opt/slurm/bin",
+		"ssm.document":             "SpotRescue-Rescue",
+		"deadline.safety_margin":   "15s",
+		"rescue.concurrency":       "16",
+		"restore.enabled":          "true",
+		"metrics.listen":           "127.0.0.1:9464",
+		"rescue.states":            "RUNNING,COMPLETING,SUSPENDED",
+		"rescue.checkpoint_grace":  "10s",
+		"rescue.checkpoint_signal": "",
+		"fallback.after":           "0",
+		"dry_run":                  "false",
+		"node_table":               "",
 	}
 	for _, f := range fields(c) {
 		if w, ok := want[f.Path]; ok && f.get() != w {
@@ -217,6 +221,12 @@ func TestValidateMessages(t *testing.T) {
 		{"listen", func(c *Config) { c.Metrics.Listen = "9464" }, `metrics.listen: "9464" is not host:port`},
 		{"listen port", func(c *Config) { c.Metrics.Listen = "127.0.0.1:http" }, `metrics.listen: port "http" is not a number`},
 		{"listen host", func(c *Config) { c.Metrics.Listen = "head-node:9464" }, `metrics.listen: host "head-node" is not an IP address`},
+		{"states empty", func(c *Config) { c.Rescue.States = nil }, `rescue.states: no job state is rescued; fix: list at least RUNNING`},
+		{"states unknown", func(c *Config) { c.Rescue.States = []string{"RUNNING", "PENDING"} }, `rescue.states: "PENDING" is not a state in which a job holds a node`},
+		{"signal", func(c *Config) { c.Rescue.CheckpointSignal = "usr1; kill" }, `rescue.checkpoint_signal: "usr1; kill" is not a signal; fix: use a name like USR1`},
+		{"grace", func(c *Config) { c.Rescue.CheckpointGrace = Duration(90 * time.Second) }, `rescue.checkpoint_grace: 1m30s takes more than half of the 1m45s rescue window; fix: set it between 0s and 52.5s`},
+		{"fallback negative", func(c *Config) { c.Fallback.After = -1 }, `fallback.after: -1 is negative`},
+		{"fallback partition", func(c *Config) { c.Fallback.After = 2 }, `fallback.partition: "" is not a partition name; fix: name the on-demand partition`},
 		{"required", func(c *Config) { c.Bucket = "" }, `bucket: required but not set; fix: set bucket in the config file, SPOTRESCUE_BUCKET, or --bucket`},
 	}
 	for _, tc := range cases {

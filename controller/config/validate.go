@@ -20,12 +20,15 @@ const (
 	RoleAgent
 	// RoleClient is an operator command that reads the state table.
 	RoleClient
+	// RoleDrill injects events into the queue (spotrescue simulate).
+	RoleDrill
 )
 
 var required = map[Role][]string{
 	RoleController: {"cluster", "region", "queue_url", "state_table", "bucket"}, // node_table derives from cluster
 	RoleAgent:      {"cluster"},
 	RoleClient:     {"cluster", "region", "state_table"},
+	RoleDrill:      {"cluster", "region", "queue_url"},
 }
 
 // The patterns follow the AWS and ParallelCluster naming rules, so a typo is
@@ -64,6 +67,7 @@ func (c *Config) Validate(role Role) Problems {
 	v.check(margin < time.Second || margin >= 100*time.Second, "deadline.safety_margin", fmt.Sprintf("%s leaves no usable rescue window", margin), "set it between 1s and 100s (EC2 warns 120s ahead)")
 	v.check(c.Rescue.Concurrency < 1 || c.Rescue.Concurrency > 1024, "rescue.concurrency", fmt.Sprintf("%d is out of range", c.Rescue.Concurrency), "set it between 1 and 1024")
 	v.listen(c.Metrics.Listen)
+	v.policy(c)
 	return v.probs
 }
 
@@ -121,6 +125,27 @@ func (v *validator) listen(s string) {
 	}
 	v.check(port == "" || strings.Trim(port, "0123456789") != "", "metrics.listen", fmt.Sprintf("port %q is not a number", port), "use an address like 127.0.0.1:9464")
 	v.check(host != "" && host != "localhost" && net.ParseIP(host) == nil, "metrics.listen", fmt.Sprintf("host %q is not an IP address", host), "use 127.0.0.1, or the address Prometheus scrapes")
+}
+
+var (
+	signalRe    = regexp.MustCompile(`^(SIG)?[A-Z][A-Z0-9]{1,7}$|^[0-9]{1,2}$`)
+	partitionRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	// rescuableStates are the states in which a job's processes hold a node.
+	rescuableStates = map[string]bool{"RUNNING": true, "COMPLETING": true, "SUSPENDED": true, "CONFIGURING": true}
+)
+
+func (v *validator) policy(c *Config) {
+	r := c.Rescue
+	v.check(len(r.States) == 0, "rescue.states", "no job state is rescued", "list at least RUNNING")
+	for _, s := range r.States {
+		v.check(!rescuableStates[s], "rescue.states", fmt.Sprintf("%q is not a state in which a job holds a node", s), "use RUNNING, COMPLETING, SUSPENDED or CONFIGURING")
+	}
+	v.check(r.CheckpointSignal != "" && !signalRe.MatchString(r.CheckpointSignal), "rescue.checkpoint_signal", fmt.Sprintf("%q is not a signal", r.CheckpointSignal), "use a name like USR1 or SIGTERM, or a number")
+	window := 120*time.Second - c.Deadline.SafetyMargin.Std()
+	v.check(window > 0 && (r.CheckpointGrace.Std() < 0 || r.CheckpointGrace.Std() > window/2), "rescue.checkpoint_grace", fmt.Sprintf("%s takes more than half of the %s rescue window", r.CheckpointGrace, window), fmt.Sprintf("set it between 0s and %s", window/2))
+	f := c.Fallback
+	v.check(f.After < 0, "fallback.after", fmt.Sprintf("%d is negative", f.After), "set 0 to turn the fallback off, or a count of interruptions")
+	v.check(f.After > 0 && !partitionRe.MatchString(f.Partition), "fallback.partition", fmt.Sprintf("%q is not a partition name", f.Partition), "name the on-demand partition jobs move to, or set fallback.after to 0")
 }
 
 func known(ph string) bool {

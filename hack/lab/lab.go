@@ -47,11 +47,17 @@ var (
 // lab tag means "run against the lab".
 func Get(t testing.TB) *Lab {
 	t.Helper()
-	once.Do(func() { current, loadErr = load() })
-	if loadErr != nil {
-		t.Fatalf("lab is not up (run `make lab-up`): %v", loadErr)
+	l, err := Load()
+	if err != nil {
+		t.Fatalf("lab is not up (run `make lab-up`): %v", err)
 	}
-	return current
+	return l
+}
+
+// Load reads the running lab's lab.env and exports it into this process.
+func Load() (*Lab, error) {
+	once.Do(func() { current, loadErr = load() })
+	return current, loadErr
 }
 
 func load() (*Lab, error) {

@@ -75,6 +75,10 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger, rece
 		Receivers:       receivers,
 		Document:        cfg.SSM.Document,
 		DryRun:          cfg.DryRun,
+		Policy: controller.Policy{
+			States: cfg.Rescue.States, Signal: cfg.Rescue.CheckpointSignal, Grace: cfg.Rescue.CheckpointGrace.Std(),
+			FallbackAfter: cfg.Fallback.After, FallbackPartition: cfg.Fallback.Partition,
+		},
 	}, controller.Deps{
 		Queue: sqs.NewFromConfig(awsCfg),
 		Slurm: slurm.New(cfg.Slurm.BinDir, slurm.WithLogger(log)),

@@ -38,6 +38,7 @@ next run resumes from the rescued data.`,
 		newControllerCommand(g),
 		newAgentCommand(g),
 		newTaskPrologCommand(g),
+		newSimulateCommand(g),
 		newConfigCommand(g),
 		newVersionCommand(),
 	)

@@ -1,0 +1,682 @@
+package controller
+
+// In-memory fakes of the controller's consumer-defined interfaces. They
+// behave like the real thing where the controller's decisions depend on it:
+// conditional writes and versions (state.Store), Slurm's answers and hold
+// reasons (slurm.Client against Slurm 22.05), the SSM dispatcher's command
+// ids and statuses, and S3 manifests.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/spotrescue/spotrescue/controller/slurm"
+	"github.com/spotrescue/spotrescue/rescue"
+	"github.com/spotrescue/spotrescue/state"
+)
+
+// ---- clock ----
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
+
+// ---- SQS ----
+
+type fakeQueue struct {
+	mu         sync.Mutex
+	deleted    []string // receipt handles deleted
+	visibility map[string]int32
+	deleteErr  error
+}
+
+func (q *fakeQueue) ReceiveMessage(context.Context, *sqs.ReceiveMessageInput, ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	return &sqs.ReceiveMessageOutput{}, nil
+}
+
+func (q *fakeQueue) DeleteMessageBatch(_ context.Context, in *sqs.DeleteMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.deleteErr != nil {
+		return nil, q.deleteErr
+	}
+	if len(in.Entries) > 10 {
+		return nil, errors.New("AWS.SimpleQueueService.TooManyEntriesInBatchRequest")
+	}
+	out := &sqs.DeleteMessageBatchOutput{}
+	for _, e := range in.Entries {
+		q.deleted = append(q.deleted, aws.ToString(e.ReceiptHandle))
+		out.Successful = append(out.Successful, sqstypes.DeleteMessageBatchResultEntry{Id: e.Id})
+	}
+	return out, nil
+}
+
+func (q *fakeQueue) ChangeMessageVisibility(_ context.Context, in *sqs.ChangeMessageVisibilityInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.visibility == nil {
+		q.visibility = map[string]int32{}
+	}
+	q.visibility[aws.ToString(in.ReceiptHandle)] = in.VisibilityTimeout
+	return &sqs.ChangeMessageVisibilityOutput{}, nil
+}
+
+func (q *fakeQueue) wasDeleted(receipt string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Contains(q.deleted, receipt)
+}
+
+func (q *fakeQueue) visibilityOf(receipt string) (int32, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	v, ok := q.visibility[receipt]
+	return v, ok
+}
+
+// ---- Slurm ----
+
+// fakeSlurm keeps jobs and node states as slurmctld 22.05 would.
+type fakeSlurm struct {
+	mu       sync.Mutex
+	jobs     map[string]*slurm.Job
+	drained  map[string]string   // node -> drain reason
+	signals  map[string][]string // job -> signals sent
+	jobsErr  error               // Jobs (squeue) fails with this
+	holdErr  error               // Hold fails with this
+	requeued int                 // successful scontrol requeue commands, for double-requeue checks
+}
+
+func newFakeSlurm(jobs ...slurm.Job) *fakeSlurm {
+	s := &fakeSlurm{jobs: map[string]*slurm.Job{}, drained: map[string]string{}, signals: map[string][]string{}}
+	for _, j := range jobs {
+		s.add(j)
+	}
+	return s
+}
+
+func (s *fakeSlurm) add(j slurm.Job) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j.Display == "" {
+		j.Display = j.ID
+	}
+	if j.Reason == "" {
+		j.Reason = "None"
+	}
+	if j.Priority == 0 && !strings.HasPrefix(j.Reason, "JobHeld") {
+		j.Priority = 1000
+	}
+	cp := cloneJob(j)
+	s.jobs[j.ID] = &cp
+}
+
+func cloneJob(j slurm.Job) slurm.Job {
+	j.Nodes = slices.Clone(j.Nodes)
+	j.Flags = slices.Clone(j.Flags)
+	return j
+}
+
+func (s *fakeSlurm) job(id string) slurm.Job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.jobs[id]
+	if !ok {
+		panic("fake slurm: no job " + id)
+	}
+	return cloneJob(*j)
+}
+
+// mutate changes a job as something outside the controller would (the job
+// ending, ParallelCluster requeuing it after NODE_FAIL, ...).
+func (s *fakeSlurm) mutate(id string, f func(j *slurm.Job)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s.jobs[id])
+}
+
+// nodeFailRequeue is what slurmctld does when a job's node dies and the
+// job may be requeued: back to PENDING, one more restart, holds kept.
+func (s *fakeSlurm) nodeFailRequeue(id string) {
+	s.mutate(id, func(j *slurm.Job) {
+		j.State, j.Flags, j.Nodes, j.BatchHost = "PENDING", nil, nil, ""
+		j.Restarts++
+	})
+}
+
+func (s *fakeSlurm) drainedNodes() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]string{}
+	for k, v := range s.drained {
+		out[k] = v
+	}
+	return out
+}
+
+func (s *fakeSlurm) Jobs(context.Context) ([]slurm.Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.jobsErr != nil {
+		return nil, s.jobsErr
+	}
+	ids := make([]string, 0, len(s.jobs))
+	for id := range s.jobs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	out := make([]slurm.Job, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, cloneJob(*s.jobs[id]))
+	}
+	return out, nil
+}
+
+func (s *fakeSlurm) Job(_ context.Context, id string) (*slurm.Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.jobs[id]
+	if !ok {
+		return nil, fmt.Errorf("scontrol show job %s: %w: Invalid job id specified", id, slurm.ErrNoJob)
+	}
+	cp := cloneJob(*j)
+	return &cp, nil
+}
+
+// eachJob applies f to every job, collecting Slurm's per-job errors.
+func (s *fakeSlurm) eachJob(op string, ids []string, f func(j *slurm.Job) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, id := range ids {
+		j, ok := s.jobs[id]
+		if !ok {
+			errs = append(errs, &slurm.JobError{ID: id, Msg: "Invalid job id specified", Err: slurm.ErrNoJob})
+			continue
+		}
+		if err := f(j); err != nil {
+			errs = append(errs, &slurm.JobError{ID: id, Msg: err.Error(), Err: err})
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s jobs: %w", op, errors.Join(errs...))
+	}
+	return nil
+}
+
+func (s *fakeSlurm) Hold(_ context.Context, ids ...string) error {
+	if s.holdErr != nil {
+		return s.holdErr
+	}
+	return s.eachJob("hold", ids, func(j *slurm.Job) error {
+		if j.Finished() {
+			return slurm.ErrFinished
+		}
+		// An administrator hold replaces a user hold.
+		j.Reason, j.Priority = "JobHeldAdmin", 0
+		return nil
+	})
+}
+
+func (s *fakeSlurm) Release(_ context.Context, ids ...string) error {
+	return s.eachJob("release", ids, func(j *slurm.Job) error {
+		if j.Finished() {
+			return slurm.ErrFinished
+		}
+		// Release lifts every hold, the user's too.
+		if j.Reason == "JobHeldAdmin" || j.Reason == "JobHeldUser" {
+			j.Reason, j.Priority = "None", 1000
+		}
+		return nil
+	})
+}
+
+func (s *fakeSlurm) UserHold(_ context.Context, ids ...string) error {
+	return s.eachJob("uhold", ids, func(j *slurm.Job) error {
+		if j.Finished() {
+			return slurm.ErrFinished
+		}
+		j.Reason, j.Priority = "JobHeldUser", 0
+		return nil
+	})
+}
+
+func (s *fakeSlurm) Requeue(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.jobs[id]
+	switch {
+	case !ok:
+		return fmt.Errorf("requeue job %s: %w", id, slurm.ErrNoJob)
+	case !j.Batch || !j.Requeue:
+		return fmt.Errorf("requeue job %s: %w", id, slurm.ErrNotRequeueable)
+	case j.State == "PENDING":
+		return fmt.Errorf("requeue job %s: %w", id, slurm.ErrAlreadyPending)
+	}
+	// A held job stays held.
+	j.State, j.Flags, j.Nodes, j.BatchHost = "PENDING", nil, nil, ""
+	j.Restarts++
+	s.requeued++
+	return nil
+}
+
+func (s *fakeSlurm) Drain(_ context.Context, nodes []string, reason string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range nodes {
+		s.drained[n] = reason
+	}
+	return nil
+}
+
+func (s *fakeSlurm) Signal(_ context.Context, id, signal string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.jobs[id]; !ok {
+		return fmt.Errorf("signal job %s: %w", id, slurm.ErrNoJob)
+	}
+	s.signals[id] = append(s.signals[id], signal)
+	return nil
+}
+
+func (s *fakeSlurm) SetAdminComment(_ context.Context, id, comment string) error {
+	return s.eachJob("update", []string{id}, func(j *slurm.Job) error { j.AdminComment = comment; return nil })
+}
+
+func (s *fakeSlurm) SetPartition(_ context.Context, id, partition string) error {
+	return s.eachJob("update", []string{id}, func(j *slurm.Job) error { j.Partition = partition; return nil })
+}
+
+// ---- DynamoDB state ----
+
+// fakeStore is state.Store in memory: conditional create, versioned
+// updates, Active listing the records that are not Done.
+type fakeStore struct {
+	mu        sync.Mutex
+	recs      map[state.Key]*state.Record
+	ints      map[string]*state.Interruption
+	activeErr error
+	// interfere, when set, runs before each Update is checked; returning
+	// true makes another writer update the stored record first (its
+	// version moves on), as a concurrent controller step would.
+	interfere func(incoming *state.Record) bool
+}
+
+func newFakeStore() *fakeStore {
+	return &fakeStore{recs: map[state.Key]*state.Record{}, ints: map[string]*state.Interruption{}}
+}
+
+func cloneRecord(r *state.Record) *state.Record {
+	cp := *r
+	cp.Nodes = slices.Clone(r.Nodes)
+	cp.Errors = slices.Clone(r.Errors)
+	return &cp
+}
+
+func (s *fakeStore) Create(_ context.Context, r *state.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r.Version = 1
+	if _, ok := s.recs[r.Key]; ok {
+		return state.ErrExists
+	}
+	s.recs[r.Key] = cloneRecord(r)
+	return nil
+}
+
+func (s *fakeStore) Get(_ context.Context, k state.Key) (*state.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.recs[k]
+	if !ok {
+		return nil, state.ErrNotFound
+	}
+	return cloneRecord(r), nil
+}
+
+func (s *fakeStore) Update(_ context.Context, r *state.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.recs[r.Key]
+	if ok && s.interfere != nil && s.interfere(r) {
+		cur.Version++ // someone else's write landed first
+	}
+	if !ok || cur.Version != r.Version {
+		return state.ErrConflict
+	}
+	r.Version++
+	s.recs[r.Key] = cloneRecord(r)
+	return nil
+}
+
+func (s *fakeStore) Active(_ context.Context, cluster string) ([]state.Key, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.activeErr != nil {
+		return nil, s.activeErr
+	}
+	var keys []state.Key
+	for k, r := range s.recs {
+		if k.Cluster == cluster && !r.Phase.Terminal() {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	return keys, nil
+}
+
+func (s *fakeStore) Runs(_ context.Context, cluster, jobID string) ([]*state.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*state.Record
+	for k, r := range s.recs {
+		if k.Cluster == cluster && k.JobID == jobID {
+			out = append(out, cloneRecord(r))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Run < out[j].Run })
+	return out, nil
+}
+
+func (s *fakeStore) PutInterruption(_ context.Context, in *state.Interruption) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cp := *in
+	cp.Jobs = slices.Clone(in.Jobs)
+	s.ints[in.Instance] = &cp
+	return nil
+}
+
+func (s *fakeStore) GetInterruption(_ context.Context, instance string) (*state.Interruption, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.ints[instance]
+	if !ok {
+		return nil, state.ErrNotFound
+	}
+	cp := *in
+	cp.Jobs = slices.Clone(in.Jobs)
+	return &cp, nil
+}
+
+// put stores a record as it is, for tests that start mid-way.
+func (s *fakeStore) put(r *state.Record) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.Version == 0 {
+		r.Version = 1
+	}
+	s.recs[r.Key] = cloneRecord(r)
+}
+
+func (s *fakeStore) record(t *testing.T, k state.Key) *state.Record {
+	t.Helper()
+	r, err := s.Get(context.Background(), k)
+	if err != nil {
+		t.Fatalf("record %s: %v", k, err)
+	}
+	return r
+}
+
+func (s *fakeStore) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.recs)
+}
+
+// ---- ParallelCluster node table ----
+
+type fakeNodes struct {
+	byInstance map[string]string
+	lookupErr  error
+}
+
+func (n *fakeNodes) NodeOf(_ context.Context, instance string) (string, error) {
+	if n.lookupErr != nil {
+		return "", n.lookupErr
+	}
+	if node, ok := n.byInstance[instance]; ok {
+		return node, nil
+	}
+	return "", errNotOurs
+}
+
+func (n *fakeNodes) InstanceOf(_ context.Context, node string) (string, error) {
+	for inst, nd := range n.byInstance {
+		if nd == node {
+			return inst, nil
+		}
+	}
+	return "", fmt.Errorf("node %s has no instance", node)
+}
+
+// ---- SSM ----
+
+// fakeDispatcher hands out SSM-style command ids and reports statuses.
+type fakeDispatcher struct {
+	mu       sync.Mutex
+	next     int
+	sent     []rescue.Request
+	cmds     map[string][]string // instance -> commands sent to it
+	status   map[string]string   // instance -> invocation status SSM reports
+	fail     error               // every SendCommand fails with this
+	failFor  map[string]bool     // instances whose SendCommand fails
+	fallback string              // status of instances not in status
+}
+
+func newFakeDispatcher() *fakeDispatcher {
+	return &fakeDispatcher{cmds: map[string][]string{}, status: map[string]string{}, failFor: map[string]bool{}, fallback: "Success"}
+}
+
+func (d *fakeDispatcher) Dispatch(_ context.Context, reqs []rescue.Request) (map[string]string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fail != nil {
+		return nil, d.fail
+	}
+	out := map[string]string{}
+	var failed []string
+	for _, r := range reqs {
+		if d.failFor[r.Instance] {
+			failed = append(failed, r.Instance)
+			continue
+		}
+		d.next++
+		cmd := fmt.Sprintf("%08x-0000-4000-8000-%012x", d.next, d.next)
+		d.sent = append(d.sent, r)
+		d.cmds[r.Instance] = append(d.cmds[r.Instance], cmd)
+		out[r.Instance] = cmd
+	}
+	if len(failed) > 0 {
+		return out, fmt.Errorf("SendCommand to %v: InvalidInstanceId", failed)
+	}
+	return out, nil
+}
+
+func (d *fakeDispatcher) Status(_ context.Context, command, instance string) (string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !slices.Contains(d.cmds[instance], command) {
+		return "", fmt.Errorf("GetCommandInvocation %s %s: InvocationDoesNotExist", command, instance)
+	}
+	if st, ok := d.status[instance]; ok {
+		return st, nil
+	}
+	return d.fallback, nil
+}
+
+func (d *fakeDispatcher) setStatus(instance, status string) {
+	d.mu.Lock()
+	d.status[instance] = status
+	d.mu.Unlock()
+}
+
+func (d *fakeDispatcher) requests() []rescue.Request {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.sent)
+}
+
+func (d *fakeDispatcher) commandsTo(instance string) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.cmds[instance])
+}
+
+// ---- S3 manifests ----
+
+type fakeManifests struct {
+	mu  sync.Mutex
+	m   map[string]*rescue.Manifest // node prefix -> manifest
+	err error
+}
+
+func (f *fakeManifests) Manifest(_ context.Context, nodePrefix string) (*rescue.Manifest, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	m, ok := f.m[nodePrefix]
+	if !ok {
+		return nil, fmt.Errorf("s3://bucket/%s%s: %w", nodePrefix, rescue.ManifestName, rescue.ErrNoManifest)
+	}
+	cp := *m
+	return &cp, nil
+}
+
+func (f *fakeManifests) put(nodePrefix string, m *rescue.Manifest) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[string]*rescue.Manifest{}
+	}
+	f.m[nodePrefix] = m
+}
+
+// ---- harness ----
+
+type harness struct {
+	c         *Controller
+	clock     *fakeClock
+	queue     *fakeQueue
+	slurm     *fakeSlurm
+	store     *fakeStore
+	nodes     *fakeNodes
+	disp      *fakeDispatcher
+	manifests *fakeManifests
+	metrics   *Metrics
+	reg       *prometheus.Registry
+	layout    rescue.Layout
+}
+
+const (
+	testCluster  = "lab"
+	testRegion   = "ap-northeast-1"
+	testDocument = "SpotRescue-Rescue"
+	testMargin   = 20 * time.Second
+)
+
+// newHarness builds a controller over fakes. The clock starts at start;
+// mod may adjust the options before the controller is built.
+func newHarness(t *testing.T, start time.Time, mod func(*Options), jobs ...slurm.Job) *harness {
+	t.Helper()
+	h := &harness{
+		clock:     &fakeClock{t: start},
+		queue:     &fakeQueue{},
+		slurm:     newFakeSlurm(jobs...),
+		store:     newFakeStore(),
+		nodes:     &fakeNodes{byInstance: map[string]string{instA: nodeA, instB: nodeB, instC: nodeC}},
+		disp:      newFakeDispatcher(),
+		manifests: &fakeManifests{},
+		reg:       prometheus.NewRegistry(),
+		layout:    rescue.Layout{Bucket: "rescue-bucket", Prefix: "spot", Cluster: testCluster, Spool: t.TempDir()},
+	}
+	o := Options{
+		Cluster: testCluster, Region: testRegion, QueueURL: "https://sqs.ap-northeast-1.amazonaws.com/123456789012/spotrescue",
+		Layout: h.layout, ScratchTemplate: "/scratch/{user}/{job_id}", Margin: testMargin,
+		Workers: 1, Receivers: 1, Document: testDocument,
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	h.layout = o.Layout
+	h.metrics = NewMetrics(h.reg)
+	h.c = New(o, Deps{
+		Queue: h.queue, Slurm: h.slurm, Store: h.store, Nodes: h.nodes, Dispatcher: h.disp, Manifests: h.manifests,
+		Log: zaptest.NewLogger(t), Metrics: h.metrics, Now: h.clock.Now,
+	})
+	t.Cleanup(h.c.queue.ShutDown)
+	return h
+}
+
+// queued empties the controller's work queue and returns what was in it.
+func (h *harness) queued() []string {
+	var keys []string
+	for h.c.queue.Len() > 0 {
+		k, _ := h.c.queue.Get()
+		h.c.queue.Done(k)
+		h.c.queue.Forget(k)
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// reconcile runs one Reconcile and fails the test on an error.
+func (h *harness) reconcile(t *testing.T, k state.Key) time.Duration {
+	t.Helper()
+	wait, err := h.c.Reconcile(context.Background(), k.String())
+	if err != nil {
+		t.Fatalf("Reconcile(%s): %v", k, err)
+	}
+	return wait
+}
+
+// complete stores a complete manifest for a node of a job run.
+func (h *harness) completeManifest(jobID string, run int, node string, bytes int64) {
+	h.manifests.put(h.layout.NodePrefix(jobID, run, node), &rescue.Manifest{
+		Version: 1, JobID: jobID, Run: run, Node: node, Complete: true, Bytes: bytes,
+		Finished: h.clock.Now(), Files: []rescue.File{{Path: "ckpt.bin", Type: rescue.TypeFile, Size: bytes}},
+	})
+}
+
+func (h *harness) partialManifest(jobID string, run int, node string, bytes int64) {
+	h.manifests.put(h.layout.NodePrefix(jobID, run, node), &rescue.Manifest{
+		Version: 1, JobID: jobID, Run: run, Node: node, Complete: false, Bytes: bytes,
+		Finished: h.clock.Now(), Files: []rescue.File{{Path: "ckpt.bin", Type: rescue.TypeFile, Size: bytes}},
+		Skipped: []rescue.Skipped{{Path: "big.dat", Reason: rescue.SkipDeadline}},
+	})
+}
