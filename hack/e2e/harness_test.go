@@ -201,8 +201,10 @@ if [ -z "${SPOT_RESCUE_URI:-}" ]; then
   head -c ${DATA_BYTES:-1048576} /dev/urandom > out/a.bin
   echo "step 7 of 10" > ckpt/state.txt
   for i in $(seq 1 ${SMALL_FILES:-3}); do head -c 2048 /dev/urandom > out/small-$i.dat; done
+  trap 'echo "checkpoint at $(date +%s)" > "$SPOT_RESCUE_SCRATCH/checkpoint.txt"' USR1
   touch ready
-  sleep 600
+  # Short sleeps so the USR1 trap runs promptly; a "finish" file ends the job.
+  for i in $(seq 600); do [ -e "$SPOT_RESCUE_SCRATCH/finish" ] && exit 0; sleep 1; done
 else
   cd "${SPOT_RESCUE_DIR:-/nonexistent}" && find . -type f ! -name ready | sort | xargs -r sha256sum | sed 's/^/sum /'
   echo "resumed"

@@ -1,0 +1,123 @@
+//go:build lab
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spotrescue/spotrescue/controller/slurm"
+	"github.com/spotrescue/spotrescue/hack/lab"
+	"github.com/spotrescue/spotrescue/rescue"
+	"github.com/spotrescue/spotrescue/state"
+)
+
+func (e *env) slurmJob(id string) *slurm.Job {
+	e.t.Helper()
+	j, err := slurm.New(filepath.Dir(strings.TrimSpace(e.Run(e.t, "which", "scontrol")))).Job(context.Background(), id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return j
+}
+
+// A --no-requeue job is rescued and recorded but not requeued, and not
+// left held either.
+func TestNoRequeueJob(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit("", "--no-requeue")
+	e.startController()
+	e.send(warning(e.Instances[node], time.Now()))
+	rec := e.record(id, 0, state.Done, 60*time.Second)
+	if rec.Outcome != state.OutcomeComplete || !strings.Contains(rec.Requeue, "--no-requeue") {
+		t.Errorf("outcome %s requeue %q", rec.Outcome, rec.Requeue)
+	}
+	j := e.slurmJob(id)
+	if j.State != "RUNNING" || j.Restarts != 0 || j.Held() {
+		t.Errorf("job state %s restarts %d held %v reason %s", j.State, j.Restarts, j.Held(), j.Reason)
+	}
+}
+
+// A job that finishes while its data is being uploaded is not requeued:
+// Slurm would requeue a COMPLETED job and run it again.
+func TestJobFinishesDuringRescue(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit(",SMALL_FILES=3000")
+	e.startController("--rescue-concurrency", "1")
+	e.send(warning(e.Instances[node], time.Now()))
+	e.record(id, 0, state.Dispatched, 30*time.Second)
+	os.WriteFile(filepath.Join(e.Scratch(node), id, "finish"), nil, 0o644)
+	e.WaitJob(t, id, 30*time.Second, "COMPLETED")
+	rec := e.record(id, 0, state.Done, 60*time.Second)
+	if !strings.Contains(rec.Requeue, "not requeued") || !strings.Contains(rec.Requeue, "COMPLETED") {
+		t.Errorf("requeue %q", rec.Requeue)
+	}
+	time.Sleep(2 * time.Second)
+	if j := e.slurmJob(id); j.State != "COMPLETED" || j.Restarts != 0 {
+		t.Errorf("job state %s restarts %d: it was run again", j.State, j.Restarts)
+	}
+}
+
+// A job its user held before the warning is rescued and requeued, and
+// stays held by its user, who can release it.
+func TestUserHeldJobStaysUserHeld(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit("")
+	e.Run(t, "scontrol", "uhold", id)
+	e.startController()
+	e.send(warning(e.Instances[node], time.Now()))
+	e.record(id, 0, state.Done, 60*time.Second)
+	lab.Eventually(t, 20*time.Second, "job pending", func() bool { return e.slurmJob(id).State == "PENDING" })
+	if j := e.slurmJob(id); j.Reason != "JobHeldUser" || j.Restarts != 1 {
+		t.Fatalf("reason %s restarts %d, want JobHeldUser and 1", j.Reason, j.Restarts)
+	}
+	e.Run(t, "scontrol", "release", id)
+	e.waitResumed(id, 60*time.Second)
+}
+
+// After fallback.after interruptions the job is requeued into the
+// on-demand partition, and the record says so.
+func TestFallbackToOnDemand(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit("", "-p", "spot")
+	e.startController("--fallback-after", "1", "--fallback-partition", "ondemand")
+	e.send(warning(e.Instances[node], time.Now()))
+	rec := e.record(id, 0, state.Done, 60*time.Second)
+	if rec.Fallback != "ondemand" {
+		t.Errorf("record fallback %q", rec.Fallback)
+	}
+	e.waitResumed(id, 60*time.Second)
+	// The on-demand partition is compute-[3-4].
+	if j := e.slurmJob(id); j.Partition != "ondemand" || (j.BatchHost != "compute-3" && j.BatchHost != "compute-4") {
+		t.Errorf("resumed in partition %s on %s", j.Partition, j.BatchHost)
+	}
+}
+
+// The checkpoint signal reaches the job before the upload, and what the job
+// writes in its grace period is in the rescued data.
+func TestCheckpointSignal(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit("")
+	e.startController("--rescue-checkpoint-signal", "USR1", "--rescue-checkpoint-grace", "3s")
+	e.send(warning(e.Instances[node], time.Now()))
+	rec := e.record(id, 0, state.Done, 60*time.Second)
+	m, err := rescue.ReadManifest(context.Background(), e.S3(), "spotrescue-lab", fmt.Sprintf("spotrescue/lab/%s/run-0/%s/", id, node))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range m.Files {
+		found = found || f.Path == "checkpoint.txt"
+	}
+	if !found {
+		t.Errorf("checkpoint.txt not among the rescued files")
+	}
+	if grace := rec.Times.Dispatched.Sub(rec.Times.Held); grace < 3*time.Second {
+		t.Errorf("dispatched %s after the hold, want at least the 3s grace", grace)
+	}
+}
