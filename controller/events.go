@@ -65,19 +65,22 @@ func (c *Controller) onWarning(ctx context.Context, e event.Event, jobs []slurm.
 	}
 	log = log.With(zap.String("node", node))
 	var keys []state.Key
+	drainNow := true
 	for i := range jobs {
 		j := &jobs[i]
 		if !c.Policy.rescuable(j) || !j.OnNode(node) {
 			continue
 		}
-		k, err := c.detect(ctx, e, node, j, received)
+		k, created, err := c.detect(ctx, e, node, j, received)
 		if err != nil {
 			return fmt.Errorf("record job %s: %w", j.ID, err)
 		}
 		keys = append(keys, k)
+		// A new record is held, then drained, by reconcile; a node added to
+		// a record past that step must be drained here.
+		drainNow = drainNow && !created
 	}
-	if len(keys) == 0 {
-		// Nothing to hold: drain at once so nothing starts on a dying node.
+	if drainNow {
 		if err := c.drain(ctx, log, []string{node}, "spot interruption "+e.Instance); err != nil {
 			return err
 		}
@@ -91,9 +94,10 @@ func (c *Controller) onWarning(ctx context.Context, e event.Event, jobs []slurm.
 }
 
 // detect creates the Detected record of one job run, or marks the node as
-// interrupted on the record another warning already created.
-func (c *Controller) detect(ctx context.Context, e event.Event, node string, j *slurm.Job, received time.Time) (state.Key, error) {
-	k := state.Key{Cluster: c.Cluster, JobID: j.ID, Run: j.Restarts}
+// interrupted on the record another warning already created; created
+// says which.
+func (c *Controller) detect(ctx context.Context, e event.Event, node string, j *slurm.Job, received time.Time) (k state.Key, created bool, err error) {
+	k = state.Key{Cluster: c.Cluster, JobID: j.ID, Run: j.Restarts}
 	rec := &state.Record{
 		Key: k, Phase: state.Detected,
 		User: j.User, UID: j.UID, Name: j.Name, Display: j.Display, ArrayJobID: j.ArrayJobID, ArrayTaskID: j.ArrayTaskID,
@@ -104,7 +108,6 @@ func (c *Controller) detect(ctx context.Context, e event.Event, node string, j *
 	for _, n := range j.Nodes {
 		inst := e.Instance
 		if n != node {
-			var err error
 			if inst, err = c.Nodes.InstanceOf(ctx, n); err != nil {
 				c.Log.Warn("no instance for a node of the job; its data cannot be rescued", zap.String("job", j.ID), zap.String("node", n), zap.Error(err))
 				continue
@@ -112,11 +115,11 @@ func (c *Controller) detect(ctx context.Context, e event.Event, node string, j *
 		}
 		rec.Nodes = append(rec.Nodes, state.Node{Name: n, Instance: inst, Interrupted: n == node})
 	}
-	err := c.Store.Create(ctx, rec)
+	err = c.Store.Create(ctx, rec)
 	if errors.Is(err, state.ErrExists) {
-		return k, c.update(ctx, k, func(r *state.Record) bool { return markNode(r, node, func(n *state.Node) { n.Interrupted = true }) })
+		return k, false, c.update(ctx, k, func(r *state.Record) bool { return markNode(r, node, func(n *state.Node) { n.Interrupted = true }) })
 	}
-	return k, err
+	return k, err == nil, err
 }
 
 // markNode applies f to the record's node named node; false if it has none

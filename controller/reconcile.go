@@ -39,7 +39,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (time.Duration, 
 		before := rec.Phase
 		wait, err := c.step(ctx, rec)
 		if err != nil {
-			c.recordError(ctx, rec, fmt.Errorf("%s: %w", before, err))
+			c.recordError(ctx, k, before, err)
 			return 0, err
 		}
 		if wait > 0 {
@@ -92,11 +92,19 @@ func (c *Controller) advance(ctx context.Context, rec *state.Record, phase state
 	return nil
 }
 
-func (c *Controller) recordError(ctx context.Context, rec *state.Record, err error) {
-	c.Metrics.stepErrors.WithLabelValues(string(rec.Phase)).Inc()
-	rec.AddError(err)
-	if uerr := c.Store.Update(ctx, rec); uerr != nil && !errors.Is(uerr, state.ErrConflict) {
-		c.logFor(rec).Warn("cannot record the error", zap.Error(uerr))
+// recordError notes a failed step on a fresh copy of the record: the
+// in-memory one may hold half-applied changes of the failed step.
+func (c *Controller) recordError(ctx context.Context, k state.Key, phase state.Phase, err error) {
+	c.Metrics.stepErrors.WithLabelValues(string(phase)).Inc()
+	uerr := c.update(ctx, k, func(r *state.Record) bool {
+		if r.Phase.Terminal() {
+			return false
+		}
+		r.AddError(fmt.Errorf("%s: %w", phase, err))
+		return true
+	})
+	if uerr != nil {
+		c.Log.Warn("cannot record the error", zap.String("key", k.String()), zap.Error(uerr))
 	}
 }
 
@@ -112,15 +120,20 @@ func (c *Controller) logFor(rec *state.Record) *zap.Logger {
 		zap.Strings("instance", instances), zap.String("event", rec.Event))
 }
 
-// gone says why a job no longer needs (or can have) a rescue; "" if it does.
+// gone says why a job no longer needs (or can have) a rescue or a requeue;
+// "" if it does. when says at which point it was found gone.
 func gone(rec *state.Record, job *slurm.Job, err error) string {
+	when := "before its data was rescued"
+	if rec.Phase != state.Detected {
+		when = "during the rescue"
+	}
 	switch {
 	case errors.Is(err, slurm.ErrNoJob):
 		return "not requeued: Slurm no longer knows the job"
 	case err != nil:
 		return ""
 	case job.Finished():
-		return fmt.Sprintf("not requeued: the job ended (%s) before its data was rescued", job.State)
+		return fmt.Sprintf("not requeued: the job ended (%s) %s", job.State, when)
 	case job.Restarts > rec.Run:
 		return fmt.Sprintf("not requeued: Slurm had already requeued the job (now run %d)", job.Restarts)
 	}
@@ -133,6 +146,13 @@ func (c *Controller) hold(ctx context.Context, rec *state.Record) error {
 	log := c.logFor(rec)
 	job, err := c.Slurm.Job(ctx, rec.JobID)
 	if why := gone(rec, job, err); why != "" {
+		// A hold of ours that was not recorded (a crash, a failed write)
+		// must not outlive the record.
+		if err == nil && !job.Finished() && job.Reason == "JobHeldAdmin" {
+			if rerr := c.releaseHold(ctx, log, rec); rerr != nil {
+				return rerr
+			}
+		}
 		rec.Outcome, rec.Requeue = state.OutcomeSkipped, why
 		c.Metrics.rescues.WithLabelValues(string(state.OutcomeSkipped)).Inc()
 		return c.advance(ctx, rec, state.Done)
@@ -199,6 +219,7 @@ func (c *Controller) dispatch(ctx context.Context, rec *state.Record) (time.Dura
 			return wait, nil
 		}
 	}
+	rec.URI = c.Layout.RunURI(rec.JobID, rec.Run)
 	if now.After(rec.Deadline) {
 		rec.Outcome = state.OutcomeFailed
 		rec.AddError(errors.New("the deadline passed before the upload could start"))
@@ -207,9 +228,35 @@ func (c *Controller) dispatch(ctx context.Context, rec *state.Record) (time.Dura
 	if err := c.sendAgents(ctx, rec); err != nil {
 		return 0, err
 	}
-	rec.URI = c.Layout.RunURI(rec.JobID, rec.Run)
 	c.Metrics.dispatchLatency.Observe(c.Now().Sub(rec.Times.Detected).Seconds())
-	return 0, c.advance(ctx, rec, state.Dispatched)
+	return 0, c.commitDispatch(ctx, rec)
+}
+
+// commitDispatch records the SSM commands just sent. A SendCommand cannot
+// be taken back, so a conflicting write (another warning marking a node of
+// the same job, say) is merged into a fresh read instead of failing the
+// step, which would dispatch the agents a second time.
+func (c *Controller) commitDispatch(ctx context.Context, rec *state.Record) error {
+	sent := rec.Nodes
+	for attempt := 0; ; attempt++ {
+		err := c.advance(ctx, rec, state.Dispatched)
+		if !errors.Is(err, state.ErrConflict) || attempt == 4 {
+			return err
+		}
+		fresh, gerr := c.Store.Get(ctx, rec.Key)
+		if gerr != nil {
+			return gerr
+		}
+		for _, n := range sent {
+			markNode(fresh, n.Name, func(f *state.Node) {
+				if f.Command == "" {
+					f.Command, f.Status = n.Command, n.Status
+				}
+			})
+		}
+		fresh.URI = rec.URI
+		*rec = *fresh
+	}
 }
 
 // sendAgents dispatches to the nodes of rec that have no command yet. It
@@ -274,7 +321,7 @@ func (c *Controller) track(ctx context.Context, rec *state.Record) (time.Duratio
 		}
 	}
 	if waiting {
-		return min(pollEvery, time.Until(rec.EventTime.Add(Reclaim+11*time.Second))), nil
+		return min(pollEvery, rec.EventTime.Add(Reclaim+11*time.Second).Sub(now)), nil
 	}
 	if err := c.collect(ctx, rec); err != nil {
 		return 0, err

@@ -96,11 +96,19 @@ func (c *Controller) tellNextRun(ctx context.Context, log *zap.Logger, rec *stat
 		nodes = append(nodes, n.Name)
 	}
 	env := rescue.JobEnv{URI: rec.URI, Status: status, Run: rec.Run, Nodes: nodes}
+	if rec.Outcome == state.OutcomeFailed {
+		// Nothing of this run was saved: an earlier rescued run of the job
+		// is still the best the next run can start from.
+		if prev, err := c.Layout.ReadJobEnv(rec.JobID); err == nil && prev.Run < rec.Run && prev.Status != string(state.OutcomeFailed) {
+			log.Info("nothing saved of this run; the next run resumes from an earlier rescue", zap.Int("from_run", prev.Run))
+			env = *prev
+		}
+	}
 	err := c.act(log, "write the job's env file", func() error { return c.Layout.WriteJobEnv(rec.JobID, env, rec.UID, -1) })
 	if err != nil {
 		return fmt.Errorf("env file of job %s: %w", rec.JobID, err)
 	}
-	comment := fmt.Sprintf("spotrescue run=%d status=%s uri=%s", rec.Run, status, rec.URI)
+	comment := fmt.Sprintf("spotrescue run=%d status=%s uri=%s", env.Run, env.Status, env.URI)
 	err = c.act(log, "set the AdminComment", func() error { return c.Slurm.SetAdminComment(ctx, rec.JobID, comment) })
 	if err != nil {
 		c.Metrics.slurmError("scontrol update admincomment")

@@ -1,14 +1,11 @@
 package controller
 
-// Tests of behaviour the controller gets wrong today. Each asserts what a
-// user should see and fails against the current code; they are skipped
-// unless SPOTRESCUE_KNOWN_BUGS=1 so the suite stays green while the fixes
-// are made. Remove the knownBug call once the bug is fixed.
+// Regression tests for bugs found in review: each asserts what a user
+// should see, and failed before its fix.
 
 import (
 	"context"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -16,19 +13,11 @@ import (
 	"github.com/spotrescue/spotrescue/state"
 )
 
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("SPOTRESCUE_KNOWN_BUGS") == "" {
-		t.Skip("known bug (run with SPOTRESCUE_KNOWN_BUGS=1): " + what)
-	}
-}
-
 // reconcile.go, track: the poll delay is time.Until(EventTime+131s), the
 // wall clock, not Deps.Now. With any clock that is not the wall clock the
 // delay is negative, Reconcile reports "phase Dispatched made no
 // progress" and the record is retried with error backoff instead of polled.
-func TestKnownBugTrackPollDelayIgnoresInjectedClock(t *testing.T) {
-	knownBug(t, "track uses time.Until instead of c.Now")
+func TestTrackPollDelayUsesTheControllerClock(t *testing.T) {
 	start := time.Date(2026, 11, 20, 5, 12, 58, 0, time.UTC) // the fixture's warning time
 	h := newHarness(t, start, nil, batchJob("101", nodeA))
 	k := key("101", 0)
@@ -46,8 +35,7 @@ func TestKnownBugTrackPollDelayIgnoresInjectedClock(t *testing.T) {
 // "uri="), which rescue.Layout.ReadJobEnv rejects ("no SPOT_RESCUE_URI"):
 // the TaskProlog prints no SPOT_RESCUE_STATUS=failed, and an env file of an
 // earlier, successful rescue of the job is overwritten with one nobody can read.
-func TestKnownBugDeadlinePassedWritesUnreadableEnvFile(t *testing.T) {
-	knownBug(t, "Failed-before-dispatch record writes an env file without a URI")
+func TestDeadlinePassedStillWritesAReadableEnvFile(t *testing.T) {
 	h, k := rescueSetup(t, nil, batchJob("101", nodeA))
 	h.clock.Advance(Reclaim - testMargin + time.Second)
 	h.reconcile(t, k)
@@ -70,8 +58,7 @@ func TestKnownBugDeadlinePassedWritesUnreadableEnvFile(t *testing.T) {
 // another node of a multi-node job whose record is already past Detected
 // marks the node Interrupted but nothing ever drains it, so Slurm can start
 // jobs (the requeued one included) on an instance about to be reclaimed.
-func TestKnownBugSecondNodeWarnedAfterHoldIsNotDrained(t *testing.T) {
-	knownBug(t, "second warned node of a held multi-node job is never drained")
+func TestSecondNodeWarnedAfterHoldIsDrained(t *testing.T) {
 	h := newHarness(t, now(), nil, batchJob("101", nodeA, nodeB))
 	k := key("101", 0)
 	h.warn(t, "m1", instA)
@@ -95,8 +82,7 @@ func TestKnownBugSecondNodeWarnedAfterHoldIsNotDrained(t *testing.T) {
 // the job meanwhile (Restarts > Run: ParallelCluster after NODE_FAIL) the
 // record is made Done/skipped without releasing, and the job stays
 // JobHeldAdmin forever.
-func TestKnownBugUnrecordedHoldIsNeverReleased(t *testing.T) {
-	knownBug(t, "skip after an unrecorded hold leaves the job held by the admin")
+func TestUnrecordedHoldIsReleased(t *testing.T) {
 	h, k := rescueSetup(t, nil, batchJob("101", nodeA))
 	interfered := false
 	h.store.interfere = func(r *state.Record) bool {
@@ -129,8 +115,7 @@ func TestKnownBugUnrecordedHoldIsNeverReleased(t *testing.T) {
 // a state-change), the retry re-reads a record without commands and sends
 // a second agent to every node, which uploads the same files to the same
 // prefix concurrently with the first, inside the same two minutes.
-func TestKnownBugConflictAfterDispatchSendsASecondAgent(t *testing.T) {
-	knownBug(t, "a conflicting write after SendCommand dispatches the agent again")
+func TestConflictAfterDispatchSendsNoSecondAgent(t *testing.T) {
 	h, k := rescueSetup(t, nil, batchJob("101", nodeA))
 	h.completeManifest("101", 0, nodeA, 10)
 	interfered := false
@@ -140,9 +125,6 @@ func TestKnownBugConflictAfterDispatchSendsASecondAgent(t *testing.T) {
 			return true
 		}
 		return false
-	}
-	if _, err := h.c.Reconcile(context.Background(), k.String()); err == nil {
-		t.Fatal("expected the conflicting write to fail the step")
 	}
 	h.reconcile(t, k)
 	if n := len(h.disp.commandsTo(instA)); n != 1 {

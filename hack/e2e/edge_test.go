@@ -1,0 +1,104 @@
+//go:build lab
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spotrescue/spotrescue/hack/lab"
+	"github.com/spotrescue/spotrescue/rescue"
+	"github.com/spotrescue/spotrescue/state"
+)
+
+// One task of a job array is interrupted: only that task is held and
+// requeued (the last task shares its number with the array itself), and
+// its data goes under its own job id.
+func TestArrayTask(t *testing.T) {
+	e := setup(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	script := filepath.Join(dir, "job.sh")
+	os.WriteFile(script, []byte(jobScript), 0o755)
+	array := strings.TrimSpace(e.Run(t, "sbatch", "--parsable", "--array=1-2", "-n1", "--open-mode=append", "-o", filepath.Join(dir, "out-%A_%a.log"), script))
+	var ids [2]string
+	for i := range ids {
+		task := fmt.Sprintf("%s_%d", array, i+1)
+		e.WaitJob(t, task, 30*time.Second, "RUNNING")
+		ids[i] = e.JobField(t, task, "JobId")
+	}
+	t.Cleanup(func() { e.Command("scancel", array).Run() })
+	// Interrupt the node of the last task, whose numeric id is the array's.
+	last := e.slurmJob(array + "_2")
+	node := last.BatchHost
+	lab.Eventually(t, 30*time.Second, "task data", func() bool {
+		_, err := os.Stat(filepath.Join(e.Scratch(node), last.ID, "ready"))
+		return err == nil
+	})
+	other := e.slurmJob(array + "_1")
+	e.startController()
+	e.send(warning(e.Instances[node], time.Now()))
+	rec := e.record(last.ID, 0, state.Done, 60*time.Second)
+	if rec.Display != array+"_2" || rec.Outcome != state.OutcomeComplete {
+		t.Errorf("record display %q outcome %s", rec.Display, rec.Outcome)
+	}
+	e.waitResumed(last.ID, 60*time.Second)
+	if other.BatchHost != node {
+		if j := e.slurmJob(array + "_1"); j.Restarts != 0 || j.State != "RUNNING" {
+			t.Errorf("task 1 on another node was touched: %s restarts %d", j.State, j.Restarts)
+		}
+	}
+}
+
+// A job suspended by an admin when the warning arrives is rescued like a
+// running one and runs again after the requeue.
+func TestSuspendedJob(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit("")
+	e.Run(t, "scontrol", "suspend", id)
+	e.WaitJob(t, id, 10*time.Second, "SUSPENDED")
+	e.startController()
+	e.send(warning(e.Instances[node], time.Now()))
+	rec := e.record(id, 0, state.Done, 60*time.Second)
+	if rec.Outcome != state.OutcomeComplete || !strings.HasPrefix(rec.Requeue, "requeued") {
+		t.Fatalf("outcome %s requeue %q", rec.Outcome, rec.Requeue)
+	}
+	e.waitResumed(id, 60*time.Second)
+}
+
+// Slurm requeues the job itself while the upload runs (ParallelCluster
+// marks a reclaimed node DOWN): the job stays held until its data is safe,
+// is not requeued a second time, and resumes from the rescued data.
+func TestAlreadyRequeuedBySlurm(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit(",SMALL_FILES=1500")
+	want := sums(t, filepath.Join(e.Scratch(node), id))
+	e.startController("--rescue-concurrency", "2")
+	e.send(warning(e.Instances[node], time.Now()))
+	e.record(id, 0, state.Dispatched, 30*time.Second)
+	e.Run(t, "scontrol", "update", "nodename="+node, "state=down", "reason=instance reclaimed")
+	lab.Eventually(t, 20*time.Second, "Slurm's own requeue", func() bool {
+		j := e.slurmJob(id)
+		return j.Restarts == 1 && j.State == "PENDING"
+	})
+	if j := e.slurmJob(id); !j.Held() {
+		t.Fatalf("Slurm's requeue left the job runnable (reason %s) before its data was safe", j.Reason)
+	}
+	rec := e.record(id, 0, state.Done, 60*time.Second)
+	if !strings.Contains(rec.Requeue, "already requeued") {
+		t.Errorf("requeue %q", rec.Requeue)
+	}
+	sameSums(t, want, resumedSums(e.waitResumed(id, 60*time.Second)))
+	if j := e.slurmJob(id); j.Restarts != 1 {
+		t.Errorf("restarts %d, want exactly 1", j.Restarts)
+	}
+	m, err := rescue.ReadManifest(context.Background(), e.S3(), "spotrescue-lab", fmt.Sprintf("spotrescue/lab/%s/run-0/%s/", id, node))
+	if err != nil || !m.Complete {
+		t.Errorf("manifest complete=%v err=%v", m != nil && m.Complete, err)
+	}
+}
