@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -66,14 +67,10 @@ func (c *Controller) onWarning(ctx context.Context, e event.Event, jobs []slurm.
 	log = log.With(zap.String("node", node))
 	var keys []state.Key
 	drainNow := true
-	for i := range jobs {
-		j := &jobs[i]
-		if !c.Policy.rescuable(j) || !j.OnNode(node) {
-			continue
-		}
-		k, created, err := c.detect(ctx, e, node, j, received)
+	for _, u := range c.units(jobs, node) {
+		k, created, err := c.detect(ctx, e, node, u, received)
 		if err != nil {
-			return fmt.Errorf("record job %s: %w", j.ID, err)
+			return fmt.Errorf("record job %s: %w", u.job.ID, err)
 		}
 		keys = append(keys, k)
 		// A new record is held, then drained, by reconcile; a node added to
@@ -93,10 +90,59 @@ func (c *Controller) onWarning(ctx context.Context, e event.Event, jobs []slurm.
 	return nil
 }
 
+// unit is what one record rescues: a job, or every component of a
+// heterogeneous job under its leader, whose id Slurm's hold, requeue and
+// release act on for the whole job and which the job's tasks see as
+// SLURM_JOB_ID.
+type unit struct {
+	job   *slurm.Job // the job, or the leader component
+	nodes []state.Node
+}
+
+// units returns the rescuable units with a job on node.
+func (c *Controller) units(jobs []slurm.Job, node string) []unit {
+	components := map[string][]*slurm.Job{}
+	for i := range jobs {
+		if j := &jobs[i]; j.HetJobID != "" {
+			components[j.HetJobID] = append(components[j.HetJobID], j)
+		}
+	}
+	var out []unit
+	seen := map[string]bool{}
+	for i := range jobs {
+		j := &jobs[i]
+		if !c.Policy.rescuable(j) || !j.OnNode(node) {
+			continue
+		}
+		parts := []*slurm.Job{j}
+		if j.HetJobID != "" {
+			if seen[j.HetJobID] {
+				continue
+			}
+			seen[j.HetJobID] = true
+			parts = components[j.HetJobID]
+			slices.SortFunc(parts, func(a, b *slurm.Job) int { return a.HetJobOffset - b.HetJobOffset })
+			if parts[0].ID != j.HetJobID {
+				c.Log.Warn("heterogeneous job without its leader in the listing; skipped", zap.String("job", j.HetJobID))
+				continue
+			}
+		}
+		u := unit{job: parts[0]}
+		for _, p := range parts {
+			for _, n := range p.Nodes {
+				u.nodes = append(u.nodes, state.Node{Name: n, Group: p.HetJobOffset})
+			}
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
 // detect creates the Detected record of one job run, or marks the node as
 // interrupted on the record another warning already created; created
 // says which.
-func (c *Controller) detect(ctx context.Context, e event.Event, node string, j *slurm.Job, received time.Time) (k state.Key, created bool, err error) {
+func (c *Controller) detect(ctx context.Context, e event.Event, node string, u unit, received time.Time) (k state.Key, created bool, err error) {
+	j := u.job
 	k = state.Key{Cluster: c.Cluster, JobID: j.ID, Run: j.Restarts}
 	rec := &state.Record{
 		Key: k, Phase: state.Detected,
@@ -105,15 +151,15 @@ func (c *Controller) detect(ctx context.Context, e event.Event, node string, j *
 		UserHeld: j.HeldByUser(),
 		Times:    state.Times{Detected: received},
 	}
-	for _, n := range j.Nodes {
-		inst := e.Instance
-		if n != node {
-			if inst, err = c.Nodes.InstanceOf(ctx, n); err != nil {
-				c.Log.Warn("no instance for a node of the job; its data cannot be rescued", zap.String("job", j.ID), zap.String("node", n), zap.Error(err))
+	for _, n := range u.nodes {
+		n.Instance, n.Interrupted = e.Instance, n.Name == node
+		if !n.Interrupted {
+			if n.Instance, err = c.Nodes.InstanceOf(ctx, n.Name); err != nil {
+				c.Log.Warn("no instance for a node of the job; its data cannot be rescued", zap.String("job", j.ID), zap.String("node", n.Name), zap.Error(err))
 				continue
 			}
 		}
-		rec.Nodes = append(rec.Nodes, state.Node{Name: n, Instance: inst, Interrupted: n == node})
+		rec.Nodes = append(rec.Nodes, n)
 	}
 	err = c.Store.Create(ctx, rec)
 	if errors.Is(err, state.ErrExists) {

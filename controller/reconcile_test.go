@@ -123,7 +123,7 @@ func TestRescueEndToEnd(t *testing.T) {
 	}
 
 	env := h.env(t, "101")
-	if env.URI != uri || env.Status != "complete" || env.Run != 0 || !slices.Equal(env.Nodes, []string{nodeA}) {
+	if env.URI != uri || env.Status != "complete" || env.Run != 0 || len(env.Nodes) != 1 || !slices.Equal(env.Nodes[0], []string{nodeA}) {
 		t.Errorf("env file %+v", env)
 	}
 	fi, err := os.Stat(h.layout.EnvPath("101"))

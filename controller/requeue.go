@@ -91,9 +91,12 @@ func (c *Controller) fallback(ctx context.Context, log *zap.Logger, rec *state.R
 // Comment), so operators see it in scontrol show job.
 func (c *Controller) tellNextRun(ctx context.Context, log *zap.Logger, rec *state.Record) error {
 	status := string(rec.Outcome)
-	var nodes []string
+	var nodes [][]string
 	for _, n := range rec.Nodes {
-		nodes = append(nodes, n.Name)
+		for len(nodes) <= n.Group {
+			nodes = append(nodes, nil)
+		}
+		nodes[n.Group] = append(nodes[n.Group], n.Name)
 	}
 	env := rescue.JobEnv{URI: rec.URI, Status: status, Run: rec.Run, Nodes: nodes}
 	if rec.Outcome == state.OutcomeFailed {

@@ -15,10 +15,13 @@ import (
 // JobEnv is what the next run of a rescued job is told, through the
 // TaskProlog, and what the Prolog restores from.
 type JobEnv struct {
-	URI    string   // SPOT_RESCUE_URI: the rescued run's s3:// prefix
-	Status string   // SPOT_RESCUE_STATUS: complete, partial or failed
-	Run    int      // SPOT_RESCUE_RUN: restart count of the rescued run
-	Nodes  []string // the rescued run's nodes in order, to restore by rank
+	URI    string // SPOT_RESCUE_URI: the rescued run's s3:// prefix
+	Status string // SPOT_RESCUE_STATUS: complete, partial or failed
+	Run    int    // SPOT_RESCUE_RUN: restart count of the rescued run
+	// Nodes are the rescued run's nodes in order, one list per
+	// heterogeneous job component (one list for other jobs), so that each
+	// node of the next run restores the data of the node at its rank.
+	Nodes [][]string
 }
 
 // Variable names exported to jobs.
@@ -31,7 +34,7 @@ const (
 	varNodes   = "SPOT_RESCUE_NODES"
 )
 
-var envValueRe = regexp.MustCompile(`^[A-Za-z0-9/:._,+=@-]*$`)
+var envValueRe = regexp.MustCompile(`^[A-Za-z0-9/:._,;+=@-]*$`)
 
 // EnvPath is the env file of one job in the spool directory.
 func (l Layout) EnvPath(jobID string) string {
@@ -47,7 +50,11 @@ func (l Layout) WriteJobEnv(jobID string, e JobEnv, uid, gid int) error {
 		return fmt.Errorf("write env for job %s: %w", jobID, err)
 	}
 	var b bytes.Buffer
-	for _, kv := range [][2]string{{VarURI, e.URI}, {VarStatus, e.Status}, {VarRun, strconv.Itoa(e.Run)}, {varNodes, strings.Join(e.Nodes, ",")}} {
+	groups := make([]string, len(e.Nodes))
+	for i, g := range e.Nodes {
+		groups[i] = strings.Join(g, ",")
+	}
+	for _, kv := range [][2]string{{VarURI, e.URI}, {VarStatus, e.Status}, {VarRun, strconv.Itoa(e.Run)}, {varNodes, strings.Join(groups, ";")}} {
 		if !envValueRe.MatchString(kv[1]) {
 			return fmt.Errorf("write env for job %s: %s value %q has characters a shell would interpret", jobID, kv[0], kv[1])
 		}
@@ -80,8 +87,12 @@ func (l Layout) ReadJobEnv(jobID string) (*JobEnv, error) {
 		case VarRun:
 			e.Run, _ = strconv.Atoi(v)
 		case varNodes:
-			if v != "" {
-				e.Nodes = strings.Split(v, ",")
+			for _, g := range strings.Split(v, ";") {
+				if g != "" {
+					e.Nodes = append(e.Nodes, strings.Split(g, ","))
+				} else {
+					e.Nodes = append(e.Nodes, nil)
+				}
 			}
 		}
 	}

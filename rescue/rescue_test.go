@@ -54,7 +54,7 @@ func TestParseManifestRefusesEscapes(t *testing.T) {
 
 func TestJobEnvRoundTrip(t *testing.T) {
 	l := Layout{Spool: t.TempDir()}
-	in := JobEnv{URI: "s3://b/p/c/42/run-1/", Status: "partial", Run: 1, Nodes: []string{"q-dy-c5-1", "q-dy-c5-2"}}
+	in := JobEnv{URI: "s3://b/p/c/42/run-1/", Status: "partial", Run: 1, Nodes: [][]string{{"q-dy-c5-1", "q-dy-c5-2"}, {"q-dy-r6-1"}}}
 	if err := l.WriteJobEnv("42", in, os.Getuid(), -1); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestJobEnvRoundTrip(t *testing.T) {
 		t.Fatalf("env file mode %v, %v", fi.Mode(), err)
 	}
 	out, err := l.ReadJobEnv("42")
-	if err != nil || out.URI != in.URI || out.Status != in.Status || out.Run != 1 || strings.Join(out.Nodes, ",") != "q-dy-c5-1,q-dy-c5-2" {
+	if err != nil || out.URI != in.URI || out.Status != in.Status || out.Run != 1 || fmt.Sprint(out.Nodes) != "[[q-dy-c5-1 q-dy-c5-2] [q-dy-r6-1]]" {
 		t.Fatalf("read back %+v, %v", out, err)
 	}
 	if _, err := l.ReadJobEnv("43"); err != ErrNoEnv {

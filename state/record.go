@@ -120,6 +120,7 @@ type Node struct {
 	Instance    string
 	Interrupted bool   // this node's instance got the warning
 	Gone        bool   // EC2 reported the instance shutting down or terminated
+	Group       int    // heterogeneous job component the node belongs to (0 otherwise)
 	Command     string // SSM command id of the upload
 	Status      string // SSM invocation status, as last observed
 	Complete    bool   // the manifest says every file was saved

@@ -102,3 +102,60 @@ func TestAlreadyRequeuedBySlurm(t *testing.T) {
 		t.Errorf("manifest complete=%v err=%v", m != nil && m.Complete, err)
 	}
 }
+
+// A heterogeneous job is one rescue under its leader's id: every
+// component's nodes are saved, and each component of the next run gets
+// back the data of the same component.
+func TestHeterogeneousJob(t *testing.T) {
+	e := setup(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	script := filepath.Join(dir, "het.sh")
+	os.WriteFile(script, []byte(`#!/bin/bash
+#SBATCH -n1 --exclusive
+#SBATCH hetjob
+#SBATCH -n1 --exclusive
+if [ -z "${SPOT_RESCUE_URI:-}" ]; then
+  srun --het-group=0,1 bash -c 'cd "$SPOT_RESCUE_SCRATCH" && echo "$SLURMD_NODENAME" > origin && touch ready'
+  sleep 600
+else
+  srun --het-group=0,1 bash -c 'echo "restored origin=$(cat "$SPOT_RESCUE_DIR/origin") on $SLURMD_NODENAME"'
+  echo resumed
+fi
+`), 0o755)
+	id := e.Sbatch(t, "--open-mode=append", "-o", filepath.Join(dir, "out.log"), script)
+	e.WaitJob(t, id, 30*time.Second, "RUNNING")
+	leader, second := e.slurmJob(id), e.slurmJob(fmt.Sprint(mustAtoi(t, id)+1))
+	if second.HetJobID != id || leader.BatchHost == second.BatchHost {
+		t.Fatalf("components: %+v / %+v", leader, second)
+	}
+	nodes := []string{leader.BatchHost, second.BatchHost}
+	for _, n := range nodes {
+		lab.Eventually(t, 30*time.Second, "data on "+n, func() bool {
+			_, err := os.Stat(filepath.Join(e.Scratch(n), id, "ready"))
+			return err == nil
+		})
+	}
+	e.startController()
+	e.send(warning(e.Instances[nodes[1]], time.Now()))
+	rec := e.record(id, 0, state.Done, 60*time.Second)
+	if len(rec.Nodes) != 2 || rec.Nodes[1].Group != 1 || !rec.Nodes[1].Interrupted || rec.Outcome != state.OutcomeComplete {
+		t.Fatalf("record nodes %+v outcome %s", rec.Nodes, rec.Outcome)
+	}
+	t.Logf("rescue took %s", rec.Times.Done.Sub(rec.Times.Detected))
+	out := e.waitResumed(id, 90*time.Second)
+	t.Logf("resumed %s after the warning", time.Since(rec.Times.Detected))
+	for _, n := range nodes {
+		if !strings.Contains(out, "restored origin="+n+" ") {
+			t.Errorf("no component got %s's data back:\n%s", n, out)
+		}
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -144,6 +144,8 @@ SLURM_JOB_UID, SLURM_JOB_USER, SLURMD_NODENAME and SLURM_JOB_NODELIST.`,
 type jobEnv struct {
 	JobID, User, Node, NodeList, ArrayJobID, ArrayTaskID string
 	UID, GID                                             int
+	// Group is the heterogeneous job component this node runs (0 otherwise).
+	Group int
 }
 
 func prologEnv() jobEnv {
@@ -156,8 +158,18 @@ func prologEnv() jobEnv {
 	if user == "" {
 		user = os.Getenv("USER")
 	}
+	// A heterogeneous job is known by its leader's id everywhere but in the
+	// Prolog's SLURM_JOB_ID, which is the component's: leader + offset.
+	jobID, group := os.Getenv("SLURM_JOB_ID"), 0
+	if het := os.Getenv("SLURM_HET_JOB_ID"); het != "" && het != jobID {
+		comp, err1 := strconv.Atoi(jobID)
+		leader, err2 := strconv.Atoi(het)
+		if err1 == nil && err2 == nil && comp > leader {
+			jobID, group = het, comp-leader
+		}
+	}
 	return jobEnv{
-		JobID: os.Getenv("SLURM_JOB_ID"), User: user, Node: os.Getenv("SLURMD_NODENAME"),
+		JobID: jobID, Group: group, User: user, Node: os.Getenv("SLURMD_NODENAME"),
 		NodeList: firstEnv("SLURM_JOB_NODELIST", "SLURM_NODELIST"), // the Prolog gets only the second ArrayJobID: os.Getenv("SLURM_ARRAY_JOB_ID"), ArrayTaskID: os.Getenv("SLURM_ARRAY_TASK_ID"),
 		UID:      uid, GID: gid,
 	}
@@ -190,7 +202,7 @@ func runAgentRestore(ctx context.Context, cfg *config.Config, log *zap.Logger, e
 	agent := &rescue.Agent{Log: log, Root: cfg.Scratch.Root, Concurrency: cfg.Rescue.Concurrency}
 	from := rankPeer(env, saved.Nodes)
 	if from == "" || saved.Status == "failed" {
-		log.Info("nothing to restore on this node", zap.Strings("rescued_nodes", saved.Nodes))
+		log.Info("nothing to restore on this node", zap.Any("rescued_nodes", saved.Nodes))
 		return nil
 	}
 	awsCfg, err := awsConfig(ctx, cfg.Region)
@@ -207,17 +219,20 @@ func runAgentRestore(ctx context.Context, cfg *config.Config, log *zap.Logger, e
 }
 
 // rankPeer returns the rescued node whose data this node gets: the one at
-// the same position in the job's node list.
-func rankPeer(env jobEnv, rescued []string) string {
+// the same position in the node list of the same job component.
+func rankPeer(env jobEnv, rescued [][]string) string {
+	if env.Group >= len(rescued) {
+		return ""
+	}
 	nodes, err := slurm.ExpandHostlist(env.NodeList)
 	if err != nil || len(nodes) == 0 {
 		nodes = []string{env.Node}
 	}
 	rank := slices.Index(nodes, env.Node)
-	if rank < 0 || rank >= len(rescued) {
+	if rank < 0 || rank >= len(rescued[env.Group]) {
 		return ""
 	}
-	return rescued[rank]
+	return rescued[env.Group][rank]
 }
 
 // makeScratch creates the job's scratch directory, owned by the job's user.
