@@ -279,3 +279,18 @@ func TestReadmeDocumentsEverySetting(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckSlurm(t *testing.T) {
+	dir := t.TempDir()
+	c := Default()
+	c.Slurm.BinDir = dir
+	for _, name := range []string{"squeue", "sinfo", "scontrol"} {
+		os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), 0o755)
+	}
+	os.WriteFile(filepath.Join(dir, "scancel"), []byte("#!/bin/sh\n"), 0o644)
+	assertProblems(t, c.CheckSlurm(), []string{"slurm.bin_dir: " + filepath.Join(dir, "scancel") + " is not an executable scancel; fix: point slurm.bin_dir"})
+	os.Chmod(filepath.Join(dir, "scancel"), 0o755)
+	if probs := c.CheckSlurm(); len(probs) != 0 {
+		t.Errorf("complete bin dir: %v", probs)
+	}
+}

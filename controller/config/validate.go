@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -164,4 +165,20 @@ func hasDotSegment(p string) bool {
 		}
 	}
 	return false
+}
+
+// SlurmCommands are the Slurm clients spotrescue runs.
+var SlurmCommands = []string{"squeue", "sinfo", "scontrol", "scancel"}
+
+// CheckSlurm reports Slurm commands missing from slurm.bin_dir. It reads
+// the filesystem, so it is separate from Validate; the controller and
+// `config validate` call it.
+func (c *Config) CheckSlurm() Problems {
+	var v validator
+	for _, name := range SlurmCommands {
+		p := filepath.Join(c.Slurm.BinDir, name)
+		fi, err := os.Stat(p)
+		v.check(err != nil || fi.IsDir() || fi.Mode().Perm()&0o111 == 0, "slurm.bin_dir", fmt.Sprintf("%s is not an executable %s", p, name), "point slurm.bin_dir at the directory holding Slurm's commands (ParallelCluster: /opt/slurm/bin)")
+	}
+	return v.probs
 }

@@ -159,3 +159,34 @@ func mustAtoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+// slurmctld is down for 30 s in the middle of a rescue: the steps that need
+// it fail and are retried with backoff, the record shows the errors, and
+// the rescue completes once Slurm is back.
+func TestSlurmctldDownMidRescue(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit(",SMALL_FILES=1500")
+	want := sums(t, filepath.Join(e.Scratch(node), id))
+	e.startController("--rescue-concurrency", "2")
+	e.send(warning(e.Instances[node], time.Now()))
+	e.record(id, 0, state.Dispatched, 30*time.Second)
+	e.StopSlurmctld(t)
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			e.StartSlurmctld(t)
+		}
+	})
+	lab.Eventually(t, 90*time.Second, "a recorded Slurm error", func() bool {
+		r, err := e.store.Get(context.Background(), state.Key{Cluster: "lab", JobID: id})
+		return err == nil && len(r.Errors) > 0
+	})
+	time.Sleep(30 * time.Second)
+	e.StartSlurmctld(t)
+	restarted = true
+	rec := e.record(id, 0, state.Done, 90*time.Second)
+	if rec.Outcome != state.OutcomeComplete || !strings.HasPrefix(rec.Requeue, "requeued") {
+		t.Errorf("outcome %s requeue %q errors %v", rec.Outcome, rec.Requeue, rec.Errors)
+	}
+	sameSums(t, want, resumedSums(e.waitResumed(id, 60*time.Second)))
+}

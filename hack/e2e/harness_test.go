@@ -206,8 +206,10 @@ if [ -z "${SPOT_RESCUE_URI:-}" ]; then
   # Short sleeps so the USR1 trap runs promptly; a "finish" file ends the job.
   for i in $(seq 600); do [ -e "$SPOT_RESCUE_SCRATCH/finish" ] && exit 0; sleep 1; done
 else
-  cd "${SPOT_RESCUE_DIR:-/nonexistent}" && find . -type f ! -name ready | sort | xargs -r sha256sum | sed 's/^/sum /'
+  (cd "${SPOT_RESCUE_DIR:-/nonexistent}" && find . -type f ! -name ready | sort | xargs -r sha256sum | sed 's/^/sum /')
   echo "resumed"
+  # KEEP_RUNNING: stay up to be interrupted again.
+  [ -n "${KEEP_RUNNING:-}" ] && touch "$SPOT_RESCUE_SCRATCH/resumed-$SLURM_RESTART_COUNT" && sleep 600
 fi
 `
 

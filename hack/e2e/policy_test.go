@@ -80,21 +80,32 @@ func TestUserHeldJobStaysUserHeld(t *testing.T) {
 	e.waitResumed(id, 60*time.Second)
 }
 
-// After fallback.after interruptions the job is requeued into the
-// on-demand partition, and the record says so.
+// With fallback.after 2, a job interrupted twice is requeued into the
+// on-demand partition the second time, and the record says so.
 func TestFallbackToOnDemand(t *testing.T) {
 	e := setup(t)
-	id, node := e.submit("", "-p", "spot")
-	e.startController("--fallback-after", "1", "--fallback-partition", "ondemand")
+	id, node := e.submit(",KEEP_RUNNING=1", "-p", "spot")
+	e.startController("--fallback-after", "2", "--fallback-partition", "ondemand")
 	e.send(warning(e.Instances[node], time.Now()))
-	rec := e.record(id, 0, state.Done, 60*time.Second)
-	if rec.Fallback != "ondemand" {
-		t.Errorf("record fallback %q", rec.Fallback)
+	first := e.record(id, 0, state.Done, 60*time.Second)
+	if first.Fallback != "" {
+		t.Fatalf("moved after one interruption: %q", first.Fallback)
 	}
-	e.waitResumed(id, 60*time.Second)
+	lab.Eventually(t, 60*time.Second, "the second run", func() bool {
+		j := e.slurmJob(id)
+		_, err := os.Stat(filepath.Join(e.Scratch(j.BatchHost), id, "resumed-1"))
+		return j.State == "RUNNING" && err == nil
+	})
+	node = e.slurmJob(id).BatchHost
+	e.send(warning(e.Instances[node], time.Now()))
+	second := e.record(id, 1, state.Done, 60*time.Second)
+	if second.Fallback != "ondemand" {
+		t.Errorf("record fallback %q after two interruptions", second.Fallback)
+	}
+	lab.Eventually(t, 60*time.Second, "the third run", func() bool { return e.slurmJob(id).Restarts == 2 && e.slurmJob(id).State == "RUNNING" })
 	// The on-demand partition is compute-[3-4].
 	if j := e.slurmJob(id); j.Partition != "ondemand" || (j.BatchHost != "compute-3" && j.BatchHost != "compute-4") {
-		t.Errorf("resumed in partition %s on %s", j.Partition, j.BatchHost)
+		t.Errorf("third run in partition %s on %s", j.Partition, j.BatchHost)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -211,4 +212,29 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+}
+
+// StopSlurmctld stops the lab's slurmctld (by the PID it recorded) and
+// waits until it is gone; jobs keep running on the slurmd nodes.
+func (l *Lab) StopSlurmctld(t testing.TB) {
+	t.Helper()
+	pidFile := filepath.Join(l.Dir, "run", "slurmctld.pid")
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	fmt.Sscan(string(b), &pid)
+	proc, err := os.FindProcess(pid)
+	if err != nil || proc.Signal(syscall.SIGTERM) != nil {
+		t.Fatalf("stop slurmctld %d: %v", pid, err)
+	}
+	Eventually(t, 30*time.Second, "slurmctld to exit", func() bool { return proc.Signal(syscall.Signal(0)) != nil })
+}
+
+// StartSlurmctld starts slurmctld again from its saved state.
+func (l *Lab) StartSlurmctld(t testing.TB) {
+	t.Helper()
+	l.Run(t, "slurmctld")
+	Eventually(t, 30*time.Second, "slurmctld to answer", func() bool { return l.Command("scontrol", "ping").Run() == nil })
 }

@@ -27,7 +27,7 @@ func TestConfigValidateListsEveryProblem(t *testing.T) {
 	t.Setenv("SPOTRESCUE_BUKET", "x")
 	file := filepath.Join(t.TempDir(), "broken.yaml")
 	os.WriteFile(file, []byte("region: us-east-1\nclustr: hpc\nqueue_url: https://sqs.us-east-1.amazonaws.com/1/q\nstate_table: t1\nbucket: b-1\nrescue:\n  concurrency: lots\nscratch:\n  path_template: /scratch/{user}\n"), 0o600)
-	_, err := runCLI(t, "config", "validate", "--config", file)
+	_, err := runCLI(t, "config", "validate", "--config", file, "--slurm-bin-dir", fakeSlurm(t))
 	if err == nil {
 		t.Fatal("broken config validated")
 	}
@@ -42,7 +42,7 @@ func TestConfigValidateAcceptsAGoodFileAndFlags(t *testing.T) {
 	t.Setenv(config.EnvConfigPath, "")
 	file := filepath.Join(t.TempDir(), "ok.yaml")
 	os.WriteFile(file, []byte("region: us-east-1\nqueue_url: https://sqs.us-east-1.amazonaws.com/1/q\nstate_table: spotrescue\nbucket: b-1\n"), 0o600)
-	out, err := runCLI(t, "config", "validate", "--config", file, "--cluster", "hpc")
+	out, err := runCLI(t, "config", "validate", "--config", file, "--cluster", "hpc", "--slurm-bin-dir", fakeSlurm(t))
 	if err != nil || !strings.Contains(out, "configuration is valid") {
 		t.Fatalf("out=%q err=%v", out, err)
 	}
@@ -62,5 +62,24 @@ func TestHelpListsOnlyBuiltCommands(t *testing.T) {
 	}
 	if !strings.Contains(out, "config") || !strings.Contains(out, "version") {
 		t.Errorf("help: %s", out)
+	}
+}
+
+// fakeSlurm is a bin dir with executables named like Slurm's commands.
+func fakeSlurm(t *testing.T) string {
+	dir := t.TempDir()
+	for _, name := range config.SlurmCommands {
+		os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), 0o755)
+	}
+	return dir
+}
+
+func TestConfigValidateChecksSlurmCommands(t *testing.T) {
+	t.Setenv(config.EnvConfigPath, "")
+	file := filepath.Join(t.TempDir(), "ok.yaml")
+	os.WriteFile(file, []byte("cluster: hpc\nregion: us-east-1\nqueue_url: https://sqs.us-east-1.amazonaws.com/1/q\nstate_table: spotrescue\nbucket: b-1\n"), 0o600)
+	_, err := runCLI(t, "config", "validate", "--config", file, "--slurm-bin-dir", t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "is not an executable scontrol") {
+		t.Fatalf("err = %v, want a missing scontrol", err)
 	}
 }

@@ -81,7 +81,9 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger, rece
 		},
 	}, controller.Deps{
 		Queue: sqs.NewFromConfig(awsCfg),
-		Slurm: slurm.New(cfg.Slurm.BinDir, slurm.WithLogger(log)),
+		// Few quick retries per command: the work queue retries the whole
+		// step with backoff, and a failed step is recorded for operators.
+		Slurm: slurm.New(cfg.Slurm.BinDir, slurm.WithLogger(log), slurm.WithRetry(2, time.Second), slurm.WithTimeout(20*time.Second)),
 		Store: state.New(db, cfg.StateTable),
 		Nodes: controller.NodeTable{DB: db, Table: cfg.NodeTable},
 		Dispatcher: &rescue.Dispatcher{

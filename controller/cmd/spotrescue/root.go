@@ -59,6 +59,9 @@ func (g *globals) load(cmd *cobra.Command, role config.Role) (*config.Config, er
 		return nil, err
 	}
 	probs = append(probs, c.Validate(role)...)
+	if role == config.RoleController {
+		probs = append(probs, c.CheckSlurm()...)
+	}
 	if err := probs.Err(); err != nil {
 		return nil, err
 	}
