@@ -99,23 +99,23 @@ type Policy struct {
 
 var defaultStates = []string{"RUNNING", "COMPLETING", "SUSPENDED"}
 
-// rescuable reports whether j is a batch job in a state the policy rescues.
+// skipReason says why the policy does not rescue j, or "" if it does.
 // Interactive jobs are left alone: their processes live with the user's
 // session, and nothing could resume them.
-func (p Policy) rescuable(j *slurm.Job) bool {
+func (p Policy) skipReason(j *slurm.Job) string {
 	states := p.States
 	if len(states) == 0 {
 		states = defaultStates
 	}
 	if !j.Batch {
-		return false
+		return "interactive job (not submitted with sbatch)"
 	}
 	for _, s := range states {
 		if j.State == s || slices.Contains(j.Flags, s) {
-			return true
+			return ""
 		}
 	}
-	return false
+	return fmt.Sprintf("state %s is not in rescue.states", j.State)
 }
 
 // Deps are the controller's connections to the world.

@@ -67,10 +67,14 @@ func (c *Controller) onWarning(ctx context.Context, e event.Event, jobs []slurm.
 	log = log.With(zap.String("node", node))
 	var keys []state.Key
 	drainNow := true
-	for _, u := range c.units(jobs, node) {
+	units, skipped := Decide(c.Policy, jobs, node)
+	for _, s := range skipped {
+		log.Info("job on the node is not rescued", zap.String("job", s.Job.Display), zap.String("reason", s.Reason))
+	}
+	for _, u := range units {
 		k, created, err := c.detect(ctx, e, node, u, received)
 		if err != nil {
-			return fmt.Errorf("record job %s: %w", u.job.ID, err)
+			return fmt.Errorf("record job %s: %w", u.Job.ID, err)
 		}
 		keys = append(keys, k)
 		// A new record is held, then drained, by reconcile; a node added to
@@ -90,28 +94,38 @@ func (c *Controller) onWarning(ctx context.Context, e event.Event, jobs []slurm.
 	return nil
 }
 
-// unit is what one record rescues: a job, or every component of a
+// Unit is what one record rescues: a job, or every component of a
 // heterogeneous job under its leader, whose id Slurm's hold, requeue and
 // release act on for the whole job and which the job's tasks see as
 // SLURM_JOB_ID.
-type unit struct {
-	job   *slurm.Job // the job, or the leader component
-	nodes []state.Node
+type Unit struct {
+	Job   *slurm.Job // the job, or the leader component
+	Nodes []state.Node
 }
 
-// units returns the rescuable units with a job on node.
-func (c *Controller) units(jobs []slurm.Job, node string) []unit {
+// Skip is a job on the node that is not rescued, and why.
+type Skip struct {
+	Job    *slurm.Job
+	Reason string
+}
+
+// Decide splits the jobs allocated node into what a warning for node
+// rescues and what it leaves alone. `spotrescue inspect` shows the same.
+func Decide(p Policy, jobs []slurm.Job, node string) (units []Unit, skipped []Skip) {
 	components := map[string][]*slurm.Job{}
 	for i := range jobs {
 		if j := &jobs[i]; j.HetJobID != "" {
 			components[j.HetJobID] = append(components[j.HetJobID], j)
 		}
 	}
-	var out []unit
 	seen := map[string]bool{}
 	for i := range jobs {
 		j := &jobs[i]
-		if !c.Policy.rescuable(j) || !j.OnNode(node) {
+		if !j.OnNode(node) || !j.Active() {
+			continue // ended or not started: nothing of it is on the node
+		}
+		if why := p.skipReason(j); why != "" {
+			skipped = append(skipped, Skip{Job: j, Reason: why})
 			continue
 		}
 		parts := []*slurm.Job{j}
@@ -123,26 +137,26 @@ func (c *Controller) units(jobs []slurm.Job, node string) []unit {
 			parts = components[j.HetJobID]
 			slices.SortFunc(parts, func(a, b *slurm.Job) int { return a.HetJobOffset - b.HetJobOffset })
 			if parts[0].ID != j.HetJobID {
-				c.Log.Warn("heterogeneous job without its leader in the listing; skipped", zap.String("job", j.HetJobID))
+				skipped = append(skipped, Skip{Job: j, Reason: "heterogeneous job whose leader Slurm did not list"})
 				continue
 			}
 		}
-		u := unit{job: parts[0]}
-		for _, p := range parts {
-			for _, n := range p.Nodes {
-				u.nodes = append(u.nodes, state.Node{Name: n, Group: p.HetJobOffset})
+		u := Unit{Job: parts[0]}
+		for _, part := range parts {
+			for _, n := range part.Nodes {
+				u.Nodes = append(u.Nodes, state.Node{Name: n, Group: part.HetJobOffset})
 			}
 		}
-		out = append(out, u)
+		units = append(units, u)
 	}
-	return out
+	return units, skipped
 }
 
 // detect creates the Detected record of one job run, or marks the node as
 // interrupted on the record another warning already created; created
 // says which.
-func (c *Controller) detect(ctx context.Context, e event.Event, node string, u unit, received time.Time) (k state.Key, created bool, err error) {
-	j := u.job
+func (c *Controller) detect(ctx context.Context, e event.Event, node string, u Unit, received time.Time) (k state.Key, created bool, err error) {
+	j := u.Job
 	k = state.Key{Cluster: c.Cluster, JobID: j.ID, Run: j.Restarts}
 	rec := &state.Record{
 		Key: k, Phase: state.Detected,
@@ -151,7 +165,7 @@ func (c *Controller) detect(ctx context.Context, e event.Event, node string, u u
 		UserHeld: j.HeldByUser(),
 		Times:    state.Times{Detected: received},
 	}
-	for _, n := range u.nodes {
+	for _, n := range u.Nodes {
 		n.Instance, n.Interrupted = e.Instance, n.Name == node
 		if !n.Interrupted {
 			if n.Instance, err = c.Nodes.InstanceOf(ctx, n.Name); err != nil {

@@ -39,6 +39,7 @@ next run resumes from the rescued data.`,
 		newAgentCommand(g),
 		newTaskPrologCommand(g),
 		newSimulateCommand(g),
+		newInspectCommand(g),
 		newConfigCommand(g),
 		newVersionCommand(),
 	)
