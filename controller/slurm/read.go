@@ -36,6 +36,7 @@ func (c *Client) jobsJSON(ctx context.Context, v Version) ([]Job, error) {
 	}
 	jobs, m, err := decodeJobs(out)
 	if err != nil {
+		c.unreadable("squeue --json", out, err)
 		return nil, classify(fmt.Errorf("squeue --json: %w", err))
 	}
 	c.checkMeta("squeue", v, m)
@@ -47,7 +48,9 @@ func (c *Client) jobsText(ctx context.Context) ([]Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	return parseSqueue(string(out))
+	jobs, err := parseSqueue(string(out))
+	c.unreadable("squeue -O", out, err)
+	return jobs, err
 }
 
 // Job returns one job, ErrNoJob when slurmctld no longer knows it. id is
@@ -106,6 +109,7 @@ func (c *Client) jobJSON(ctx context.Context, v Version, id string) ([]Job, erro
 	}
 	jobs, m, err := decodeJobs(out)
 	if err != nil {
+		c.unreadable("scontrol --json show job", out, err)
 		return nil, classify(fmt.Errorf("scontrol --json: %w", err))
 	}
 	c.checkMeta("scontrol", v, m)
@@ -117,7 +121,9 @@ func (c *Client) jobText(ctx context.Context, id string) ([]Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	return parseJobsText(string(out))
+	jobs, err := parseJobsText(string(out))
+	c.unreadable("scontrol show job", out, err)
+	return jobs, err
 }
 
 // Node returns one node, ErrNoNode when slurmctld does not know it. From
@@ -168,6 +174,7 @@ func (c *Client) nodesJSON(ctx context.Context, v Version, name string, args ...
 	}
 	nodes, m, err := decodeNodes(out)
 	if err != nil {
+		c.unreadable(name+" --json", out, err)
 		return nil, classify(fmt.Errorf("%s --json: %w", name, err))
 	}
 	c.checkMeta(name, v, m)
@@ -179,7 +186,9 @@ func (c *Client) nodeText(ctx context.Context, name string) ([]Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return parseNodesText(string(out))
+	nodes, err := parseNodesText(string(out))
+	c.unreadable("scontrol show node", out, err)
+	return nodes, err
 }
 
 // fallback reports whether another way of reading is worth a try after
@@ -225,4 +234,18 @@ func expectedParser(v Version) int {
 		return 38
 	}
 	return 0
+}
+
+// unreadable logs, at debug level, the raw output a reader could not parse,
+// so an operator can see what this Slurm printed.
+func (c *Client) unreadable(what string, out []byte, err error) {
+	if err == nil {
+		return
+	}
+	const limit = 8 << 10
+	raw := out
+	if len(raw) > limit {
+		raw = raw[:limit]
+	}
+	c.log.Debug("slurm output not understood", zap.String("cmd", what), zap.Error(err), zap.Int("bytes", len(out)), zap.ByteString("raw", raw))
 }

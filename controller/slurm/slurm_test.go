@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestParseVersion(t *testing.T) {
@@ -649,5 +653,29 @@ func TestJobErrorsParsing(t *testing.T) {
 	}
 	if _, ok := jobErrors("scontrol: error: Socket timed out on send/recv operation"); ok {
 		t.Error("unattributable line attributed")
+	}
+}
+
+// Output nobody can read is a clear error, and the raw text is in the
+// debug log for the operator.
+func TestUnreadableOutputIsLoggedRaw(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	f := &fakeRunner{handle: func(cmd string) ([]byte, error) {
+		if cmd == "scontrol --version" {
+			return []byte("slurm 22.05.8\n"), nil
+		}
+		return []byte(`{"meta": {}, "jobs": "surprise"}`), nil
+	}}
+	c := New("/opt/slurm/bin", WithRunner(f), WithLogger(zap.New(core)), WithRetry(1, time.Millisecond))
+	_, err := c.Jobs(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "squeue") {
+		t.Fatalf("err = %v, want an error naming squeue", err)
+	}
+	found := false
+	for _, e := range logs.FilterMessage("slurm output not understood").All() {
+		found = found || strings.Contains(fmt.Sprint(e.ContextMap()["raw"]), "surprise")
+	}
+	if !found {
+		t.Error("the raw output is not in the debug log")
 	}
 }
