@@ -83,7 +83,7 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger, rece
 		Queue: sqs.NewFromConfig(awsCfg),
 		// Few quick retries per command: the work queue retries the whole
 		// step with backoff, and a failed step is recorded for operators.
-		Slurm: slurm.New(cfg.Slurm.BinDir, slurm.WithLogger(log), slurm.WithRetry(2, time.Second), slurm.WithTimeout(20*time.Second)),
+		Slurm: controller.NewBatchedSlurm(slurm.New(cfg.Slurm.BinDir, slurm.WithLogger(log), slurm.WithRetry(2, time.Second), slurm.WithTimeout(20*time.Second)), 20*time.Millisecond),
 		Store: state.New(db, cfg.StateTable),
 		Nodes: controller.NodeTable{DB: db, Table: cfg.NodeTable},
 		Dispatcher: &rescue.Dispatcher{
