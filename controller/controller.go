@@ -140,6 +140,7 @@ type Controller struct {
 	mu       sync.Mutex
 	commands map[string]*watch // SSM command id -> who waits on it
 	ready    bool
+	lastPoll time.Time // when a receive last returned, for liveness
 }
 
 // New returns a controller; Run starts it.
@@ -293,8 +294,23 @@ func (c *Controller) observedStatus(command, instance string) string {
 
 func (c *Controller) setReady() {
 	c.mu.Lock()
-	c.ready = true
+	c.ready, c.lastPoll = true, c.Now()
 	c.mu.Unlock()
+}
+
+// polled notes that a long poll returned.
+func (c *Controller) polled() {
+	c.mu.Lock()
+	c.lastPoll = c.Now()
+	c.mu.Unlock()
+}
+
+// Healthy reports whether the controller is still receiving: a long poll
+// returns at least every 20 s, so a minute without one means it is stuck.
+func (c *Controller) Healthy() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.ready || c.Now().Sub(c.lastPoll) < time.Minute
 }
 
 // Ready reports whether the controller has resumed its records and is receiving.

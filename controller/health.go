@@ -12,12 +12,18 @@ import (
 	"go.uber.org/zap"
 )
 
-// Serve exposes /metrics, /healthz (the process is alive) and /readyz
+// Serve exposes /metrics, /healthz (receiving from SQS) and /readyz
 // (records resumed, receiving events) on addr until ctx is cancelled.
 func (c *Controller) Serve(ctx context.Context, addr string, gatherer prometheus.Gatherer) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !c.Healthy() {
+			http.Error(w, "unhealthy: no SQS receive has returned for a minute", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !c.Ready() {
 			http.Error(w, "not ready: resuming records", http.StatusServiceUnavailable)

@@ -40,6 +40,7 @@ func (c *Controller) receive(ctx context.Context) {
 			WaitTimeSeconds:             20,
 			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount},
 		})
+		c.polled()
 		if err != nil {
 			c.Metrics.awsError("sqs", "ReceiveMessage")
 			c.Log.Warn("receive failed", zap.Error(err), zap.Duration("retry_in", backoff))

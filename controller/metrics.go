@@ -70,6 +70,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "spotrescue_reconcile_errors_total", Help: "Failed reconcile steps (retried with backoff), by phase.",
 		}, []string{"phase"}),
 	}
+	// Known label values start at 0, so rate() and absent() work from the
+	// first scrape instead of from the first interruption.
+	for _, k := range []event.Kind{event.SpotInterruption, event.Rebalance, event.StateChange, event.CommandStatus} {
+		m.events.WithLabelValues(string(k))
+	}
+	for _, o := range []string{"complete", "partial", "failed", "skipped"} {
+		m.rescues.WithLabelValues(o)
+	}
+	for _, r := range []string{"requeued", "job_ended", "not_requeueable"} {
+		m.requeues.WithLabelValues(r)
+	}
+	for _, r := range []string{"foreign_instance", "duplicate", "unsupported_kind", "other_region", "expired"} {
+		m.ignoredEvents.WithLabelValues(r)
+	}
 	reg.MustRegister(m.events, m.ignoredEvents, m.invalidMessages, m.rescues, m.rescueDuration, m.rescuedBytes,
 		m.deadlineSlack, m.requeues, m.dispatchLatency, m.queueDepth, m.awsErrors, m.slurmErrors, m.stepErrors)
 	return m

@@ -2,6 +2,8 @@ package state
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -224,4 +226,116 @@ func containsAny(s string, subs ...string) bool {
 		}
 	}
 	return false
+}
+
+// ListOptions select records for `spotrescue jobs list`.
+type ListOptions struct {
+	Cluster   string
+	Since     time.Time
+	Phase     Phase
+	Outcome   Outcome
+	User      string
+	Limit     int
+	PageToken string // from a previous List; empty for the newest records
+}
+
+// List returns a cluster's records newest first, filtered, one page at a
+// time: a Query on the ByCluster index, never a Scan. The token resumes
+// after the last record returned; it is empty on the last page.
+func (s *Store) List(ctx context.Context, o ListOptions) ([]*Record, string, error) {
+	in := &dynamodb.QueryInput{
+		TableName:              aws.String(s.table),
+		IndexName:              aws.String(IndexByCluster),
+		KeyConditionExpression: aws.String("GSI1PK = :c AND GSI1SK >= :t"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":c": &types.AttributeValueMemberS{Value: clusterPK(o.Cluster)},
+			":t": &types.AttributeValueMemberS{Value: o.Since.UTC().Format(sortTime)},
+		},
+		ScanIndexForward: aws.Bool(false),
+	}
+	var filters []string
+	names := map[string]string{}
+	addFilter := func(attr, placeholder, value string) {
+		if value == "" {
+			return
+		}
+		names["#"+placeholder] = attr
+		in.ExpressionAttributeValues[":"+placeholder] = &types.AttributeValueMemberS{Value: value}
+		filters = append(filters, "#"+placeholder+" = :"+placeholder)
+	}
+	addFilter("Phase", "phase", string(o.Phase))
+	addFilter("Outcome", "outcome", string(o.Outcome))
+	addFilter("User", "user", o.User)
+	if len(filters) > 0 {
+		in.FilterExpression = aws.String(strings.Join(filters, " AND "))
+		in.ExpressionAttributeNames = names
+	}
+	if o.PageToken != "" {
+		start, err := decodeToken(o.PageToken)
+		if err != nil {
+			return nil, "", err
+		}
+		in.ExclusiveStartKey = start
+	}
+	limit := o.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	return s.page(ctx, in, limit)
+}
+
+// page queries until limit records passed the filter, and makes the token
+// from the last one returned, so no record is skipped or repeated.
+func (s *Store) page(ctx context.Context, in *dynamodb.QueryInput, limit int) ([]*Record, string, error) {
+	var out []*Record
+	var last map[string]types.AttributeValue
+	for {
+		resp, err := s.db.Query(ctx, in)
+		if err != nil {
+			return nil, "", fmt.Errorf("query %s: %w", s.table, err)
+		}
+		for _, av := range resp.Items {
+			r, err := fromItem(av)
+			if err != nil {
+				return nil, "", err
+			}
+			out = append(out, r)
+			last = av
+			if len(out) == limit {
+				return out, encodeToken(last), nil
+			}
+		}
+		if resp.LastEvaluatedKey == nil {
+			return out, "", nil
+		}
+		in.ExclusiveStartKey = resp.LastEvaluatedKey
+	}
+}
+
+// encodeToken keeps only the key attributes of the index and the table.
+func encodeToken(item map[string]types.AttributeValue) string {
+	key := map[string]string{}
+	for _, a := range []string{AttrPK, AttrSK, AttrGSI1PK, AttrGSI1SK} {
+		if v, ok := item[a].(*types.AttributeValueMemberS); ok {
+			key[a] = v.Value
+		}
+	}
+	b, _ := json.Marshal(key)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeToken(token string) (map[string]types.AttributeValue, error) {
+	b, err := base64.RawURLEncoding.DecodeString(token)
+	var key map[string]string
+	if err == nil {
+		err = json.Unmarshal(b, &key)
+	}
+	if err != nil || len(key) != 4 {
+		return nil, fmt.Errorf("page token %q is not one spotrescue gave out", token)
+	}
+	out := map[string]types.AttributeValue{}
+	for k, v := range key {
+		out[k] = &types.AttributeValueMemberS{Value: v}
+	}
+	return out, nil
 }

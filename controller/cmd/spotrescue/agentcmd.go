@@ -34,9 +34,13 @@ func newAgentRescueCommand(g *globals) *cobra.Command {
 		Use:   "rescue --plan <id>",
 		Short: "Upload the scratch data of the jobs in a rescue plan to S3 (run by SSM)",
 		Long: `Reads the plan the controller wrote for this instance in the shared spool
-directory, uploads each job's scratch directory to S3 in parallel, newest files
-first, stops starting files at the deadline (from IMDS spot/instance-action when
-reachable, else the plan's), and writes each job's manifest last.`,
+directory, uploads each job's scratch directory to S3 in parallel (files
+matching the plan's priority patterns first, then newest first), stops
+starting files at the deadline (from IMDS spot/instance-action when reachable,
+else the plan's), aborts what is still in flight at the hard stop, and writes
+each job's manifest last. Files a previous manifest at the prefix (a pre-sync)
+already holds unchanged are not sent again. A pre-sync plan has no deadline.
+Prints one summary line per job.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load(cmd, config.RoleAgent)
@@ -86,19 +90,22 @@ func runAgentRescue(ctx context.Context, cfg *config.Config, log *zap.Logger, pl
 	if plan.Region != "" {
 		awsCfg.Region = plan.Region
 	}
-	log = log.With(zap.String("node", plan.Node), zap.String("instance", instance))
-	d := rescue.ResolveDeadlines(plan.Deadline, plan.Reclaim.Sub(plan.Deadline), instanceAction(ctx, meta, log))
-	log.Info("rescue starting", zap.Int("jobs", len(plan.Jobs)), zap.Time("deadline", d.Soft), zap.Time("hard_stop", d.Hard))
+	log = log.With(zap.String("node", plan.Node), zap.String("instance", instance), zap.String("plan", plan.ID))
+	d := rescue.ResolveDeadlines(plan.Deadline, plan.Reclaim.Sub(plan.Deadline), time.Time{})
+	if !plan.Presync {
+		// A pre-sync has no deadline (the agent ignores it), so IMDS is only
+		// asked when the instance is really going.
+		d = rescue.ResolveDeadlines(plan.Deadline, plan.Reclaim.Sub(plan.Deadline), instanceAction(ctx, meta, log))
+	}
 	agent := &rescue.Agent{S3: newS3(awsCfg), Log: log, Root: cfg.Scratch.Root, Concurrency: cfg.Rescue.Concurrency}
 	var failed []error
 	for _, r := range agent.Rescue(ctx, plan, d) {
 		if r.Err != nil {
 			log.Error("job not rescued", zap.String("job", r.JobID), zap.Error(r.Err))
 			failed = append(failed, r.Err)
-			continue
 		}
-		m := r.Manifest
-		fmt.Printf("job %s: complete=%t files=%d bytes=%d skipped=%d\n", r.JobID, m.Complete, len(m.Files), m.Bytes, len(m.Skipped))
+		// One plain line per job: what an operator reads in the SSM output.
+		fmt.Println(r.Summary())
 	}
 	return errors.Join(failed...)
 }

@@ -104,6 +104,7 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger, rece
 			cancel()
 		}
 	}()
+	go notifySystemd(ctx, log, ctrl.Ready, ctrl.Healthy)
 	err = ctrl.Run(ctx)
 	select {
 	case serr := <-serveErr:

@@ -40,6 +40,7 @@ next run resumes from the rescued data.`,
 		newTaskPrologCommand(g),
 		newSimulateCommand(g),
 		newInspectCommand(g),
+		newJobsCommand(g),
 		newConfigCommand(g),
 		newVersionCommand(),
 	)

@@ -1,0 +1,128 @@
+//go:build lab
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spotrescue/spotrescue/hack/lab"
+	"github.com/spotrescue/spotrescue/state"
+)
+
+// startPrometheus runs Debian's Prometheus scraping the controller every second.
+func startPrometheus(t *testing.T, target string) string {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Fatal("prometheus is missing: apt-get install prometheus (.ci/run does)")
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "prometheus.yml")
+	os.WriteFile(conf, []byte(fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: spotrescue\n    static_configs:\n      - targets: [%q]\n", target)), 0o644)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd := exec.Command(bin, "--config.file="+conf, "--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr)
+	logs, _ := os.Create(filepath.Join(dir, "prometheus.log"))
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lab.Eventually(t, 30*time.Second, "prometheus ready", func() bool {
+		resp, err := http.Get("http://" + addr + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return addr
+}
+
+// query runs an instant PromQL query and returns the first sample's value.
+func query(t *testing.T, addr, q string) (float64, bool) {
+	resp, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string
+		Data   struct {
+			Result []struct {
+				Value [2]any
+			}
+		}
+	}
+	json.NewDecoder(resp.Body).Decode(&body)
+	if body.Status != "success" || len(body.Data.Result) == 0 {
+		return 0, false
+	}
+	var v float64
+	fmt.Sscan(fmt.Sprint(body.Data.Result[0].Value[1]), &v)
+	return v, true
+}
+
+// A real Prometheus scrapes the controller through a rescue and answers
+// for its outcome and duration.
+func TestPrometheusSeesTheRescue(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit("")
+	c := e.startController()
+	prom := startPrometheus(t, c.metrics)
+	lab.Eventually(t, 30*time.Second, "first scrape", func() bool {
+		v, ok := query(t, prom, `up{job="spotrescue"}`)
+		return ok && v == 1
+	})
+	e.send(warning(e.Instances[node], time.Now()))
+	e.record(id, 0, state.Done, 60*time.Second)
+	lab.Eventually(t, 30*time.Second, "the outcome in Prometheus", func() bool {
+		v, ok := query(t, prom, `spotrescue_rescues_total{outcome="complete"}`)
+		return ok && v == 1
+	})
+	if v, ok := query(t, prom, `spotrescue_rescue_duration_seconds_count`); !ok || v != 1 {
+		t.Errorf("duration count %v %v", v, ok)
+	}
+	if v, ok := query(t, prom, `spotrescue_rescue_duration_seconds_sum`); !ok || v <= 0 || v > 60 {
+		t.Errorf("duration sum %v %v", v, ok)
+	}
+	if v, ok := query(t, prom, `spotrescue_requeues_total{result="requeued"}`); !ok || v != 1 {
+		t.Errorf("requeues %v %v", v, ok)
+	}
+	if v, ok := query(t, prom, `spotrescue_build_info`); !ok || v != 1 {
+		t.Errorf("build info %v %v", v, ok)
+	}
+}
+
+// promtool finds nothing to complain about in /metrics.
+func TestPromtoolCheckMetrics(t *testing.T) {
+	e := setup(t)
+	c := e.startController()
+	resp, err := http.Get("http://" + c.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	check := exec.CommandContext(context.Background(), "promtool", "check", "metrics")
+	check.Stdin = strings.NewReader(string(body))
+	out, err := check.CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+	for _, series := range []string{"spotrescue_events_received_total", "spotrescue_rescues_total", "spotrescue_rescue_duration_seconds", "spotrescue_dispatch_latency_seconds", "spotrescue_workqueue_depth", "spotrescue_build_info"} {
+		if !strings.Contains(string(body), "# HELP "+series+" ") {
+			t.Errorf("/metrics has no help for %s", series)
+		}
+	}
+}
