@@ -223,7 +223,7 @@ func views(rs []*state.Record) []runView {
 			Job: r.JobID, Display: r.Display, Run: r.Run, Phase: string(r.Phase), Outcome: string(r.Outcome),
 			User: r.User, Name: r.Name, Drill: r.Drill, Event: r.Event, Warned: ts(r.EventTime), Deadline: ts(r.Deadline),
 			Times: timesView{ts(r.Times.Detected), ts(r.Times.Held), ts(r.Times.Dispatched), ts(r.Times.Finished), ts(r.Times.Requeued), ts(r.Times.Done)},
-			URI: r.URI, Bytes: r.Bytes, Files: r.Files, Requeue: r.Requeue, Fallback: r.Fallback, Errors: r.Errors,
+			URI:   r.URI, Bytes: r.Bytes, Files: r.Files, Requeue: r.Requeue, Fallback: r.Fallback, Errors: r.Errors,
 		}
 		for _, n := range r.Nodes {
 			v.Nodes = append(v.Nodes, nodeView{n.Name, n.Instance, n.Interrupted, n.Gone, n.Command, n.Status, n.Complete, n.Bytes, n.Files})
