@@ -148,6 +148,9 @@ func (d *Dispatcher) send(ctx context.Context, b *batch, instances []string) {
 	for _, inst := range instances {
 		p := b.plans[inst]
 		p.ID = id
+		if d.DryRun {
+			continue
+		}
 		if err := d.Layout.WritePlan(p); err != nil {
 			b.errs[inst] = err
 		}

@@ -76,15 +76,34 @@ func setup(t *testing.T) *env {
 // controller is a running `spotrescue controller` process.
 type controller struct {
 	cmd     *exec.Cmd
-	log     *bytes.Buffer
+	log     *syncBuffer
 	metrics string
+}
+
+// syncBuffer is the controller's output, written by exec's copier while
+// the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // startController runs the real binary against the lab, with this test's table.
 func (e *env) startController(args ...string) *controller {
 	e.t.Helper()
 	port := freePort(e.t)
-	c := &controller{log: &bytes.Buffer{}, metrics: fmt.Sprintf("127.0.0.1:%d", port)}
+	c := &controller{log: &syncBuffer{}, metrics: fmt.Sprintf("127.0.0.1:%d", port)}
 	all := append([]string{"controller", "--state-table", e.table, "--queue-url", e.queueURL, "--metrics-listen", c.metrics, "--log-level", "debug"}, args...)
 	c.cmd = exec.Command(filepath.Join(e.Bin, "spotrescue"), all...)
 	c.cmd.Env = os.Environ()

@@ -132,3 +132,34 @@ func TestCheckpointSignal(t *testing.T) {
 		t.Errorf("dispatched %s after the hold, want at least the 3s grace", grace)
 	}
 }
+
+// A dry run logs every decision and changes nothing: the job keeps running
+// unheld, the node is not drained, no agent runs, nothing lands in S3 or
+// in the state table.
+func TestDryRunChangesNothing(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit("")
+	c := e.startController("--dry-run")
+	e.send(warning(e.Instances[node], time.Now()))
+	lab.Eventually(t, 30*time.Second, "the dry run to decide", func() bool {
+		return strings.Contains(c.log.String(), "dry run: would release the job")
+	})
+	j := e.slurmJob(id)
+	if j.State != "RUNNING" || j.Held() || j.Restarts != 0 {
+		t.Errorf("job state %s held %v restarts %d", j.State, j.Held(), j.Restarts)
+	}
+	if drained := e.Run(t, "sinfo", "-h", "-N", "-t", "drain,draining,drained", "-o", "%N"); drained != "" {
+		t.Errorf("nodes drained: %s", drained)
+	}
+	if _, err := rescue.ReadManifest(context.Background(), e.S3(), "spotrescue-lab", fmt.Sprintf("spotrescue/lab/%s/run-0/%s/", id, node)); err == nil {
+		t.Error("a manifest was written")
+	}
+	if runs, _ := e.store.Runs(context.Background(), "lab", id); len(runs) != 0 {
+		t.Errorf("%d records written to the state table", len(runs))
+	}
+	for _, want := range []string{"dry run: would hold the job", "dry run: would drain", "dry run: would send the rescue command", "dry run: would requeue the job"} {
+		if !strings.Contains(c.log.String(), want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+}

@@ -64,6 +64,13 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger, rece
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())
 	db := dynamodb.NewFromConfig(awsCfg)
 	s3c := newS3(awsCfg)
+	var store controller.Store = state.New(db, cfg.StateTable)
+	if cfg.DryRun {
+		// Rehearsed decisions must leave nothing a real controller would
+		// resume or mistake for a duplicate.
+		store = state.NewMemory()
+		log.Warn("dry run: decisions are logged; Slurm, S3, SSM and the state table are left alone")
+	}
 	ctrl := controller.New(controller.Options{
 		Cluster:         cfg.Cluster,
 		Region:          cfg.Region,
@@ -84,7 +91,7 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger, rece
 		// Few quick retries per command: the work queue retries the whole
 		// step with backoff, and a failed step is recorded for operators.
 		Slurm: controller.NewBatchedSlurm(slurm.New(cfg.Slurm.BinDir, slurm.WithLogger(log), slurm.WithRetry(2, time.Second), slurm.WithTimeout(20*time.Second)), 20*time.Millisecond),
-		Store: state.New(db, cfg.StateTable),
+		Store: store,
 		Nodes: controller.NodeTable{DB: db, Table: cfg.NodeTable},
 		Dispatcher: &rescue.Dispatcher{
 			SSM: ssm.NewFromConfig(awsCfg), Layout: layout, Region: cfg.Region, Document: cfg.SSM.Document,
