@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 LAB_DIR ?= /tmp/spotrescue-lab
 export LAB_DIR
 
-.PHONY: all build test unit lab-test vet lab-up lab-down lab-env demo fmt clean
+.PHONY: all build test unit lab-test vet lab-up lab-down lab-env demo chaos fmt clean
 
 all: build
 
@@ -15,6 +15,7 @@ build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/spotrescue ./controller/cmd/spotrescue
 	$(GO) build -o bin/ssmlocal ./hack/ssmlocal
 	$(GO) build -o bin/labinit ./hack/labinit
+	$(GO) build -o bin/faultproxy ./hack/faultproxy
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
@@ -36,6 +37,22 @@ demo: build
 	hack/lab/up.sh
 	$(GO) build -o bin/demo ./hack/demo
 	source $(LAB_DIR)/lab.env && bin/demo
+
+# bench compares the agent with `aws s3 sync` on the lab's S3 and rewrites
+# the generated section of BENCHMARKS.md (5-10 minutes; not part of test).
+.PHONY: bench
+bench: build
+	hack/lab/up.sh
+	$(GO) build -o bin/bench ./hack/bench
+	source $(LAB_DIR)/lab.env && BENCH_COMMAND='make bench' bin/bench -out BENCHMARKS.md
+
+# chaos runs the crash and fault tests at full size: 50 interruptions on a
+# 50-node lab (it replaces a running lab and takes it down afterwards).
+chaos: build
+	hack/lab/down.sh
+	LAB_NODES=50 hack/lab/up.sh
+	source $(LAB_DIR)/lab.env && CHAOS_INTERRUPTIONS=50 $(GO) test -tags lab -count=1 -v -timeout 40m \
+		-run 'TestChaosKilledDuringBurst|TestFaultsOnEveryAWSAPI' ./hack/e2e/; status=$$?; hack/lab/down.sh; exit $$status
 
 lab-up: build
 	hack/lab/up.sh

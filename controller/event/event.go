@@ -108,6 +108,14 @@ func Parse(body []byte) (Event, error) {
 // ParseEnvelope validates the common fields and hands the detail to the
 // parser for the envelope's kind.
 func ParseEnvelope(env *Envelope) (Event, error) {
+	// Without these it is not an EventBridge event at all: evidence for
+	// the DLQ, not an event of some other kind to delete.
+	if env.Source == "" {
+		return Event{}, &FieldError{Field: "source", Msg: "missing"}
+	}
+	if env.DetailType == "" {
+		return Event{}, &FieldError{Field: "detail-type", Msg: "missing"}
+	}
 	p, ok := parsers[route{env.Source, env.DetailType}]
 	if !ok {
 		return Event{}, fmt.Errorf("%w: source %q detail-type %q", ErrUnsupported, env.Source, env.DetailType)

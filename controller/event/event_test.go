@@ -58,6 +58,8 @@ func TestBadInputNamesTheField(t *testing.T) {
 		field string
 	}{
 		{"not json", []byte("hello"), "body"},
+		{"not an envelope", []byte(`{"malformed": 1}`), "source"},
+		{"no detail-type", []byte(`{"source": "aws.ec2", "id": "x"}`), "detail-type"},
 		{"huge", []byte(`{"x":"` + strings.Repeat("a", MaxBody) + `"}`), "body"},
 		{"missing id", warning(t, `"id": "1e5527d7-bb36-4607-3370-4164db56a40e",`, ""), "id"},
 		{"bad time", warning(t, `2026-11-20T05:12:58Z`, `yesterday`), "time"},

@@ -102,11 +102,17 @@ func (b *syncBuffer) String() string {
 // startController runs the real binary against the lab, with this test's table.
 func (e *env) startController(args ...string) *controller {
 	e.t.Helper()
+	return e.startControllerEnv(nil, args...)
+}
+
+// startControllerEnv is startController with extra environment.
+func (e *env) startControllerEnv(extraEnv []string, args ...string) *controller {
+	e.t.Helper()
 	port := freePort(e.t)
 	c := &controller{log: &syncBuffer{}, metrics: fmt.Sprintf("127.0.0.1:%d", port)}
 	all := append([]string{"controller", "--state-table", e.table, "--queue-url", e.queueURL, "--metrics-listen", c.metrics, "--log-level", "debug"}, args...)
 	c.cmd = exec.Command(filepath.Join(e.Bin, "spotrescue"), all...)
-	c.cmd.Env = os.Environ()
+	c.cmd.Env = append(os.Environ(), extraEnv...)
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	if err := c.cmd.Start(); err != nil {
 		e.t.Fatal(err)
@@ -236,12 +242,7 @@ fi
 // has written its data; it returns the job id and the node it runs on.
 func (e *env) submit(extraEnv string, args ...string) (id, node string) {
 	e.t.Helper()
-	dir := e.t.TempDir()
-	os.Chmod(dir, 0o777)
-	script := filepath.Join(dir, "job.sh")
-	os.WriteFile(script, []byte(jobScript), 0o755)
-	all := append([]string{"--open-mode=append", "-o", filepath.Join(dir, "out.log"), "--export=ALL" + extraEnv}, args...)
-	id = e.Sbatch(e.t, append(all, script)...)
+	id = e.submitAsync(extraEnv, args...)
 	e.WaitJob(e.t, id, 30*time.Second, "RUNNING")
 	node = e.JobField(e.t, id, "BatchHost")
 	lab.Eventually(e.t, 30*time.Second, "job data written", func() bool {
@@ -249,6 +250,17 @@ func (e *env) submit(extraEnv string, args ...string) (id, node string) {
 		return err == nil
 	})
 	return id, node
+}
+
+// submitAsync submits the job script and returns its id at once.
+func (e *env) submitAsync(extraEnv string, args ...string) string {
+	e.t.Helper()
+	dir := e.t.TempDir()
+	os.Chmod(dir, 0o777)
+	script := filepath.Join(dir, "job.sh")
+	os.WriteFile(script, []byte(jobScript), 0o755)
+	all := append([]string{"--open-mode=append", "-o", filepath.Join(dir, "out.log"), "--export=ALL" + extraEnv}, args...)
+	return e.Sbatch(e.t, append(all, script)...)
 }
 
 // output is the job's accumulated output file.

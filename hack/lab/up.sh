@@ -9,7 +9,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 LAB=${LAB_DIR:-/tmp/spotrescue-lab}
 BIN=${LAB_BIN:-$repo/bin}
 NODES=${LAB_NODES:-4}
-CTLD_PORT=16817 MOTO_PORT=4570 SSM_PORT=4580 IMDS_PORT=4590
+CTLD_PORT=16817 MOTO_PORT=4570 FAULT_PORT=4575 SSM_PORT=4580 IMDS_PORT=4590
 REGION=us-east-1 CLUSTER=lab
 
 log() { printf 'lab: %s\n' "$*" >&2; }
@@ -144,6 +144,9 @@ start_aws() {
 	write_config
 	write_env
 	write_instances
+	start faultproxy "$LAB/run/faultproxy.pid" "$BIN/faultproxy" -listen "127.0.0.1:$FAULT_PORT" \
+		-upstream "http://127.0.0.1:$MOTO_PORT" -ssm-upstream "http://127.0.0.1:$SSM_PORT"
+	wait_port "$FAULT_PORT" 30
 	start ssmlocal "$LAB/run/ssmlocal.pid" env -i PATH="$PATH" HOME="$HOME" bash -c \
 		"source '$LAB/lab.env' && exec '$BIN/ssmlocal' -listen 127.0.0.1:$SSM_PORT -instances '$LAB/etc/instances.json' -documents '$LAB/ssm-documents' -region $REGION -events-queue-url \"\$LAB_QUEUE_URL\""
 	wait_port "$SSM_PORT" 30
@@ -182,6 +185,7 @@ write_env() {
 		echo "export LAB_DLQ_URL=$LAB_DLQ_URL"
 		echo "export LAB_BIN=$BIN"
 		echo "export LAB_NODES=$NODES"
+		echo "export LAB_FAULTPROXY_URL=http://127.0.0.1:$FAULT_PORT"
 		aws_env
 	} >"$LAB/lab.env.tmp"
 	mv "$LAB/lab.env.tmp" "$LAB/lab.env"
@@ -189,10 +193,13 @@ write_env() {
 
 # write_instances maps each fake instance to its lab node for ssmlocal: the
 # agent runs with that node's name and the lab's endpoints, as SSM would run
-# it on the node itself.
+# it on the node itself. Its AWS traffic goes through faultproxy, the lab's
+# stand-in for the network between a node and AWS (no faults unless a test
+# asks for them).
 write_instances() {
 	local i sep="" env
-	env=$(aws_env | sed -E 's/^export ([A-Z0-9_]+)=(.*)$/"\1":"\2",/' | tr -d '\n')
+	env=$(aws_env | sed -e "s#^export AWS_ENDPOINT_URL=.*#export AWS_ENDPOINT_URL=http://127.0.0.1:$FAULT_PORT#" |
+		sed -E 's/^export ([A-Z0-9_]+)=(.*)$/"\1":"\2",/' | tr -d '\n')
 	{
 		printf '{"instances":['
 		for ((i = 1; i <= NODES; i++)); do
@@ -204,7 +211,7 @@ write_instances() {
 	} >"$LAB/etc/instances.json"
 }
 
-[[ -x $BIN/spotrescue && -x $BIN/ssmlocal && -x $BIN/labinit ]] || die "build first: make build (looked in $BIN)"
+[[ -x $BIN/spotrescue && -x $BIN/ssmlocal && -x $BIN/labinit && -x $BIN/faultproxy ]] || die "build first: make build (looked in $BIN)"
 install_packages
 install_aemm
 layout
