@@ -1,6 +1,10 @@
 package controller
 
 import (
+	"context"
+
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/smithy-go/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spotrescue/spotrescue/controller/event"
@@ -22,6 +26,8 @@ type Metrics struct {
 	awsErrors       *prometheus.CounterVec
 	slurmErrors     *prometheus.CounterVec
 	stepErrors      *prometheus.CounterVec
+	awsCalls        *prometheus.CounterVec
+	slurmCalls      *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them with reg.
@@ -70,6 +76,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "spotrescue_reconcile_errors_total", Help: "Failed reconcile steps (retried with backoff), by phase.",
 		}, []string{"phase"}),
 	}
+	m.awsCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spotrescue_aws_calls_total", Help: "AWS API calls made (each SDK call once, whatever its retries), by service and operation.",
+	}, []string{"service", "operation"})
+	m.slurmCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spotrescue_slurm_calls_total", Help: "Slurm commands run, by command (squeue, scontrol show, scontrol hold, ...).",
+	}, []string{"command"})
 	// Known label values start at 0, so rate() and absent() work from the
 	// first scrape instead of from the first interruption.
 	for _, k := range []event.Kind{event.SpotInterruption, event.Rebalance, event.StateChange, event.CommandStatus} {
@@ -85,7 +97,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.ignoredEvents.WithLabelValues(r)
 	}
 	reg.MustRegister(m.events, m.ignoredEvents, m.invalidMessages, m.rescues, m.rescueDuration, m.rescuedBytes,
-		m.deadlineSlack, m.requeues, m.dispatchLatency, m.queueDepth, m.awsErrors, m.slurmErrors, m.stepErrors)
+		m.deadlineSlack, m.requeues, m.dispatchLatency, m.queueDepth, m.awsErrors, m.slurmErrors, m.stepErrors, m.awsCalls, m.slurmCalls)
 	return m
 }
 
@@ -93,3 +105,25 @@ func (m *Metrics) received(k event.Kind)       { m.events.WithLabelValues(string
 func (m *Metrics) ignored(reason string)       { m.ignoredEvents.WithLabelValues(reason).Inc() }
 func (m *Metrics) awsError(service, op string) { m.awsErrors.WithLabelValues(service, op).Inc() }
 func (m *Metrics) slurmError(command string)   { m.slurmErrors.WithLabelValues(command).Inc() }
+
+// CountAWSCalls is an SDK API option that counts every call by service and
+// operation: what a mass reclaim costs in API calls is measured, not estimated.
+func (m *Metrics) CountAWSCalls(stack *middleware.Stack) error {
+	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("spotrescueCallCounter",
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			m.awsCalls.WithLabelValues(awsmiddleware.GetServiceID(ctx), awsmiddleware.GetOperationName(ctx)).Inc()
+			return next.HandleInitialize(ctx, in)
+		}), middleware.After)
+}
+
+// CountSlurmCall counts one Slurm command, for slurm.WithObserver.
+func (m *Metrics) CountSlurmCall(name string, args []string) {
+	cmd := name
+	if name == "scontrol" && len(args) > 0 {
+		cmd += " " + args[0]
+		if args[0] == "--json" && len(args) > 1 || args[0] == "show" && len(args) > 1 {
+			cmd = "scontrol show " + args[len(args)-2]
+		}
+	}
+	m.slurmCalls.WithLabelValues(cmd).Inc()
+}

@@ -42,6 +42,12 @@ func WithRetry(attempts int, firstDelay time.Duration) Option {
 	return func(c *Client) { c.attempts, c.delay = attempts, firstDelay }
 }
 
+// WithObserver has f called with every command run (retries included), so
+// a caller can count what it costs Slurm.
+func WithObserver(f func(name string, args []string)) Option {
+	return func(c *Client) { c.observe = f }
+}
+
 // Client runs the Slurm commands of one cluster. It is safe for concurrent
 // use.
 type Client struct {
@@ -52,6 +58,7 @@ type Client struct {
 	attempts int
 	delay    time.Duration
 	maxDelay time.Duration
+	observe  func(name string, args []string)
 
 	mu          sync.Mutex
 	version     Version
@@ -118,6 +125,9 @@ func (c *Client) runOnce(ctx context.Context, name string, args []string) ([]byt
 	actx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	start := time.Now()
+	if c.observe != nil {
+		c.observe(name, args)
+	}
 	out, err := c.runner.Run(actx, c.path(name), args...)
 	c.log.Debug("slurm command", zap.String("cmd", name), zap.Strings("args", args),
 		zap.Duration("took", time.Since(start)), zap.Error(err))

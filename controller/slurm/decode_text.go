@@ -32,6 +32,17 @@ var (
 	freeNodeKeys = map[string]bool{
 		"OS": true, "Reason": true, "Comment": true, "Extra": true,
 	}
+	// firstLineJobKeys are printed only on a job record's first line,
+	// before JobName. Seen on a later line they can only come from a job
+	// name or comment holding a newline: a user's attempt to pass their
+	// job off as another job's array task or heterogeneous component.
+	firstLineJobKeys = map[string]bool{
+		"JobId": true, "ArrayJobId": true, "ArrayTaskId": true, "ArrayTaskThrottle": true,
+		"HetJobId": true, "HetJobOffset": true, "HetJobIdSet": true, "JobName": true,
+	}
+	// requiredJobKeys are on every job record; a record without them was
+	// cut short by a newline in the name of the job before it.
+	requiredJobKeys = []string{"UserId", "JobState", "NodeList"}
 	keyPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_:/]*$`)
 )
 
@@ -63,8 +74,9 @@ func (r *record) get(k string) (string, error) {
 
 // parseShow splits `scontrol show job|node` output into records. first is
 // the key that starts a record (JobId, NodeName); nameKey, if not empty, is
-// the key whose value runs to the end of the first line (JobName).
-func parseShow(out, first, nameKey string, free map[string]bool) ([]*record, error) {
+// the key whose value runs to the end of the first line (JobName); keys in
+// firstOnly are refused on the other lines.
+func parseShow(out, first, nameKey string, free, firstOnly map[string]bool) ([]*record, error) {
 	var recs []*record
 	var cur *record
 	for i, line := range strings.Split(out, "\n") {
@@ -80,8 +92,16 @@ func parseShow(out, first, nameKey string, free map[string]bool) ([]*record, err
 		case cur == nil:
 			return nil, fmt.Errorf("line %d: %q is outside a record", i+1, truncate(line, 60))
 		default:
+			n := len(cur.fields)
 			if err := parseLine(cur, strings.TrimLeft(line, " "), free); err != nil {
 				return nil, fmt.Errorf("line %d: %w", i+1, err)
+			}
+			if len(cur.fields) != n || len(cur.dups) > 0 {
+				for k := range firstOnly {
+					if _, ok := cur.fields[k]; ok && !cur.first[k] {
+						return nil, fmt.Errorf("line %d: %s outside the first line of the record", i+1, k)
+					}
+				}
 			}
 		}
 	}

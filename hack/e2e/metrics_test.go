@@ -120,7 +120,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
-	for _, series := range []string{"spotrescue_events_received_total", "spotrescue_rescues_total", "spotrescue_rescue_duration_seconds", "spotrescue_dispatch_latency_seconds", "spotrescue_workqueue_depth", "spotrescue_build_info"} {
+	for _, series := range []string{"spotrescue_events_received_total", "spotrescue_rescues_total", "spotrescue_rescue_duration_seconds", "spotrescue_dispatch_latency_seconds", "spotrescue_workqueue_depth", "spotrescue_build_info", "spotrescue_aws_calls_total"} {
 		if !strings.Contains(string(body), "# HELP "+series+" ") {
 			t.Errorf("/metrics has no help for %s", series)
 		}

@@ -62,6 +62,8 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger, rece
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())
+	metrics := controller.NewMetrics(reg)
+	awsCfg.APIOptions = append(awsCfg.APIOptions, metrics.CountAWSCalls)
 	db := dynamodb.NewFromConfig(awsCfg)
 	s3c := newS3(awsCfg)
 	var store controller.Store = state.New(db, cfg.StateTable)
@@ -90,7 +92,8 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger, rece
 		Queue: sqs.NewFromConfig(awsCfg),
 		// Few quick retries per command: the work queue retries the whole
 		// step with backoff, and a failed step is recorded for operators.
-		Slurm: controller.NewBatchedSlurm(slurm.New(cfg.Slurm.BinDir, slurm.WithLogger(log), slurm.WithRetry(2, time.Second), slurm.WithTimeout(20*time.Second)), 20*time.Millisecond),
+		Slurm: controller.NewBatchedSlurm(slurm.New(cfg.Slurm.BinDir, slurm.WithLogger(log), slurm.WithRetry(2, time.Second),
+			slurm.WithTimeout(20*time.Second), slurm.WithObserver(metrics.CountSlurmCall)), 20*time.Millisecond),
 		Store: store,
 		Nodes: controller.NodeTable{DB: db, Table: cfg.NodeTable},
 		Dispatcher: &rescue.Dispatcher{
@@ -99,7 +102,7 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger, rece
 		},
 		Manifests: rescue.S3Manifests{Client: s3c, Bucket: cfg.Bucket},
 		Log:       log,
-		Metrics:   controller.NewMetrics(reg),
+		Metrics:   metrics,
 	})
 	// A metrics listener that cannot start stops the controller too.
 	ctx, cancel := context.WithCancel(ctx)
