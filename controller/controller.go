@@ -52,6 +52,7 @@ type Store interface {
 	Update(ctx context.Context, r *state.Record) error
 	Active(ctx context.Context, cluster string) ([]state.Key, error)
 	Runs(ctx context.Context, cluster, jobID string) ([]*state.Record, error)
+	CreateAll(ctx context.Context, in *state.Interruption, recs []*state.Record) error
 	PutInterruption(ctx context.Context, in *state.Interruption) error
 	GetInterruption(ctx context.Context, instance string) (*state.Interruption, error)
 }
@@ -139,6 +140,7 @@ type Controller struct {
 
 	mu       sync.Mutex
 	commands map[string]*watch // SSM command id -> who waits on it
+	cache    map[string]*state.Record
 	ready    bool
 	lastPoll time.Time // when a receive last returned, for liveness
 }
@@ -157,6 +159,7 @@ func New(o Options, d Deps) *Controller {
 		Deps:     d,
 		queue:    workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{Name: "rescues"}),
 		commands: map[string]*watch{},
+		cache:    map[string]*state.Record{},
 	}
 }
 
@@ -318,6 +321,39 @@ func (c *Controller) Ready() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.ready
+}
+
+// remember keeps copies of records this controller wrote, so that the next
+// reconcile starts from them without a read: like an informer's cache in
+// Kubernetes. Writes stay conditional, so a stale copy fails its write
+// with ErrConflict and is dropped.
+func (c *Controller) remember(recs ...*state.Record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range recs {
+		if r.Phase.Terminal() {
+			delete(c.cache, r.Key.String())
+		} else {
+			c.cache[r.Key.String()] = r.Clone()
+		}
+	}
+}
+
+func (c *Controller) forget(k state.Key) {
+	c.mu.Lock()
+	delete(c.cache, k.String())
+	c.mu.Unlock()
+}
+
+// record returns the cached copy of k, or reads it.
+func (c *Controller) record(ctx context.Context, k state.Key) (*state.Record, error) {
+	c.mu.Lock()
+	r, ok := c.cache[k.String()]
+	c.mu.Unlock()
+	if ok {
+		return r.Clone(), nil
+	}
+	return c.Store.Get(ctx, k)
 }
 
 // watch is what the controller knows about one SSM command in flight.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,17 +18,16 @@ import (
 // Reclaim is how long after its warning EC2 takes a Spot instance back.
 const Reclaim = 120 * time.Second
 
-// handleEvent acts on one parsed event. A nil error means the message can
-// be deleted: what it said is in DynamoDB or changed nothing.
-func (c *Controller) handleEvent(ctx context.Context, e event.Event, jobs []slurm.Job, received time.Time) error {
+// handleEvent acts on one parsed event other than a warning (those are
+// handled a batch at a time by onWarnings). A nil error means the message
+// can be deleted: what it said is in DynamoDB or changed nothing.
+func (c *Controller) handleEvent(ctx context.Context, e event.Event) error {
 	if e.Region != c.Region {
 		c.Metrics.ignored("other_region")
 		c.Log.Warn("ignoring an event from another region", eventFields(e, zap.String("region", e.Region))...)
 		return nil
 	}
 	switch e.Kind {
-	case event.SpotInterruption:
-		return c.onWarning(ctx, e, jobs, received)
 	case event.Rebalance:
 		return c.onRebalance(ctx, e)
 	case event.StateChange:
@@ -38,60 +38,285 @@ func (c *Controller) handleEvent(ctx context.Context, e event.Event, jobs []slur
 	return nil
 }
 
-// onWarning turns a Spot interruption warning into one Detected record per
-// job on the instance's node.
-func (c *Controller) onWarning(ctx context.Context, e event.Event, jobs []slurm.Job, received time.Time) error {
-	log := c.Log.With(eventFields(e)...)
-	if in, err := c.Store.GetInterruption(ctx, e.Instance); err == nil {
-		c.Metrics.ignored("duplicate")
-		log.Info("instance already being rescued; duplicate warning ignored", zap.String("first_event", in.Event))
-		c.enqueue(in.Jobs...)
-		return nil
-	} else if !errors.Is(err, state.ErrNotFound) {
-		return err
+// warning is one interruption warning on its way through onWarnings.
+type warning struct {
+	e     event.Event
+	log   *zap.Logger
+	node  string
+	units []Unit
+	done  bool // nothing (more) to do: ignored, or failed
+	err   error
+}
+
+// onWarnings handles a batch of Spot interruption warnings: it holds the
+// jobs on the warned nodes, drains the nodes, and records one Held record
+// per job together with the interruption, in one DynamoDB transaction per
+// node. All the warnings of a batch share one Slurm listing, one hold and
+// one drain. A redelivered or duplicate warning finds its records there and
+// changes nothing. The result has one error per warning; nil means its
+// message can be deleted.
+func (c *Controller) onWarnings(ctx context.Context, events []event.Event, received time.Time) []error {
+	ws := make([]*warning, len(events))
+	for i, e := range events {
+		ws[i] = c.resolve(ctx, e)
 	}
+	jobs, err := c.jobsFor(ctx, ws)
+	if err != nil {
+		return errs(ws, err) // left for redelivery: we could not see the jobs
+	}
+	var units []Unit
+	var nodes []string
+	for _, w := range ws {
+		if w.done {
+			continue
+		}
+		var skipped []Skip
+		w.units, skipped = Decide(c.Policy, jobs, w.node)
+		for _, s := range skipped {
+			w.log.Info("job on the node is not rescued", zap.String("job", s.Job.Display), zap.String("reason", s.Reason))
+		}
+		units = append(units, w.units...)
+		nodes = append(nodes, w.node)
+	}
+	if len(nodes) == 0 {
+		return errs(ws, nil)
+	}
+	// Hold, then drain: the jobs must not restart anywhere before their
+	// data is safe, and the nodes must take nothing new. Both are
+	// idempotent, so a redelivered message repeats them harmlessly.
+	log := c.Log.With(zap.Strings("node", nodes))
+	held := c.holdAll(ctx, log, units)
+	if err := c.drain(ctx, log, nodes, "spot interruption"); err != nil {
+		c.unhold(ctx, log, units, held)
+		return errs(ws, err)
+	}
+	if held {
+		c.signal(ctx, log, units)
+	}
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		if w.done {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.err = c.recordWarning(ctx, w, received, held)
+			if w.err != nil {
+				c.unhold(ctx, w.log, w.units, held)
+			}
+		}()
+	}
+	wg.Wait()
+	return errs(ws, nil)
+}
+
+// resolve finds the warned instance's node, or marks the warning done
+// (with the reason counted) when there is nothing to do.
+func (c *Controller) resolve(ctx context.Context, e event.Event) *warning {
+	w := &warning{e: e, log: c.Log.With(eventFields(e)...)}
 	if c.Now().After(e.Time.Add(Reclaim)) {
 		c.Metrics.ignored("expired")
-		log.Warn("warning arrived after the instance was reclaimed; nothing left to rescue", zap.Time("event_time", e.Time))
-		return nil
+		w.log.Warn("warning arrived after the instance was reclaimed; nothing left to rescue", zap.Time("event_time", e.Time))
+		w.done = true
+		return w
 	}
 	node, err := c.Nodes.NodeOf(ctx, e.Instance)
-	if errors.Is(err, errNotOurs) {
+	switch {
+	case errors.Is(err, errNotOurs):
 		c.Metrics.ignored("foreign_instance")
-		log.Info("instance is not a node of this cluster; ignored")
-		return nil
+		w.log.Info("instance is not a node of this cluster; ignored")
+		w.done = true
+	case err != nil:
+		w.err, w.done = err, true
+	default:
+		w.node, w.log = node, w.log.With(zap.String("node", node))
+	}
+	return w
+}
+
+// jobsFor lists Slurm's jobs once for the batch, if any warning needs them.
+func (c *Controller) jobsFor(ctx context.Context, ws []*warning) ([]slurm.Job, error) {
+	for _, w := range ws {
+		if !w.done {
+			jobs, err := c.Slurm.Jobs(ctx)
+			if err != nil {
+				c.Metrics.slurmError("squeue")
+				c.Log.Error("cannot list Slurm jobs", zap.Error(err))
+			}
+			return jobs, err
+		}
+	}
+	return nil, nil
+}
+
+// errs is each warning's error, or err for those still pending.
+func errs(ws []*warning, err error) []error {
+	out := make([]error, len(ws))
+	for i, w := range ws {
+		out[i] = w.err
+		if !w.done && w.err == nil {
+			out[i] = err
+		}
+	}
+	return out
+}
+
+// recordWarning writes one warning's records and its interruption.
+func (c *Controller) recordWarning(ctx context.Context, w *warning, received time.Time, held bool) error {
+	in := &state.Interruption{Instance: w.e.Instance, Node: w.node, Event: w.e.ID, Time: w.e.Time}
+	recs := make([]*state.Record, 0, len(w.units))
+	for _, u := range w.units {
+		r := c.newRecord(ctx, w.e, w.node, u, received, held)
+		recs = append(recs, r)
+		in.Jobs = append(in.Jobs, r.Key)
+	}
+	err := c.Store.CreateAll(ctx, in, recs)
+	switch {
+	case err == nil:
+		c.remember(recs...)
+	case errors.Is(err, state.ErrExists):
+		err = c.createEach(ctx, w.log, in, recs)
 	}
 	if err != nil {
 		return err
 	}
-	log = log.With(zap.String("node", node))
-	var keys []state.Key
-	drainNow := true
-	units, skipped := Decide(c.Policy, jobs, node)
-	for _, s := range skipped {
-		log.Info("job on the node is not rescued", zap.String("job", s.Job.Display), zap.String("reason", s.Reason))
+	w.log.Info("spot interruption warning", zap.Int("jobs", len(in.Jobs)), zap.Bool("held", held), zap.Time("reclaim", w.e.Time.Add(Reclaim)), zap.Bool("drill", w.e.Drill))
+	c.enqueue(in.Jobs...)
+	return nil
+}
+
+// holdAll holds the jobs of units in one Slurm command. If it fails their
+// records start as Detected and reconcile retries the hold.
+func (c *Controller) holdAll(ctx context.Context, log *zap.Logger, units []Unit) bool {
+	if len(units) == 0 {
+		return true
+	}
+	ids := make([]string, len(units))
+	for i, u := range units {
+		ids[i] = u.Job.ID
+	}
+	err := c.act(log, fmt.Sprintf("hold jobs %v", ids), func() error { return c.Slurm.Hold(ctx, ids...) })
+	if err != nil {
+		c.Metrics.slurmError("scontrol hold")
+		log.Warn("hold failed; reconcile will retry it", zap.Error(err))
+		return false
+	}
+	return true
+}
+
+// unhold gives back the holds holdAll placed when the warning could not be
+// recorded.
+func (c *Controller) unhold(ctx context.Context, log *zap.Logger, units []Unit, held bool) {
+	if !held {
+		return
 	}
 	for _, u := range units {
-		k, created, err := c.detect(ctx, e, node, u, received)
+		r := &state.Record{Key: state.Key{JobID: u.Job.ID}, UserHeld: u.Job.HeldByUser()}
+		if err := c.releaseHold(ctx, log, r); err != nil {
+			log.Error("cannot release a hold after a failed warning; the redelivery will retry", zap.String("job", u.Job.ID), zap.Error(err))
+		}
+	}
+}
+
+// signal sends the checkpoint signal to the held jobs, so they can write a
+// checkpoint during the grace period before the upload starts.
+func (c *Controller) signal(ctx context.Context, log *zap.Logger, units []Unit) {
+	if c.Policy.Signal == "" {
+		return
+	}
+	for _, u := range units {
+		err := c.act(log, "signal job "+u.Job.ID+" to checkpoint", func() error { return c.Slurm.Signal(ctx, u.Job.ID, c.Policy.Signal) })
 		if err != nil {
-			return fmt.Errorf("record job %s: %w", u.Job.ID, err)
-		}
-		keys = append(keys, k)
-		// A new record is held, then drained, by reconcile; a node added to
-		// a record past that step must be drained here.
-		drainNow = drainNow && !created
-	}
-	if drainNow {
-		if err := c.drain(ctx, log, []string{node}, "spot interruption "+e.Instance); err != nil {
-			return err
+			c.Metrics.slurmError("scancel --signal")
+			log.Warn("checkpoint signal failed; rescuing what is there", zap.String("job", u.Job.ID), zap.Error(err))
 		}
 	}
-	if err := c.Store.PutInterruption(ctx, &state.Interruption{Instance: e.Instance, Node: node, Event: e.ID, Time: e.Time, Jobs: keys}); err != nil {
+}
+
+// createEach is the slow path of a warning whose items partly exist: a
+// redelivery, a duplicate event, or another node of a job that is already
+// being rescued.
+func (c *Controller) createEach(ctx context.Context, log *zap.Logger, in *state.Interruption, recs []*state.Record) error {
+	news := 0
+	for _, r := range recs {
+		err := c.Store.Create(ctx, r)
+		if err == nil {
+			news++
+			c.remember(r)
+			continue
+		}
+		if !errors.Is(err, state.ErrExists) {
+			return fmt.Errorf("record job %s: %w", r.JobID, err)
+		}
+		err = c.update(ctx, r.Key, func(cur *state.Record) bool {
+			if markNode(cur, in.Node, func(n *state.Node) { n.Interrupted = true }) {
+				news++
+				return true
+			}
+			return false
+		})
+		if err != nil {
+			return fmt.Errorf("record job %s: %w", r.JobID, err)
+		}
+	}
+	prev, err := c.Store.GetInterruption(ctx, in.Instance)
+	switch {
+	case errors.Is(err, state.ErrNotFound):
+		news++
+	case err != nil:
 		return err
+	default:
+		for _, k := range prev.Jobs {
+			if !slices.Contains(in.Jobs, k) {
+				in.Jobs = append(in.Jobs, k)
+			}
+		}
+		if len(in.Jobs) == len(prev.Jobs) && news == 0 {
+			c.Metrics.ignored("duplicate")
+			log.Info("instance already being rescued; duplicate warning ignored", zap.String("first_event", prev.Event))
+			return nil
+		}
 	}
-	log.Info("spot interruption warning", zap.Int("jobs", len(keys)), zap.Time("reclaim", e.Time.Add(Reclaim)), zap.Bool("drill", e.Drill))
-	c.enqueue(keys...)
-	return nil
+	return c.Store.PutInterruption(ctx, in)
+}
+
+// warned is when the warning was sent, as far as the deadline is
+// concerned: never later than we received it. A skewed or forged future
+// time must not stretch the deadline past the real reclaim.
+func warned(sent, received time.Time) time.Time {
+	if received.Before(sent) {
+		return received
+	}
+	return sent
+}
+
+// newRecord is the first record of one job run: Held when the hold above
+// went through, Detected (to be held by reconcile) when it did not.
+func (c *Controller) newRecord(ctx context.Context, e event.Event, node string, u Unit, received time.Time, held bool) *state.Record {
+	j := u.Job
+	rec := &state.Record{
+		Key: state.Key{Cluster: c.Cluster, JobID: j.ID, Run: j.Restarts}, Phase: state.Detected,
+		User: j.User, UID: j.UID, Name: j.Name, Display: j.Display, ArrayJobID: j.ArrayJobID, ArrayTaskID: j.ArrayTaskID,
+		Event: e.ID, EventTime: warned(e.Time, received), Deadline: warned(e.Time, received).Add(Reclaim - c.Margin), Drill: e.Drill,
+		UserHeld: j.HeldByUser(),
+		Times:    state.Times{Detected: received},
+	}
+	if held {
+		rec.Phase, rec.Times.Held = state.Held, c.Now().UTC()
+	}
+	for _, n := range u.Nodes {
+		n.Instance, n.Interrupted = e.Instance, n.Name == node
+		if !n.Interrupted {
+			var err error
+			if n.Instance, err = c.Nodes.InstanceOf(ctx, n.Name); err != nil {
+				c.Log.Warn("no instance for a node of the job; its data cannot be rescued", zap.String("job", j.ID), zap.String("node", n.Name), zap.Error(err))
+				continue
+			}
+		}
+		rec.Nodes = append(rec.Nodes, n)
+	}
+	return rec
 }
 
 // Unit is what one record rescues: a job, or every component of a
@@ -152,36 +377,6 @@ func Decide(p Policy, jobs []slurm.Job, node string) (units []Unit, skipped []Sk
 	return units, skipped
 }
 
-// detect creates the Detected record of one job run, or marks the node as
-// interrupted on the record another warning already created; created
-// says which.
-func (c *Controller) detect(ctx context.Context, e event.Event, node string, u Unit, received time.Time) (k state.Key, created bool, err error) {
-	j := u.Job
-	k = state.Key{Cluster: c.Cluster, JobID: j.ID, Run: j.Restarts}
-	rec := &state.Record{
-		Key: k, Phase: state.Detected,
-		User: j.User, UID: j.UID, Name: j.Name, Display: j.Display, ArrayJobID: j.ArrayJobID, ArrayTaskID: j.ArrayTaskID,
-		Event: e.ID, EventTime: e.Time, Deadline: e.Time.Add(Reclaim - c.Margin), Drill: e.Drill,
-		UserHeld: j.HeldByUser(),
-		Times:    state.Times{Detected: received},
-	}
-	for _, n := range u.Nodes {
-		n.Instance, n.Interrupted = e.Instance, n.Name == node
-		if !n.Interrupted {
-			if n.Instance, err = c.Nodes.InstanceOf(ctx, n.Name); err != nil {
-				c.Log.Warn("no instance for a node of the job; its data cannot be rescued", zap.String("job", j.ID), zap.String("node", n.Name), zap.Error(err))
-				continue
-			}
-		}
-		rec.Nodes = append(rec.Nodes, n)
-	}
-	err = c.Store.Create(ctx, rec)
-	if errors.Is(err, state.ErrExists) {
-		return k, false, c.update(ctx, k, func(r *state.Record) bool { return markNode(r, node, func(n *state.Node) { n.Interrupted = true }) })
-	}
-	return k, err == nil, err
-}
-
 // markNode applies f to the record's node named node; false if it has none
 // or f changed nothing.
 func markNode(r *state.Record, node string, f func(*state.Node)) bool {
@@ -205,7 +400,13 @@ func (c *Controller) update(ctx context.Context, k state.Key, change func(*state
 		if !change(r) {
 			return nil
 		}
-		if err = c.Store.Update(ctx, r); !errors.Is(err, state.ErrConflict) {
+		err = c.Store.Update(ctx, r)
+		if err == nil {
+			c.remember(r)
+			return nil
+		}
+		c.forget(k)
+		if !errors.Is(err, state.ErrConflict) {
 			return err
 		}
 	}

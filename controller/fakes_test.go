@@ -332,6 +332,8 @@ type fakeStore struct {
 	// true makes another writer update the stored record first (its
 	// version moves on), as a concurrent controller step would.
 	interfere func(incoming *state.Record) bool
+	// failCreate, when set, fails every Create and CreateAll.
+	failCreate error
 }
 
 func newFakeStore() *fakeStore {
@@ -348,6 +350,9 @@ func cloneRecord(r *state.Record) *state.Record {
 func (s *fakeStore) Create(_ context.Context, r *state.Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failCreate != nil {
+		return s.failCreate
+	}
 	r.Version = 1
 	if _, ok := s.recs[r.Key]; ok {
 		return state.ErrExists
@@ -431,14 +436,42 @@ func (s *fakeStore) GetInterruption(_ context.Context, instance string) (*state.
 	return &cp, nil
 }
 
-// put stores a record as it is, for tests that start mid-way.
+// put stores a record as it is, for tests that start mid-way. Like any
+// real write it moves the version on, so a controller's cached copy is stale.
 func (s *fakeStore) put(r *state.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if cur, ok := s.recs[r.Key]; ok {
+		r.Version = max(r.Version, cur.Version) + 1
+	}
 	if r.Version == 0 {
 		r.Version = 1
 	}
 	s.recs[r.Key] = cloneRecord(r)
+}
+
+// CreateAll is all or nothing, like the DynamoDB transaction.
+func (s *fakeStore) CreateAll(ctx context.Context, in *state.Interruption, recs []*state.Record) error {
+	s.mu.Lock()
+	if s.failCreate != nil {
+		s.mu.Unlock()
+		return s.failCreate
+	}
+	_, dup := s.ints[in.Instance]
+	for _, r := range recs {
+		_, exists := s.recs[r.Key]
+		dup = dup || exists
+	}
+	s.mu.Unlock()
+	if dup {
+		return state.ErrExists
+	}
+	for _, r := range recs {
+		if err := s.Create(ctx, r); err != nil {
+			return err
+		}
+	}
+	return s.PutInterruption(ctx, in)
 }
 
 func (s *fakeStore) record(t *testing.T, k state.Key) *state.Record {

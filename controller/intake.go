@@ -12,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spotrescue/spotrescue/controller/event"
-	"github.com/spotrescue/spotrescue/controller/slurm"
 )
 
 // Queue is the part of SQS the controller uses.
@@ -77,33 +76,31 @@ func (c *Controller) handle(ctx context.Context, msgs []sqstypes.Message, receiv
 			events, evMsgs = append(events, e), append(evMsgs, m)
 		}
 	}
-	jobs, err := c.jobsFor(ctx, events)
+	// The batch's warnings are handled together: one Slurm listing, one
+	// hold and one drain for all of them. Other events one by one.
+	var warnings []event.Event
+	var warnMsgs []sqstypes.Message
 	for i, e := range events {
-		if e.Kind == event.SpotInterruption && err != nil {
-			continue // left for redelivery: we could not see the jobs
+		if e.Kind == event.SpotInterruption && e.Region == c.Region {
+			warnings, warnMsgs = append(warnings, e), append(warnMsgs, evMsgs[i])
+			continue
 		}
-		if herr := c.handleEvent(ctx, e, jobs, received); herr != nil {
-			c.Log.Warn("event not handled; it will be redelivered", eventFields(e, zap.Error(herr))...)
+		if err := c.handleEvent(ctx, e); err != nil {
+			c.Log.Warn("event not handled; it will be redelivered", eventFields(e, zap.Error(err))...)
 			continue
 		}
 		handled = append(handled, evMsgs[i])
 	}
-	c.delete(ctx, handled)
-}
-
-// jobsFor lists Slurm's jobs once per batch, and only if a warning needs them.
-func (c *Controller) jobsFor(ctx context.Context, events []event.Event) ([]slurm.Job, error) {
-	for _, e := range events {
-		if e.Kind == event.SpotInterruption {
-			jobs, err := c.Slurm.Jobs(ctx)
+	if len(warnings) > 0 {
+		for i, err := range c.onWarnings(ctx, warnings, received) {
 			if err != nil {
-				c.Metrics.slurmError("squeue")
-				c.Log.Error("cannot list Slurm jobs", zap.Error(err))
+				c.Log.Warn("warning not handled; it will be redelivered", eventFields(warnings[i], zap.Error(err))...)
+				continue
 			}
-			return jobs, err
+			handled = append(handled, warnMsgs[i])
 		}
 	}
-	return nil, nil
+	c.delete(ctx, handled)
 }
 
 // invalid counts a message we cannot parse and leaves it for the DLQ:

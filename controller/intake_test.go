@@ -45,8 +45,8 @@ func TestWarningDetectsRunningBatchJobsOfTheNode(t *testing.T) {
 	}
 	for k, w := range want {
 		r := h.store.record(t, k)
-		if r.Phase != state.Detected {
-			t.Errorf("%s: phase %s, want Detected", k, r.Phase)
+		if r.Phase != state.Held {
+			t.Errorf("%s: phase %s, want Held (held by the intake)", k, r.Phase)
 		}
 		if !r.Deadline.Equal(deadline) {
 			t.Errorf("%s: deadline %s, want %s (event + 120 s - margin)", k, r.Deadline, deadline)
@@ -83,9 +83,17 @@ func TestWarningDetectsRunningBatchJobsOfTheNode(t *testing.T) {
 	if got := h.metric(t, "spotrescue_events_received_total", "kind="+string(event.SpotInterruption)); got != 1 {
 		t.Errorf("events_received_total{spot_interruption} = %v, want 1", got)
 	}
-	// The node is drained when the jobs are held, not before.
-	if d := h.slurm.drainedNodes(); len(d) != 0 {
-		t.Errorf("drained %v before any job was held", d)
+	// The jobs are held and the node drained before the message is gone.
+	if d := h.slurm.drainedNodes(); len(d) != 1 {
+		t.Errorf("drained %v, want the warned node", d)
+	}
+	for _, id := range []string{"101", "102"} {
+		if j := h.slurm.job(id); j.Reason != "JobHeldAdmin" {
+			t.Errorf("job %s reason %s, want held", id, j.Reason)
+		}
+	}
+	if j := h.slurm.job("103"); j.Held() {
+		t.Error("the interactive job was held")
 	}
 }
 

@@ -28,7 +28,7 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (time.Duration, 
 		c.Log.Error("dropping malformed work item", zap.String("key", key), zap.Error(err))
 		return 0, nil
 	}
-	rec, err := c.Store.Get(ctx, k)
+	rec, err := c.record(ctx, k)
 	if errors.Is(err, state.ErrNotFound) {
 		return 0, nil
 	}
@@ -86,8 +86,10 @@ func (c *Controller) advance(ctx context.Context, rec *state.Record, phase state
 		rec.Times.Done = now
 	}
 	if err := c.Store.Update(ctx, rec); err != nil {
+		c.forget(rec.Key)
 		return err
 	}
+	c.remember(rec)
 	c.logFor(rec).Info("rescue phase", zap.String("phase", string(phase)))
 	return nil
 }
@@ -173,12 +175,7 @@ func (c *Controller) hold(ctx context.Context, rec *state.Record) error {
 	if err := c.drain(ctx, log, nodes, "spot interruption"); err != nil {
 		return err
 	}
-	if c.Policy.Signal != "" {
-		err := c.act(log, "signal the job to checkpoint", func() error { return c.Slurm.Signal(ctx, rec.JobID, c.Policy.Signal) })
-		if err != nil {
-			log.Warn("checkpoint signal failed; rescuing what is there", zap.Error(err))
-		}
-	}
+	c.signal(ctx, log, []Unit{{Job: job}})
 	return c.advance(ctx, rec, state.Held)
 }
 

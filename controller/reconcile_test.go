@@ -182,6 +182,8 @@ func TestJobFinishedBeforeRequeue(t *testing.T) {
 }
 
 // A job Slurm forgot before the hold is skipped: nothing to hold or save.
+// A record the intake could not hold (Detected) whose job is gone by the
+// time reconcile holds it is skipped: nothing to rescue, nothing to requeue.
 func TestJobGoneBeforeHoldIsSkipped(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -195,7 +197,11 @@ func TestJobGoneBeforeHoldIsSkipped(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h, k := rescueSetup(t, nil, batchJob("101", nodeA))
+			// What the intake records when its hold fails.
+			h := newHarness(t, now(), nil, batchJob("101", nodeA))
+			k := key("101", 0)
+			h.store.put(&state.Record{Key: k, Phase: state.Detected, EventTime: h.clock.Now(), Deadline: h.clock.Now().Add(Reclaim - testMargin),
+				Nodes: []state.Node{{Name: nodeA, Instance: instA, Interrupted: true}}, Times: state.Times{Detected: h.clock.Now()}})
 			tc.change(h.slurm)
 			h.reconcile(t, k)
 			r := h.store.record(t, k)
@@ -421,7 +427,8 @@ func TestPartialDispatchProceeds(t *testing.T) {
 // fails the step; the retry re-reads and carries on, and no step that
 // already reached Slurm is repeated in a way the job would notice.
 func TestConflictingWriteIsRetried(t *testing.T) {
-	for _, phase := range []state.Phase{state.Held, state.Dispatched, state.Rescued, state.Requeued, state.Done} {
+	// (Held is written by the intake, together with the interruption.)
+	for _, phase := range []state.Phase{state.Dispatched, state.Rescued, state.Requeued, state.Done} {
 		t.Run(string(phase), func(t *testing.T) {
 			h, k := rescueSetup(t, nil, batchJob("101", nodeA))
 			h.completeManifest("101", 0, nodeA, 10)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/spotrescue/spotrescue/rescue"
 	"github.com/spotrescue/spotrescue/state"
 )
@@ -76,36 +77,27 @@ func TestSecondNodeWarnedAfterHoldIsDrained(t *testing.T) {
 	}
 }
 
-// reconcile.go, hold: when scontrol hold went through but the Held phase
-// was not recorded (a conflicting write, a DynamoDB error, the controller
-// killed in between), the retry calls gone() first; if Slurm has requeued
-// the job meanwhile (Restarts > Run: ParallelCluster after NODE_FAIL) the
-// record is made Done/skipped without releasing, and the job stays
-// JobHeldAdmin forever.
+// When scontrol hold went through but the warning could not be recorded,
+// the hold is given back: if Slurm requeued the job before the redelivery,
+// no record would ever release it and it would stay JobHeldAdmin forever.
 func TestUnrecordedHoldIsReleased(t *testing.T) {
-	h, k := rescueSetup(t, nil, batchJob("101", nodeA))
-	interfered := false
-	h.store.interfere = func(r *state.Record) bool {
-		if r.Phase == state.Held && !interfered {
-			interfered = true
-			return true
-		}
-		return false
-	}
-	if _, err := h.c.Reconcile(context.Background(), k.String()); err == nil {
-		t.Fatal("expected the conflicting write to fail the step")
-	}
-	if j := h.slurm.job("101"); j.Reason != "JobHeldAdmin" {
-		t.Fatalf("job not held by the first attempt: %s", j.Reason)
-	}
-	h.slurm.nodeFailRequeue("101")
-	h.clock.Advance(3 * time.Minute)
-	h.reconcile(t, k)
-	if r := h.store.record(t, k); r.Phase != state.Done {
-		t.Fatalf("phase %s", r.Phase)
+	h := newHarness(t, now(), nil, batchJob("101", nodeA))
+	h.store.failCreate = errors.New("dynamodb unavailable")
+	h.c.handle(context.Background(), []sqstypes.Message{message("m1", warningBody("ev-1", instA, h.clock.Now()))}, h.clock.Now())
+	if h.queue.wasDeleted("rh-m1") {
+		t.Fatal("a warning that could not be recorded was deleted")
 	}
 	if j := h.slurm.job("101"); j.Held() {
-		t.Errorf("job left %s after its record is Done: it will never run again", j.Reason)
+		t.Errorf("job left %s though nothing recorded the hold", j.Reason)
+	}
+	// The redelivery holds and records it.
+	h.store.failCreate = nil
+	h.c.handle(context.Background(), []sqstypes.Message{message("m1", warningBody("ev-1", instA, h.clock.Now()))}, h.clock.Now())
+	if r := h.store.record(t, key("101", 0)); r.Phase != state.Held {
+		t.Errorf("after the redelivery: %s", r.Phase)
+	}
+	if j := h.slurm.job("101"); j.Reason != "JobHeldAdmin" {
+		t.Errorf("after the redelivery the job is %s, want held", j.Reason)
 	}
 }
 

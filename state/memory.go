@@ -108,9 +108,24 @@ func (m *Memory) GetInterruption(_ context.Context, instance string) (*Interrupt
 }
 
 // clone copies the slices too: callers mutate the records they get.
-func clone(r *Record) Record {
-	c := *r
-	c.Nodes = append([]Node(nil), r.Nodes...)
-	c.Errors = append([]string(nil), r.Errors...)
-	return c
+func clone(r *Record) Record { return *r.Clone() }
+
+// CreateAll stores the interruption and the records if none exists yet.
+func (m *Memory) CreateAll(ctx context.Context, in *Interruption, recs []*Record) error {
+	m.mu.Lock()
+	_, dup := m.interruptions[in.Instance]
+	for _, r := range recs {
+		_, exists := m.records[r.Key]
+		dup = dup || exists
+	}
+	m.mu.Unlock()
+	if dup {
+		return ErrExists
+	}
+	for _, r := range recs {
+		if err := m.Create(ctx, r); err != nil {
+			return err
+		}
+	}
+	return m.PutInterruption(ctx, in)
 }

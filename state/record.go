@@ -149,3 +149,12 @@ func (r *Record) AddError(err error) {
 		r.Errors = r.Errors[len(r.Errors)-maxErrors:]
 	}
 }
+
+// Clone returns a deep copy: records are handed between goroutines and
+// caches that must not share slices.
+func (r *Record) Clone() *Record {
+	c := *r
+	c.Nodes = append([]Node(nil), r.Nodes...)
+	c.Errors = append([]string(nil), r.Errors...)
+	return &c
+}

@@ -149,3 +149,42 @@ func TestListPagesAndFilters(t *testing.T) {
 		t.Error("a made-up page token was accepted")
 	}
 }
+
+// CreateAll writes an interruption and its records together, or nothing.
+func TestCreateAllIsAllOrNothing(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	now := time.Now().UTC()
+	rec := func(job string) *state.Record {
+		return &state.Record{Key: state.Key{Cluster: "lab", JobID: job}, Phase: state.Held, Times: state.Times{Detected: now}}
+	}
+	in := &state.Interruption{Instance: "i-0c0ffee0000000001", Node: "compute-1", Jobs: []state.Key{{Cluster: "lab", JobID: "1"}, {Cluster: "lab", JobID: "2"}}}
+	if err := s.CreateAll(ctx, in, []*state.Record{rec("1"), rec("2")}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Get(ctx, state.Key{Cluster: "lab", JobID: "2"}); err != nil || r.Version != 1 || r.Phase != state.Held {
+		t.Fatalf("record: %+v %v", r, err)
+	}
+	// Job 2 exists: a second interruption that includes it writes nothing.
+	in2 := &state.Interruption{Instance: "i-0c0ffee0000000002", Node: "compute-2"}
+	if err := s.CreateAll(ctx, in2, []*state.Record{rec("3"), rec("2")}); !errors.Is(err, state.ErrExists) {
+		t.Fatalf("err = %v, want ErrExists", err)
+	}
+	if _, err := s.Get(ctx, state.Key{Cluster: "lab", JobID: "3"}); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("job 3 written by a failed transaction: %v", err)
+	}
+	if _, err := s.GetInterruption(ctx, "i-0c0ffee0000000002"); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("interruption written by a failed transaction: %v", err)
+	}
+	// More jobs than one transaction holds.
+	var many []*state.Record
+	for i := range 150 {
+		many = append(many, rec(fmt.Sprint(1000+i)))
+	}
+	if err := s.CreateAll(ctx, &state.Interruption{Instance: "i-0c0ffee0000000003"}, many); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, state.Key{Cluster: "lab", JobID: "1149"}); err != nil {
+		t.Errorf("record 150: %v", err)
+	}
+}

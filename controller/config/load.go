@@ -116,10 +116,38 @@ func applyFile(c *Config, path string, required bool) (Problems, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("parse %s: %w", path, err)
 	}
-	if len(doc.Content) == 0 {
-		return nil, nil // an empty file means "all defaults"
+	if len(doc.Content) == 0 || doc.Content[0].Tag == "!!null" {
+		return nil, nil // an empty file (or "---", or "~") means "all defaults"
+	}
+	if root := doc.Content[0]; root.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("parse %s:%d: expected a mapping of settings (key: value lines), not %s", path, root.Line, nodeKind(root))
 	}
 	return decodeNode(c, doc.Content[0], path), nil
+}
+
+// nodeKind names what a YAML node is, for messages.
+func nodeKind(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	return "a single value"
+}
+
+// keyName is how a problem names a key: its text, or what it is when it has
+// none to show (an empty string, a list or a mapping used as a key).
+func keyName(key *yaml.Node) string {
+	switch {
+	case key.Kind != yaml.ScalarNode && key.Kind != yaml.AliasNode:
+		return "(" + nodeKind(key) + " as a key)"
+	case key.Value == "":
+		return `""`
+	}
+	return key.Value
 }
 
 // decodeNode walks the YAML mapping against the known fields so that every
@@ -139,7 +167,7 @@ func decodeNode(c *Config, root *yaml.Node, file string) Problems {
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key, val := n.Content[i], n.Content[i+1]
-			path := prefix + key.Value
+			path := prefix + keyName(key)
 			where := fmt.Sprintf("%s:%d", file, key.Line)
 			if f, ok := known[path]; ok {
 				if p := setFromNode(f, val); p != nil {
@@ -169,6 +197,9 @@ func setFromNode(f field, val *yaml.Node) *Problem {
 	case val.Kind == yaml.SequenceNode && f.value.Kind() == reflect.Slice:
 		items := make([]string, 0, len(val.Content))
 		for _, item := range val.Content {
+			if item.Kind != yaml.ScalarNode {
+				return &Problem{Field: f.Path, Msg: fmt.Sprintf("an item is %s", nodeKind(item)), Fix: "set it to " + f.kindHint()}
+			}
 			items = append(items, item.Value)
 		}
 		s = strings.Join(items, ",")

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Kind says what happened.
@@ -84,6 +86,23 @@ var instanceRe = regexp.MustCompile(`^i-[0-9a-f]{8}([0-9a-f]{9})?$`)
 // ValidInstance reports whether id is an EC2 instance id.
 func ValidInstance(id string) bool { return instanceRe.MatchString(id) }
 
+// maxID bounds an event id. EventBridge's are UUIDs; the id is copied into
+// every record and log line about the event, and shown by `spotrescue jobs`.
+const maxID = 128
+
+// validID: short, and nothing a terminal would act on or hide.
+func validID(id string) bool {
+	if len(id) > maxID || !utf8.ValidString(id) {
+		return false
+	}
+	for _, r := range id {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
 // FieldError names the field that made an envelope unusable.
 type FieldError struct {
 	Field string
@@ -123,6 +142,9 @@ func ParseEnvelope(env *Envelope) (Event, error) {
 	e := Event{ID: env.ID, Region: env.Region, Account: env.Account, Drill: env.Drill}
 	if env.ID == "" {
 		return Event{}, &FieldError{Field: "id", Msg: "missing"}
+	}
+	if !validID(env.ID) {
+		return Event{}, &FieldError{Field: "id", Msg: fmt.Sprintf("%q is not an event id: want at most %d printable characters", truncate(env.ID, 40), maxID)}
 	}
 	t, err := time.Parse(time.RFC3339, env.Time)
 	if err != nil {

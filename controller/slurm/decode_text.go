@@ -37,23 +37,24 @@ var (
 	// name or comment holding a newline: a user's attempt to pass their
 	// job off as another job's array task or heterogeneous component.
 	firstLineJobKeys = map[string]bool{
-		"JobId": true, "ArrayJobId": true, "ArrayTaskId": true, "ArrayTaskThrottle": true,
-		"HetJobId": true, "HetJobOffset": true, "HetJobIdSet": true, "JobName": true,
+		"JobId": true, "ArrayJobId": true, "ArrayTaskId": true,
+		"HetJobId": true, "HetJobOffset": true, "JobName": true,
 	}
 	// requiredJobKeys are on every job record; a record without them was
 	// cut short by a newline in the name of the job before it.
 	requiredJobKeys = []string{"UserId", "JobState", "NodeList"}
-	keyPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_:/]*$`)
+	keyPattern      = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_:/]*$`)
 )
 
 // record is one job or node of scontrol's text output.
 type record struct {
 	fields map[string]string
 	dups   map[string]bool // keys seen twice: their value cannot be trusted
+	first  map[string]bool // keys of the record's first line
 }
 
 func newRecord() *record {
-	return &record{fields: map[string]string{}, dups: map[string]bool{}}
+	return &record{fields: map[string]string{}, dups: map[string]bool{}, first: map[string]bool{}}
 }
 
 func (r *record) set(k, v string) {
@@ -89,18 +90,18 @@ func parseShow(out, first, nameKey string, free, firstOnly map[string]bool) ([]*
 			if err := parseFirstLine(cur, line, nameKey); err != nil {
 				return nil, fmt.Errorf("line %d: %w", i+1, err)
 			}
+			for k := range cur.fields {
+				cur.first[k] = true
+			}
 		case cur == nil:
 			return nil, fmt.Errorf("line %d: %q is outside a record", i+1, truncate(line, 60))
 		default:
-			n := len(cur.fields)
 			if err := parseLine(cur, strings.TrimLeft(line, " "), free); err != nil {
 				return nil, fmt.Errorf("line %d: %w", i+1, err)
 			}
-			if len(cur.fields) != n || len(cur.dups) > 0 {
-				for k := range firstOnly {
-					if _, ok := cur.fields[k]; ok && !cur.first[k] {
-						return nil, fmt.Errorf("line %d: %s outside the first line of the record", i+1, k)
-					}
+			for k := range firstOnly {
+				if _, ok := cur.fields[k]; ok && (!cur.first[k] || cur.dups[k]) {
+					return nil, fmt.Errorf("line %d: %s outside the first line of the record", i+1, k)
 				}
 			}
 		}
@@ -165,6 +166,11 @@ func jobFromRecord(r *record) (Job, error) {
 			return Job{}, fmt.Errorf("job %s: %w", r.fields["JobId"], err)
 		}
 	}
+	for _, k := range requiredJobKeys {
+		if _, ok := r.fields[k]; !ok {
+			return Job{}, fmt.Errorf("job %s: no %s: the record is incomplete", r.fields["JobId"], k)
+		}
+	}
 	f := func(k string) string { return nullText(r.fields[k]) }
 	var x ids
 	var err error
@@ -192,16 +198,23 @@ func jobFromRecord(r *record) (Job, error) {
 
 // parseJobsText reads `scontrol show job` output.
 func parseJobsText(out string) ([]Job, error) {
-	recs, err := parseShow(out, "JobId", "JobName", freeJobKeys)
+	recs, err := parseShow(out, "JobId", "JobName", freeJobKeys, firstLineJobKeys)
 	if err != nil {
 		return nil, err
 	}
 	jobs := make([]Job, 0, len(recs))
+	seen := make(map[string]bool, len(recs))
 	for _, r := range recs {
 		j, err := jobFromRecord(r)
 		if err != nil {
 			return nil, err
 		}
+		// scontrol prints a job once; a second record with its id was
+		// forged by a newline in a free-text field of the first.
+		if seen[j.ID] {
+			return nil, fmt.Errorf("job %s: printed twice", j.ID)
+		}
+		seen[j.ID] = true
 		jobs = append(jobs, j)
 	}
 	return jobs, nil
@@ -212,7 +225,7 @@ var nodeReasonSuffix = regexp.MustCompile(` \[[^\]@]*@[^\]]*\]$`)
 
 // parseNodesText reads `scontrol show node` output.
 func parseNodesText(out string) ([]Node, error) {
-	recs, err := parseShow(out, "NodeName", "", freeNodeKeys)
+	recs, err := parseShow(out, "NodeName", "", freeNodeKeys, nil)
 	if err != nil {
 		return nil, err
 	}

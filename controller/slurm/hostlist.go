@@ -7,8 +7,15 @@ import (
 )
 
 // maxHosts bounds what one hostlist may expand to, so that a malformed or
-// hostile "n[0-4000000000]" cannot exhaust memory.
-const maxHosts = 100000
+// hostile "n[0-4000000000]" cannot exhaust memory. maxHostName and
+// maxGroups bound the size of each name and the work to build it, so that
+// "[0-99999]" followed by a long suffix, or thousands of "[0]" groups,
+// cannot either: with them the names of one hostlist take at most 25 MB.
+const (
+	maxHosts    = 100000
+	maxHostName = 255 // a DNS name; Slurm's node names are far shorter
+	maxGroups   = 8   // bracket groups in one name ("rack[1-2]-n[01-04]" has 2)
+)
 
 // ExpandHostlist expands a Slurm hostlist such as "queue1-dy-c5-[1-3,5]" or
 // "a[1-2]-b[01-02],c" into node names, in order. Zero padding follows the
@@ -27,6 +34,9 @@ func ExpandHostlist(s string) ([]string, error) {
 	for _, p := range parts {
 		if p == "" {
 			return nil, fmt.Errorf("hostlist %q: empty name", truncate(s, 80))
+		}
+		if strings.Count(p, "[") > maxGroups {
+			return nil, fmt.Errorf("hostlist %q: more than %d bracket groups in one name", truncate(s, 80), maxGroups)
 		}
 		if out, err = expandHost(p, out); err != nil {
 			return nil, fmt.Errorf("hostlist %q: %w", truncate(s, 80), err)
@@ -121,6 +131,9 @@ func expandRanges(body string) ([]string, error) {
 func appendBounded(out []string, name string) ([]string, error) {
 	if len(out) >= maxHosts {
 		return nil, fmt.Errorf("more than %d hosts", maxHosts)
+	}
+	if len(name) > maxHostName {
+		return nil, fmt.Errorf("name of %d bytes is longer than %d", len(name), maxHostName)
 	}
 	return append(out, name), nil
 }

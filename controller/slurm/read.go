@@ -70,11 +70,13 @@ func (c *Client) Job(ctx context.Context, id string) (*Job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read job %s: %w", id, err)
 	}
-	c.remember(jobs)
 	// scontrol shows every task of an array, or every component of a
-	// heterogeneous job, for the id they share.
+	// heterogeneous job, for the id they share. Only the job asked for is
+	// remembered: another record of a text read may have been forged by a
+	// newline in a job's comment, and would then misaddress that job.
 	for i := range jobs {
 		if jobs[i].ID == id || jobs[i].Target() == id {
+			c.remember(jobs[i : i+1])
 			return &jobs[i], nil
 		}
 	}

@@ -95,7 +95,11 @@ func (b *burst) check(timeout time.Duration) {
 	}
 	for id := range b.jobs {
 		// The jobs are pinned with -w to their node: it is that node again.
-		sameSums(t, b.sums[id], resumedSums(e.waitResumed(id, 120*time.Second)))
+		out := e.waitResumed(id, 120*time.Second)
+		sameSums(t, b.sums[id], resumedSums(out))
+		if t.Failed() {
+			t.Logf("job %s output:\n%s", id, out)
+		}
 		j := e.slurmJob(id)
 		if j.Restarts != 1 {
 			t.Errorf("job %s: requeued %d times, want 1", id, j.Restarts)

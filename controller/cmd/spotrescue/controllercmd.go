@@ -66,6 +66,14 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger, rece
 	awsCfg.APIOptions = append(awsCfg.APIOptions, metrics.CountAWSCalls)
 	db := dynamodb.NewFromConfig(awsCfg)
 	s3c := newS3(awsCfg)
+	nodes := &controller.NodeTable{DB: db, Table: cfg.NodeTable}
+	// Knowing every node's instance up front saves a lookup per instance
+	// in a mass reclaim; without Scan permission it looks them up one by one.
+	if n, err := nodes.Load(ctx); err != nil {
+		log.Warn("cannot read the whole node table; instances will be looked up one by one", zap.Error(err))
+	} else {
+		log.Info("node table read", zap.String("table", cfg.NodeTable), zap.Int("nodes", n))
+	}
 	var store controller.Store = state.New(db, cfg.StateTable)
 	if cfg.DryRun {
 		// Rehearsed decisions must leave nothing a real controller would
@@ -95,7 +103,7 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger, rece
 		Slurm: controller.NewBatchedSlurm(slurm.New(cfg.Slurm.BinDir, slurm.WithLogger(log), slurm.WithRetry(2, time.Second),
 			slurm.WithTimeout(20*time.Second), slurm.WithObserver(metrics.CountSlurmCall)), 20*time.Millisecond),
 		Store: store,
-		Nodes: controller.NodeTable{DB: db, Table: cfg.NodeTable},
+		Nodes: nodes,
 		Dispatcher: &rescue.Dispatcher{
 			SSM: ssm.NewFromConfig(awsCfg), Layout: layout, Region: cfg.Region, Document: cfg.SSM.Document,
 			Window: 50 * time.Millisecond, Log: log, DryRun: cfg.DryRun,

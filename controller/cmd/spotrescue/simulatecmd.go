@@ -59,7 +59,7 @@ simulated reclaim (EC2 gives 120s).`,
 				return err
 			}
 			if node != "" {
-				if instance, err = (controller.NodeTable{DB: dynamodb.NewFromConfig(awsCfg), Table: cfg.NodeTable}).InstanceOf(ctx, node); err != nil {
+				if instance, err = (&controller.NodeTable{DB: dynamodb.NewFromConfig(awsCfg), Table: cfg.NodeTable}).InstanceOf(ctx, node); err != nil {
 					return err
 				}
 			}

@@ -1,0 +1,287 @@
+package slurm
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// Hostile and unexpected Slurm output. The fields a user controls are the
+// job name and comment (any bytes, newlines included); everything else is
+// slurmctld's, but a newer release may add fields, and a broken or hostile
+// node list must not exhaust memory. controller/testdata/HOSTILE.md lists
+// these cases with the controller's.
+
+// withUnknownFields adds fields no release prints to every object of a
+// JSON document: a newer Slurm adding fields must not change what is read.
+func withUnknownFields(t *testing.T, data []byte) []byte {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for _, child := range x {
+				walk(child)
+			}
+			x["zz_added_in_a_future_release"] = map[string]any{"set": true, "number": 7, "list": []any{"RUNNING", nil, 1.5}}
+			x["zzFlag"] = "x"
+		case []any:
+			for _, child := range x {
+				walk(child)
+			}
+		}
+	}
+	walk(doc)
+	out, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestJSONWithUnknownFieldsReadsTheSame(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "*", "*.json"))
+	if len(files) < 20 {
+		t.Fatalf("only %d JSON fixtures", len(files))
+	}
+	for _, name := range files {
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			extended := withUnknownFields(t, data)
+			if bytes.Contains(data, []byte(`"jobs"`)) {
+				want, _, err := decodeJobs(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, _, err := decodeJobs(extended)
+				if err != nil || !reflect.DeepEqual(got, want) {
+					t.Fatalf("with unknown fields: %v\n got  %+v\n want %+v", err, got, want)
+				}
+				return
+			}
+			want, _, err := decodeNodes(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := decodeNodes(extended)
+			if err != nil || !reflect.DeepEqual(got, want) {
+				t.Fatalf("with unknown fields: %v\n got  %+v\n want %+v", err, got, want)
+			}
+		})
+	}
+}
+
+// withUnknownKeys adds Key=Value pairs, and a line of them, to every record
+// of scontrol show text, leaving the free-text lines alone.
+func withUnknownKeys(text string, free map[string]bool) string {
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(text, "\n") {
+		body := strings.TrimSuffix(line, "\n")
+		k, _, _ := strings.Cut(strings.TrimLeft(body, " "), "=")
+		if !strings.HasPrefix(body, "   ") || strings.TrimSpace(body) == "" || free[k] {
+			b.WriteString(line)
+			if strings.HasPrefix(body, "JobId=") || strings.HasPrefix(body, "NodeName=") {
+				b.WriteString("   ZzFutureField=yes ZzOther=(null)\n")
+			}
+			continue
+		}
+		b.WriteString(body + " ZzNewKey=1 ZzTres=cpu=4,mem=1G" + line[len(body):])
+	}
+	return b.String()
+}
+
+func TestTextWithUnknownKeysReadsTheSame(t *testing.T) {
+	jobs, _ := filepath.Glob(filepath.Join("testdata", "*", "scontrol_show_job_*.txt"))
+	nodes, _ := filepath.Glob(filepath.Join("testdata", "*", "scontrol_show_node_*.txt"))
+	if len(jobs) < 10 || len(nodes) < 2 {
+		t.Fatalf("%d job and %d node text fixtures", len(jobs), len(nodes))
+	}
+	for _, name := range jobs {
+		data, _ := os.ReadFile(name)
+		want, err := parseJobsText(string(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		extended := withUnknownKeys(string(data), freeJobKeys)
+		if extended == string(data) {
+			t.Fatalf("%s: nothing added", name)
+		}
+		if got, err := parseJobsText(extended); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s with unknown keys: %v\n got  %+v\n want %+v", name, err, got, want)
+		}
+	}
+	for _, name := range nodes {
+		data, _ := os.ReadFile(name)
+		want, err := parseNodesText(string(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := parseNodesText(withUnknownKeys(string(data), freeNodeKeys)); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s with unknown keys: %v\n got  %+v\n want %+v", name, err, got, want)
+		}
+	}
+}
+
+// job2 is the real 22.05 capture of job 2 with old replaced once.
+func job2(t *testing.T, old, new string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "22.05", "scontrol_show_job_2.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), old) {
+		t.Fatalf("fixture has no %q", old)
+	}
+	return strings.Replace(string(data), old, new, 1)
+}
+
+// A job name or comment holding newlines could make `scontrol show job`
+// text say what its owner wants: that job 2 is task 3 of array 5 (so that
+// "scontrol hold 2" becomes "scontrol hold 5_3", another user's job), or
+// a second record for the same id. Each is refused; Client then reads
+// squeue --json, where the name is quoted.
+func TestNewlinesInNameOrCommentAreRefused(t *testing.T) {
+	const name = "JobName=fx run = spaces ünï ✓"
+	const stdout = "   StdErr=/dev/null"
+	cases := []struct{ name, text string }{
+		{"name adds array ids", job2(t, name, "JobName=evil\n   ArrayJobId=5 ArrayTaskId=3")},
+		{"name adds het ids", job2(t, name, "JobName=evil\n   HetJobId=5 HetJobOffset=1")},
+		{"name adds a job id", job2(t, name, "JobName=evil\n   JobId=5")},
+		{"name repeats a field", job2(t, name, "JobName=evil\n   JobState=COMPLETED")},
+		{"name starts a record", job2(t, name, "JobName=evil\nJobId=2 ArrayJobId=5 ArrayTaskId=3 JobName=x")},
+		{"name starts a record after a blank line", job2(t, name, "JobName=evil\n\nJobId=999 JobName=x")},
+		{"comment adds array ids", job2(t, stdout, "   Comment=hi\n   ArrayJobId=5 ArrayTaskId=3\n"+stdout)},
+		{"comment repeats the job", job2(t, stdout, "   Comment=hi\n\nJobId=2 ArrayJobId=5 ArrayTaskId=3 JobName=y\n   UserId=root(0) JobState=RUNNING NodeList=compute-1\n"+stdout)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if jobs, err := parseJobsText(tc.text); err == nil {
+				t.Errorf("accepted: %+v", jobs)
+			}
+		})
+	}
+	// The same output given to Client: it reads squeue --json instead and
+	// holds job 2 itself.
+	for _, tc := range cases {
+		t.Run("client/"+tc.name, func(t *testing.T) {
+			c, f := fixtureClient(t, "22.05", func(cmd string) ([]byte, error, bool) {
+				switch {
+				case cmd == "scontrol show job 2":
+					return []byte(tc.text), nil, true
+				case strings.HasPrefix(cmd, "scontrol hold "):
+					return nil, nil, true
+				}
+				return nil, nil, false
+			})
+			j, err := c.Job(context.Background(), "2")
+			if err != nil || j.Target() != "2" || j.Name != "fx run = spaces ünï ✓" {
+				t.Fatalf("Job(2) = %+v, %v", j, err)
+			}
+			if err := c.Hold(context.Background(), "2"); err != nil {
+				t.Fatal(err)
+			}
+			calls := f.Calls()
+			if !slices.Contains(calls, "squeue --json --states=all") || calls[len(calls)-1] != "scontrol hold 2" {
+				t.Errorf("calls %q", calls)
+			}
+		})
+	}
+}
+
+// A forged record for another job id (here 999, claiming to be task 3 of
+// array 5) in a comment can parse, but reading job 2 remembers only job 2:
+// job 999 is still addressed as itself.
+func TestForgedRecordDoesNotReaddressAnotherJob(t *testing.T) {
+	text := job2(t, "   StdErr=/dev/null", "   Comment=hi\n\nJobId=999 ArrayJobId=5 ArrayTaskId=3 JobName=y\n"+
+		"   UserId=root(0) JobState=RUNNING NodeList=compute-1\n   StdErr=/dev/null")
+	c, f := fixtureClient(t, "22.05", func(cmd string) ([]byte, error, bool) {
+		if cmd == "scontrol show job 2" {
+			return []byte(text), nil, true
+		}
+		return nil, nil, false
+	})
+	if j, err := c.Job(context.Background(), "2"); err != nil || j.Target() != "2" {
+		t.Fatalf("Job(2) = %+v, %v", j, err)
+	}
+	_ = c.Hold(context.Background(), "999")
+	if calls := f.Calls(); calls[len(calls)-1] != "scontrol hold 999" {
+		t.Errorf("job 999 held as %q", calls[len(calls)-1])
+	}
+}
+
+// Names in JSON are quoted: whatever they hold stays the name.
+func TestJSONNamesAreOnlyNames(t *testing.T) {
+	for _, name := range []string{"../../etc/passwd", "x\n   JobState=COMPLETED\nJobId=5", "$(rm -rf /); `id`", "ünï ✓ \u202e", "a\x00b", strings.Repeat("n", 10000)} {
+		doc, _ := json.Marshal(map[string]any{"jobs": []any{map[string]any{
+			"job_id": 42, "name": name, "job_state": "RUNNING", "nodes": "compute-1", "user_name": "alice", "batch_flag": true,
+		}}})
+		jobs, _, err := decodeJobs(doc)
+		if err != nil || len(jobs) != 1 || jobs[0].Name != name || jobs[0].State != "RUNNING" || jobs[0].ID != "42" ||
+			!slices.Equal(jobs[0].Nodes, []string{"compute-1"}) {
+			t.Errorf("name %q: %+v, %v", name, jobs, err)
+		}
+	}
+}
+
+// Node lists that would expand to too much are an error, never a large
+// allocation (ExpandHostlist bounds count, name length and bracket groups).
+func TestHostlistBombs(t *testing.T) {
+	for name, s := range map[string]string{
+		"a billion hosts":             "n[1-999999999]",
+		"a product of two ranges":     "a[1-99999]b[1-99999]",
+		"many lists":                  strings.Repeat("n[1-60000],", 2) + "x",
+		"names too long":              "[0-99998]" + strings.Repeat("x", 300),
+		"one name too long":           strings.Repeat("y", maxHostName+1),
+		"thousands of bracket groups": "a" + strings.Repeat("[0]", 30000),
+		"nine bracket groups":         "a" + strings.Repeat("[0-1]", maxGroups+1),
+		"out of uint32":               "n[4294967296]",
+	} {
+		if names, err := ExpandHostlist(s); err == nil {
+			t.Errorf("%s: %d names", name, len(names))
+		}
+	}
+	// At the limits it still works.
+	if names, err := ExpandHostlist("r[1-2]-" + strings.Repeat("[0-1]", maxGroups-1)); err != nil || len(names) != 1<<maxGroups {
+		t.Errorf("%d groups: %d names, %v", maxGroups, len(names), err)
+	}
+	if names, err := ExpandHostlist("n[0-99999]"); err != nil || len(names) != maxHosts {
+		t.Errorf("%d hosts: %d names, %v", maxHosts, len(names), err)
+	}
+	// A node list bomb in squeue --json fails the read with a clear error.
+	doc := []byte(`{"jobs":[{"job_id":7,"nodes":"n[1-999999999]","job_state":"RUNNING"}]}`)
+	if _, _, err := decodeJobs(doc); err == nil || !strings.Contains(err.Error(), "more than 100000 hosts") {
+		t.Errorf("squeue --json with a node list bomb: %v", err)
+	}
+}
+
+func TestHostileVersionStrings(t *testing.T) {
+	for in, want := range map[string]Version{
+		"slurm 22.05.8\nslurm 99.99.99":    {22, 5, 8},
+		"slurm-wlm 23.02.7 extra words":    {23, 2, 7},
+		"slurm 24.05.99999999999999999999": {24, 5, int(^uint(0) >> 1)},
+	} {
+		if v, err := ParseVersion(in); err != nil || v != want {
+			t.Errorf("ParseVersion(%q) = %+v, %v; want %+v", in, v, err, want)
+		}
+	}
+	for _, bad := range []string{"", "slurm", "slurm 2.5.8", "slurm x22.05.8", "22.05"} {
+		if v, err := ParseVersion(bad); err == nil {
+			t.Errorf("ParseVersion(%q) = %+v", bad, v)
+		}
+	}
+}
