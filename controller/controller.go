@@ -52,8 +52,8 @@ type Store interface {
 	Update(ctx context.Context, r *state.Record) error
 	Active(ctx context.Context, cluster string) ([]state.Key, error)
 	Runs(ctx context.Context, cluster, jobID string) ([]*state.Record, error)
-	CreateAll(ctx context.Context, in *state.Interruption, recs []*state.Record) error
-	PutInterruption(ctx context.Context, in *state.Interruption) error
+	PutInterruptions(ctx context.Context, ins []*state.Interruption) error
+	Exists(ctx context.Context, keys []state.Key) (map[state.Key]bool, error)
 	GetInterruption(ctx context.Context, instance string) (*state.Interruption, error)
 }
 
@@ -251,7 +251,7 @@ func (c *Controller) watchCommand(command string, key state.Key) {
 	defer c.mu.Unlock()
 	w := c.commands[command]
 	if w == nil {
-		w = &watch{keys: map[string]bool{}, status: map[string]string{}}
+		w = &watch{keys: map[string]bool{}, status: map[string]string{}, polled: map[string]time.Time{}}
 		c.commands[command] = w
 	}
 	w.keys[key.String()] = true
@@ -283,6 +283,28 @@ func (c *Controller) observe(command, instance, status string) []string {
 		keys = append(keys, k)
 	}
 	return keys
+}
+
+// pollDue reports whether SSM may be asked about an invocation now: once
+// pollEvery has passed since the dispatch and since the last question. It
+// notes the question.
+func (c *Controller) pollDue(command, instance string, dispatched time.Time) bool {
+	now := c.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.commands[command]
+	if w == nil {
+		return true
+	}
+	last := w.polled[instance]
+	if last.IsZero() {
+		last = dispatched
+	}
+	if now.Sub(last) < pollEvery {
+		return false
+	}
+	w.polled[instance] = now
+	return true
 }
 
 // observedStatus is the last status an event reported, or "".
@@ -358,8 +380,9 @@ func (c *Controller) record(ctx context.Context, k state.Key) (*state.Record, er
 
 // watch is what the controller knows about one SSM command in flight.
 type watch struct {
-	keys   map[string]bool   // records waiting on the command
-	status map[string]string // instance -> last status from an event
+	keys   map[string]bool      // records waiting on the command
+	status map[string]string    // instance -> last status from an event
+	polled map[string]time.Time // instance -> when SSM was last asked
 }
 
 var errNotOurs = errors.New("instance is not a node of this cluster")

@@ -46,15 +46,18 @@ type warning struct {
 	units []Unit
 	done  bool // nothing (more) to do: ignored, or failed
 	err   error
+	recs  []*state.Record
+	in    *state.Interruption
+	dup   bool // every record was already there, unchanged
 }
 
 // onWarnings handles a batch of Spot interruption warnings: it holds the
 // jobs on the warned nodes, drains the nodes, and records one Held record
-// per job together with the interruption, in one DynamoDB transaction per
-// node. All the warnings of a batch share one Slurm listing, one hold and
-// one drain. A redelivered or duplicate warning finds its records there and
-// changes nothing. The result has one error per warning; nil means its
-// message can be deleted.
+// per job and one interruption item per instance. All the warnings of a
+// batch share one Slurm listing, one hold, one drain and one batch write of
+// their interruption items. A redelivered or duplicate warning finds its
+// records there and changes nothing. The result has one error per
+// warning; nil means its message can be deleted.
 func (c *Controller) onWarnings(ctx context.Context, events []event.Event, received time.Time) []error {
 	ws := make([]*warning, len(events))
 	for i, e := range events {
@@ -93,6 +96,18 @@ func (c *Controller) onWarnings(ctx context.Context, events []event.Event, recei
 	if held {
 		c.signal(ctx, log, units)
 	}
+	for _, w := range ws {
+		if !w.done {
+			w.recs = c.newRecords(ctx, w, received, held)
+		}
+	}
+	// With nothing to wait for (no checkpoint grace) the agents are sent
+	// now, before the records are written: a mass reclaim then costs one
+	// write per job to reach Dispatched, not two. Warnings whose records
+	// exist already (redelivered, duplicate) go the careful way.
+	if held && c.Policy.Signal == "" {
+		c.dispatchNew(ctx, ws)
+	}
 	var wg sync.WaitGroup
 	for _, w := range ws {
 		if w.done {
@@ -101,14 +116,97 @@ func (c *Controller) onWarnings(ctx context.Context, events []event.Event, recei
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.err = c.recordWarning(ctx, w, received, held)
+			w.err = c.recordWarning(ctx, w)
 			if w.err != nil {
 				c.unhold(ctx, w.log, w.units, held)
 			}
 		}()
 	}
 	wg.Wait()
+	c.finishWarnings(ctx, ws)
 	return errs(ws, nil)
+}
+
+// dispatchNew sends the agents of the warnings none of whose records
+// exist yet, all at once (the dispatcher batches them), and moves those
+// records to Dispatched before they are first written.
+func (c *Controller) dispatchNew(ctx context.Context, ws []*warning) {
+	var keys []state.Key
+	for _, w := range ws {
+		for _, r := range w.recs {
+			keys = append(keys, r.Key)
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	exists, err := c.Store.Exists(ctx, keys)
+	if err != nil {
+		c.Log.Warn("cannot tell new warnings from redeliveries; dispatching from the records", zap.Error(err))
+		return
+	}
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		if w.done || slices.ContainsFunc(w.recs, func(r *state.Record) bool { return exists[r.Key] }) {
+			continue
+		}
+		for _, r := range w.recs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.dispatchRecord(ctx, r)
+			}()
+		}
+	}
+	wg.Wait()
+}
+
+// dispatchRecord sends a new record's agents; on failure it stays Held and
+// reconcile retries.
+func (c *Controller) dispatchRecord(ctx context.Context, r *state.Record) {
+	if c.Now().After(r.Deadline) {
+		return // too late to start: reconcile records the failure
+	}
+	r.URI = c.Layout.RunURI(r.JobID, r.Run)
+	if _, err := c.sendAgents(ctx, r); err != nil {
+		c.logFor(r).Warn("dispatch failed; reconcile will retry", zap.Error(err))
+		return
+	}
+	r.Phase, r.Times.Dispatched = state.Dispatched, c.Now().UTC()
+	c.Metrics.dispatchLatency.Observe(r.Times.Dispatched.Sub(r.Times.Detected).Seconds())
+}
+
+// finishWarnings writes the interruption items of the recorded warnings in
+// one batch, then queues their records.
+func (c *Controller) finishWarnings(ctx context.Context, ws []*warning) {
+	var ins []*state.Interruption
+	for _, w := range ws {
+		if !w.done && w.err == nil {
+			ins = append(ins, w.in)
+		}
+	}
+	if len(ins) == 0 {
+		return
+	}
+	// If this fails the messages are redelivered: the records exist, so
+	// the second try only writes what is missing.
+	err := c.Store.PutInterruptions(ctx, ins)
+	for _, w := range ws {
+		if w.done || w.err != nil {
+			continue
+		}
+		if err != nil {
+			w.err = err
+			continue
+		}
+		if w.dup {
+			c.Metrics.ignored("duplicate")
+			w.log.Info("instance already being rescued; duplicate warning ignored")
+		} else {
+			w.log.Info("spot interruption warning", zap.Int("jobs", len(w.in.Jobs)), zap.Time("reclaim", w.e.Time.Add(Reclaim)), zap.Bool("drill", w.e.Drill))
+		}
+		c.enqueue(w.in.Jobs...)
+	}
 }
 
 // resolve finds the warned instance's node, or marks the warning done
@@ -162,27 +260,44 @@ func errs(ws []*warning, err error) []error {
 	return out
 }
 
-// recordWarning writes one warning's records and its interruption.
-func (c *Controller) recordWarning(ctx context.Context, w *warning, received time.Time, held bool) error {
-	in := &state.Interruption{Instance: w.e.Instance, Node: w.node, Event: w.e.ID, Time: w.e.Time}
+// newRecords builds the warning's first records: Held when the hold went
+// through, Detected (to be held by reconcile) when it did not.
+func (c *Controller) newRecords(ctx context.Context, w *warning, received time.Time, held bool) []*state.Record {
+	w.in = &state.Interruption{Instance: w.e.Instance, Node: w.node, Event: w.e.ID, Time: w.e.Time}
 	recs := make([]*state.Record, 0, len(w.units))
 	for _, u := range w.units {
 		r := c.newRecord(ctx, w.e, w.node, u, received, held)
 		recs = append(recs, r)
-		in.Jobs = append(in.Jobs, r.Key)
+		w.in.Jobs = append(w.in.Jobs, r.Key)
 	}
-	err := c.Store.CreateAll(ctx, in, recs)
-	switch {
-	case err == nil:
-		c.remember(recs...)
-	case errors.Is(err, state.ErrExists):
-		err = c.createEach(ctx, w.log, in, recs)
+	return recs
+}
+
+// recordWarning writes the warning's records, one conditional write each;
+// a record that is already there (a redelivery, a duplicate event, another
+// node of a job being rescued) gets the node marked instead.
+func (c *Controller) recordWarning(ctx context.Context, w *warning) error {
+	news := 0
+	for _, r := range w.recs {
+		err := c.Store.Create(ctx, r)
+		switch {
+		case err == nil:
+			news++
+			c.remember(r)
+		case errors.Is(err, state.ErrExists):
+			err = c.update(ctx, r.Key, func(cur *state.Record) bool {
+				if markNode(cur, w.node, func(n *state.Node) { n.Interrupted = true }) {
+					news++
+					return true
+				}
+				return false
+			})
+		}
+		if err != nil {
+			return fmt.Errorf("record job %s: %w", r.JobID, err)
+		}
 	}
-	if err != nil {
-		return err
-	}
-	w.log.Info("spot interruption warning", zap.Int("jobs", len(in.Jobs)), zap.Bool("held", held), zap.Time("reclaim", w.e.Time.Add(Reclaim)), zap.Bool("drill", w.e.Drill))
-	c.enqueue(in.Jobs...)
+	w.dup = len(w.recs) > 0 && news == 0
 	return nil
 }
 
@@ -232,53 +347,6 @@ func (c *Controller) signal(ctx context.Context, log *zap.Logger, units []Unit) 
 			log.Warn("checkpoint signal failed; rescuing what is there", zap.String("job", u.Job.ID), zap.Error(err))
 		}
 	}
-}
-
-// createEach is the slow path of a warning whose items partly exist: a
-// redelivery, a duplicate event, or another node of a job that is already
-// being rescued.
-func (c *Controller) createEach(ctx context.Context, log *zap.Logger, in *state.Interruption, recs []*state.Record) error {
-	news := 0
-	for _, r := range recs {
-		err := c.Store.Create(ctx, r)
-		if err == nil {
-			news++
-			c.remember(r)
-			continue
-		}
-		if !errors.Is(err, state.ErrExists) {
-			return fmt.Errorf("record job %s: %w", r.JobID, err)
-		}
-		err = c.update(ctx, r.Key, func(cur *state.Record) bool {
-			if markNode(cur, in.Node, func(n *state.Node) { n.Interrupted = true }) {
-				news++
-				return true
-			}
-			return false
-		})
-		if err != nil {
-			return fmt.Errorf("record job %s: %w", r.JobID, err)
-		}
-	}
-	prev, err := c.Store.GetInterruption(ctx, in.Instance)
-	switch {
-	case errors.Is(err, state.ErrNotFound):
-		news++
-	case err != nil:
-		return err
-	default:
-		for _, k := range prev.Jobs {
-			if !slices.Contains(in.Jobs, k) {
-				in.Jobs = append(in.Jobs, k)
-			}
-		}
-		if len(in.Jobs) == len(prev.Jobs) && news == 0 {
-			c.Metrics.ignored("duplicate")
-			log.Info("instance already being rescued; duplicate warning ignored", zap.String("first_event", prev.Event))
-			return nil
-		}
-	}
-	return c.Store.PutInterruption(ctx, in)
 }
 
 // warned is when the warning was sent, as far as the deadline is

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/spotrescue/spotrescue/controller/event"
 	"github.com/spotrescue/spotrescue/controller/slurm"
 	"github.com/spotrescue/spotrescue/rescue"
 	"github.com/spotrescue/spotrescue/state"
@@ -450,28 +451,33 @@ func (s *fakeStore) put(r *state.Record) {
 	s.recs[r.Key] = cloneRecord(r)
 }
 
-// CreateAll is all or nothing, like the DynamoDB transaction.
-func (s *fakeStore) CreateAll(ctx context.Context, in *state.Interruption, recs []*state.Record) error {
+// Exists reports which keys have a record.
+func (s *fakeStore) Exists(_ context.Context, keys []state.Key) (map[state.Key]bool, error) {
 	s.mu.Lock()
-	if s.failCreate != nil {
-		s.mu.Unlock()
-		return s.failCreate
+	defer s.mu.Unlock()
+	out := map[state.Key]bool{}
+	for _, k := range keys {
+		if _, ok := s.recs[k]; ok {
+			out[k] = true
+		}
 	}
-	_, dup := s.ints[in.Instance]
-	for _, r := range recs {
-		_, exists := s.recs[r.Key]
-		dup = dup || exists
-	}
+	return out, nil
+}
+
+// PutInterruptions writes each; failCreate fails it too (a DynamoDB outage).
+func (s *fakeStore) PutInterruptions(ctx context.Context, ins []*state.Interruption) error {
+	s.mu.Lock()
+	fail := s.failCreate
 	s.mu.Unlock()
-	if dup {
-		return state.ErrExists
+	if fail != nil {
+		return fail
 	}
-	for _, r := range recs {
-		if err := s.Create(ctx, r); err != nil {
+	for _, in := range ins {
+		if err := s.PutInterruption(ctx, in); err != nil {
 			return err
 		}
 	}
-	return s.PutInterruption(ctx, in)
+	return nil
 }
 
 func (s *fakeStore) record(t *testing.T, k state.Key) *state.Record {
@@ -691,11 +697,49 @@ func (h *harness) queued() []string {
 // reconcile runs one Reconcile and fails the test on an error.
 func (h *harness) reconcile(t *testing.T, k state.Key) time.Duration {
 	t.Helper()
-	wait, err := h.c.Reconcile(context.Background(), k.String())
+	wait, err := h.tryReconcile(k)
 	if err != nil {
 		t.Fatalf("Reconcile(%s): %v", k, err)
 	}
 	return wait
+}
+
+// tryReconcile reconciles k, and again if SSM's events woke it up.
+func (h *harness) tryReconcile(k state.Key) (time.Duration, error) {
+	wait, err := h.c.Reconcile(context.Background(), k.String())
+	if err == nil && wait > 0 && h.deliverStatusEvents() {
+		wait, err = h.c.Reconcile(context.Background(), k.String())
+	}
+	return wait, err
+}
+
+// deliverStatusEvents plays SSM's status-change events: every command whose
+// invocation the fake SSM reports finished is observed, as the controller's
+// intake would from EventBridge. It reports whether anything new arrived.
+func (h *harness) deliverStatusEvents() bool {
+	h.disp.mu.Lock()
+	type inv struct{ cmd, inst, status string }
+	var finished []inv
+	for inst, cmds := range h.disp.cmds {
+		st, ok := h.disp.status[inst]
+		if !ok {
+			st = h.disp.fallback
+		}
+		if !event.TerminalStatus(st) {
+			continue
+		}
+		for _, cmd := range cmds {
+			finished = append(finished, inv{cmd, inst, st})
+		}
+	}
+	h.disp.mu.Unlock()
+	news := false
+	for _, f := range finished {
+		if h.c.observedStatus(f.cmd, f.inst) != f.status && len(h.c.observe(f.cmd, f.inst, f.status)) > 0 {
+			news = true
+		}
+	}
+	return news
 }
 
 // complete stores a complete manifest for a node of a job run.

@@ -222,21 +222,28 @@ func (c *Controller) dispatch(ctx context.Context, rec *state.Record) (time.Dura
 		rec.AddError(errors.New("the deadline passed before the upload could start"))
 		return 0, c.finish(ctx, rec)
 	}
-	if err := c.sendAgents(ctx, rec); err != nil {
+	if _, err := c.sendAgents(ctx, rec); err != nil {
 		return 0, err
 	}
 	c.Metrics.dispatchLatency.Observe(c.Now().Sub(rec.Times.Detected).Seconds())
-	return 0, c.commitDispatch(ctx, rec)
+	return 0, c.commitDispatch(ctx, rec, true)
 }
 
 // commitDispatch records the SSM commands just sent. A SendCommand cannot
 // be taken back, so a conflicting write (another warning marking a node of
 // the same job, say) is merged into a fresh read instead of failing the
 // step, which would dispatch the agents a second time.
-func (c *Controller) commitDispatch(ctx context.Context, rec *state.Record) error {
-	sent := rec.Nodes
+// first is the move to Dispatched; later calls record agents sent to
+// nodes whose first dispatch failed.
+func (c *Controller) commitDispatch(ctx context.Context, rec *state.Record, first bool) error {
+	sent := append([]state.Node(nil), rec.Nodes...)
 	for attempt := 0; ; attempt++ {
-		err := c.advance(ctx, rec, state.Dispatched)
+		var err error
+		if first {
+			err = c.advance(ctx, rec, state.Dispatched)
+		} else {
+			err = c.save(ctx, rec)
+		}
 		if !errors.Is(err, state.ErrConflict) || attempt == 4 {
 			return err
 		}
@@ -256,9 +263,19 @@ func (c *Controller) commitDispatch(ctx context.Context, rec *state.Record) erro
 	}
 }
 
-// sendAgents dispatches to the nodes of rec that have no command yet. It
-// fails only if no node at all got one.
-func (c *Controller) sendAgents(ctx context.Context, rec *state.Record) error {
+// save writes rec as it is, keeping the cache in step.
+func (c *Controller) save(ctx context.Context, rec *state.Record) error {
+	if err := c.Store.Update(ctx, rec); err != nil {
+		c.forget(rec.Key)
+		return err
+	}
+	c.remember(rec)
+	return nil
+}
+
+// sendAgents dispatches to the nodes of rec that have no command yet and
+// says how many got one. It fails only if no node at all got one.
+func (c *Controller) sendAgents(ctx context.Context, rec *state.Record) (int, error) {
 	var reqs []rescue.Request
 	for _, n := range rec.Nodes {
 		if n.Command != "" {
@@ -266,7 +283,7 @@ func (c *Controller) sendAgents(ctx context.Context, rec *state.Record) error {
 		}
 		dir, err := c.scratchDir(rec, n.Name)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		reqs = append(reqs, rescue.Request{
 			Instance: n.Instance, Node: n.Name,
@@ -275,24 +292,26 @@ func (c *Controller) sendAgents(ctx context.Context, rec *state.Record) error {
 		})
 	}
 	if len(reqs) == 0 {
-		return nil
+		return 0, nil
 	}
 	cmds, err := c.Dispatcher.Dispatch(ctx, reqs)
+	sent := 0
 	for i := range rec.Nodes {
 		n := &rec.Nodes[i]
 		if cmd, ok := cmds[n.Instance]; ok && n.Command == "" {
 			n.Command, n.Status = cmd, "Pending"
 			c.watchCommand(cmd, rec.Key)
+			sent++
 		}
 	}
 	if err != nil {
 		c.Metrics.awsError("ssm", "SendCommand")
-		if len(cmds) == 0 {
-			return fmt.Errorf("dispatch: %w", err)
+		if sent == 0 {
+			return 0, fmt.Errorf("dispatch: %w", err)
 		}
 		c.logFor(rec).Warn("some nodes could not be dispatched", zap.Error(err))
 	}
-	return nil
+	return sent, nil
 }
 
 // track waits for every node's agent to finish, or its instance to go, then
@@ -301,8 +320,16 @@ func (c *Controller) track(ctx context.Context, rec *state.Record) (time.Duratio
 	now := c.Now()
 	reclaimed := now.After(rec.EventTime.Add(Reclaim + 10*time.Second))
 	if !reclaimed && now.Before(rec.Deadline) {
-		if err := c.sendAgents(ctx, rec); err != nil { // nodes whose dispatch failed before
+		// Nodes whose dispatch failed before. What is sent is recorded at
+		// once: an unrecorded agent would be sent again on the next pass.
+		sent, err := c.sendAgents(ctx, rec)
+		if err != nil {
 			c.logFor(rec).Warn("dispatch retry failed", zap.Error(err))
+		}
+		if sent > 0 {
+			if err := c.commitDispatch(ctx, rec, false); err != nil {
+				return 0, err
+			}
 		}
 	}
 	waiting := false
@@ -334,6 +361,11 @@ func (c *Controller) track(ctx context.Context, rec *state.Record) (time.Duratio
 func (c *Controller) status(ctx context.Context, rec *state.Record, n *state.Node) string {
 	if st := c.observedStatus(n.Command, n.Instance); event.TerminalStatus(st) {
 		return st
+	}
+	// An agent needs seconds at least; asking SSM sooner, or more often,
+	// only adds load in the middle of a mass reclaim.
+	if !c.pollDue(n.Command, n.Instance, rec.Times.Dispatched) {
+		return n.Status
 	}
 	st, err := c.Dispatcher.Status(ctx, n.Command, n.Instance)
 	if err != nil {

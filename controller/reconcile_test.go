@@ -27,6 +27,24 @@ func rescueSetup(t *testing.T, mod func(*Options), j slurm.Job) (*harness, state
 	return h, k
 }
 
+// heldSetup is rescueSetup for a record the intake could not dispatch: it
+// rests in Held, for reconcile's dispatch step. The dispatcher keeps
+// failing until the test clears h.disp.fail.
+func heldSetup(t *testing.T, mod func(*Options), j slurm.Job) (*harness, state.Key) {
+	t.Helper()
+	h := newHarness(t, now(), mod, j)
+	h.disp.fail = errors.New("SendCommand: ThrottlingException")
+	keys := h.warn(t, "m1", instA)
+	k := key(j.ID, j.Restarts)
+	if !slices.Equal(keys, []string{k.String()}) {
+		t.Fatalf("warning queued %v, want %s", keys, k)
+	}
+	if r := h.store.record(t, k); r.Phase != state.Held {
+		t.Fatalf("phase %s after a failed intake dispatch, want Held", r.Phase)
+	}
+	return h, k
+}
+
 // untilDispatched reconciles while the agent is still uploading, so the
 // record rests in Dispatched.
 func (h *harness) untilDispatched(t *testing.T, k state.Key) {
@@ -342,7 +360,10 @@ func TestOutcomeComesFromTheManifests(t *testing.T) {
 }
 
 func TestDeadlinePassedBeforeDispatchFails(t *testing.T) {
-	h, k := rescueSetup(t, nil, batchJob("101", nodeA))
+	h, k := heldSetup(t, nil, batchJob("101", nodeA))
+	h.disp.mu.Lock()
+	h.disp.fail = nil
+	h.disp.mu.Unlock()
 	h.clock.Advance(Reclaim - testMargin + time.Second)
 	h.reconcile(t, k)
 
@@ -362,8 +383,7 @@ func TestDeadlinePassedBeforeDispatchFails(t *testing.T) {
 }
 
 func TestDispatchFailureIsRetried(t *testing.T) {
-	h, k := rescueSetup(t, nil, batchJob("101", nodeA))
-	h.disp.fail = errors.New("ThrottlingException: Rate exceeded")
+	h, k := heldSetup(t, nil, batchJob("101", nodeA))
 	if _, err := h.c.Reconcile(context.Background(), k.String()); err == nil {
 		t.Fatal("Reconcile succeeded although no agent could be dispatched")
 	}
@@ -371,13 +391,14 @@ func TestDispatchFailureIsRetried(t *testing.T) {
 	if r.Phase != state.Held {
 		t.Errorf("phase %s after a failed dispatch, want Held", r.Phase)
 	}
-	if r.Attempts != 1 || len(r.Errors) != 1 || !strings.Contains(r.Errors[0], "Rate exceeded") {
+	if r.Attempts != 1 || len(r.Errors) != 1 || !strings.Contains(r.Errors[0], "ThrottlingException") {
 		t.Errorf("attempts %d errors %v, want the dispatch error recorded", r.Attempts, r.Errors)
 	}
 	if got := h.metric(t, "spotrescue_reconcile_errors_total", "phase=Held"); got != 1 {
 		t.Errorf("reconcile_errors_total{Held} = %v", got)
 	}
-	if got := h.metric(t, "spotrescue_aws_errors_total", "service=ssm", "operation=SendCommand"); got != 1 {
+	// Once by the intake's dispatch, once by reconcile's.
+	if got := h.metric(t, "spotrescue_aws_errors_total", "service=ssm", "operation=SendCommand"); got != 2 {
 		t.Errorf("aws_errors_total{ssm,SendCommand} = %v", got)
 	}
 
@@ -398,9 +419,11 @@ func TestDispatchFailureIsRetried(t *testing.T) {
 
 // Some nodes dispatched is progress; the others are retried while tracking.
 func TestPartialDispatchProceeds(t *testing.T) {
-	h, k := rescueSetup(t, nil, batchJob("101", nodeA, nodeB))
+	h := newHarness(t, now(), nil, batchJob("101", nodeA, nodeB))
 	h.disp.failFor[instB] = true
 	h.disp.setStatus(instA, "InProgress")
+	h.warn(t, "m1", instA)
+	k := key("101", 0)
 	h.reconcile(t, k)
 	r := h.store.record(t, k)
 	if r.Phase != state.Dispatched || r.Nodes[0].Command == "" || r.Nodes[1].Command != "" {
@@ -427,8 +450,8 @@ func TestPartialDispatchProceeds(t *testing.T) {
 // fails the step; the retry re-reads and carries on, and no step that
 // already reached Slurm is repeated in a way the job would notice.
 func TestConflictingWriteIsRetried(t *testing.T) {
-	// (Held is written by the intake, together with the interruption.)
-	for _, phase := range []state.Phase{state.Dispatched, state.Rescued, state.Requeued, state.Done} {
+	// (Held and Dispatched are written by the intake.)
+	for _, phase := range []state.Phase{state.Rescued, state.Requeued, state.Done} {
 		t.Run(string(phase), func(t *testing.T) {
 			h, k := rescueSetup(t, nil, batchJob("101", nodeA))
 			h.completeManifest("101", 0, nodeA, 10)
@@ -440,7 +463,7 @@ func TestConflictingWriteIsRetried(t *testing.T) {
 				}
 				return false
 			}
-			_, err := h.c.Reconcile(context.Background(), k.String())
+			_, err := h.tryReconcile(k)
 			// Dispatched merges the conflict (its SendCommand cannot be
 			// repeated); every other step fails and is retried.
 			if phase != state.Dispatched && !errors.Is(err, state.ErrConflict) {

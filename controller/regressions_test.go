@@ -93,8 +93,8 @@ func TestUnrecordedHoldIsReleased(t *testing.T) {
 	// The redelivery holds and records it.
 	h.store.failCreate = nil
 	h.c.handle(context.Background(), []sqstypes.Message{message("m1", warningBody("ev-1", instA, h.clock.Now()))}, h.clock.Now())
-	if r := h.store.record(t, key("101", 0)); r.Phase != state.Held {
-		t.Errorf("after the redelivery: %s", r.Phase)
+	if r := h.store.record(t, key("101", 0)); r.Phase != state.Dispatched {
+		t.Errorf("after the redelivery: %s, want Dispatched", r.Phase)
 	}
 	if j := h.slurm.job("101"); j.Reason != "JobHeldAdmin" {
 		t.Errorf("after the redelivery the job is %s, want held", j.Reason)

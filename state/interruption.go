@@ -2,7 +2,6 @@ package state
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -34,22 +33,6 @@ type interruptionItem struct {
 }
 
 func instancePK(instance string) string { return "INSTANCE#" + instance }
-
-// PutInterruption records (or overwrites) an instance's interruption.
-func (s *Store) PutInterruption(ctx context.Context, in *Interruption) error {
-	av, err := attributevalue.MarshalMap(interruptionItem{
-		PK: instancePK(in.Instance), SK: "INTERRUPTION",
-		ExpiresAt:    s.now().Add(interruptionTTL).Unix(),
-		Interruption: *in,
-	})
-	if err != nil {
-		return fmt.Errorf("encode interruption of %s: %w", in.Instance, err)
-	}
-	if _, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: av}); err != nil {
-		return fmt.Errorf("record interruption of %s: %w", in.Instance, err)
-	}
-	return nil
-}
 
 // GetInterruption returns an instance's interruption, or ErrNotFound.
 func (s *Store) GetInterruption(ctx context.Context, instance string) (*Interruption, error) {
@@ -85,41 +68,56 @@ func (s *Store) ExpiryOf(ctx context.Context, instance string) (time.Time, error
 	return time.Unix(it.ExpiresAt, 0), nil
 }
 
-// maxTransactItems is DynamoDB's limit on items per TransactWriteItems.
-const maxTransactItems = 100
+// maxBatchItems is DynamoDB's limit on items per BatchWriteItem.
+const maxBatchItems = 25
 
-// CreateAll records an interruption and the records of its jobs in one
-// transaction (more than 99 jobs take more): in a mass reclaim that is one
-// write per interrupted node instead of one per item. Every item must be
-// new; if any exists (a redelivered warning, a second node of a known
-// job) nothing is written and ErrExists says to go item by item.
-func (s *Store) CreateAll(ctx context.Context, in *Interruption, recs []*Record) error {
-	iav, err := attributevalue.MarshalMap(interruptionItem{
-		PK: instancePK(in.Instance), SK: "INTERRUPTION", ExpiresAt: s.now().Add(interruptionTTL).Unix(), Interruption: *in,
-	})
-	if err != nil {
-		return fmt.Errorf("encode interruption of %s: %w", in.Instance, err)
-	}
-	items := []types.TransactWriteItem{{Put: &types.Put{TableName: aws.String(s.table), Item: iav, ConditionExpression: aws.String("attribute_not_exists(PK)")}}}
-	for _, r := range recs {
-		r.Version = 1
-		av, err := toItem(r)
+// PutInterruptions records (or overwrites) many interruptions with
+// BatchWriteItem: in a mass reclaim, one write per 25 instances.
+func (s *Store) PutInterruptions(ctx context.Context, ins []*Interruption) error {
+	var reqs []types.WriteRequest
+	for _, in := range ins {
+		av, err := attributevalue.MarshalMap(interruptionItem{
+			PK: instancePK(in.Instance), SK: "INTERRUPTION", ExpiresAt: s.now().Add(interruptionTTL).Unix(), Interruption: *in,
+		})
 		if err != nil {
+			return fmt.Errorf("encode interruption of %s: %w", in.Instance, err)
+		}
+		reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: av}})
+	}
+	for len(reqs) > 0 {
+		n := min(len(reqs), maxBatchItems)
+		if err := s.batchWrite(ctx, reqs[:n]); err != nil {
 			return err
 		}
-		items = append(items, types.TransactWriteItem{Put: &types.Put{TableName: aws.String(s.table), Item: av, ConditionExpression: aws.String("attribute_not_exists(PK)")}})
+		reqs = reqs[n:]
 	}
-	for len(items) > 0 {
-		n := min(len(items), maxTransactItems)
-		_, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items[:n]})
-		var canceled *types.TransactionCanceledException
-		if errors.As(err, &canceled) {
-			return ErrExists
-		}
+	return nil
+}
+
+// batchWrite writes one batch, retrying what DynamoDB left unprocessed
+// (throttling shows up there, not as an error).
+func (s *Store) batchWrite(ctx context.Context, reqs []types.WriteRequest) error {
+	delay := 50 * time.Millisecond
+	for attempt := 0; len(reqs) > 0; attempt++ {
+		out, err := s.db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{s.table: reqs}})
 		if err != nil {
-			return fmt.Errorf("record interruption of %s: %w", in.Instance, err)
+			return fmt.Errorf("record interruptions: %w", err)
 		}
-		items = items[n:]
+		reqs = out.UnprocessedItems[s.table]
+		if len(reqs) == 0 {
+			return nil
+		}
+		if attempt == 8 {
+			return fmt.Errorf("record interruptions: %d items still unprocessed after %d attempts", len(reqs), attempt+1)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		delay = min(2*delay, 2*time.Second)
 	}
 	return nil
 }

@@ -86,13 +86,15 @@ func (m *Memory) Runs(_ context.Context, cluster, jobID string) ([]*Record, erro
 	return out, nil
 }
 
-// PutInterruption records an instance's interruption.
-func (m *Memory) PutInterruption(_ context.Context, in *Interruption) error {
+// PutInterruptions records many interruptions.
+func (m *Memory) PutInterruptions(_ context.Context, ins []*Interruption) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	c := *in
-	c.Jobs = append([]Key(nil), in.Jobs...)
-	m.interruptions[in.Instance] = c
+	for _, in := range ins {
+		c := *in
+		c.Jobs = append([]Key(nil), in.Jobs...)
+		m.interruptions[in.Instance] = c
+	}
 	return nil
 }
 
@@ -110,22 +112,15 @@ func (m *Memory) GetInterruption(_ context.Context, instance string) (*Interrupt
 // clone copies the slices too: callers mutate the records they get.
 func clone(r *Record) Record { return *r.Clone() }
 
-// CreateAll stores the interruption and the records if none exists yet.
-func (m *Memory) CreateAll(ctx context.Context, in *Interruption, recs []*Record) error {
+// Exists reports which keys have a record.
+func (m *Memory) Exists(_ context.Context, keys []Key) (map[Key]bool, error) {
 	m.mu.Lock()
-	_, dup := m.interruptions[in.Instance]
-	for _, r := range recs {
-		_, exists := m.records[r.Key]
-		dup = dup || exists
-	}
-	m.mu.Unlock()
-	if dup {
-		return ErrExists
-	}
-	for _, r := range recs {
-		if err := m.Create(ctx, r); err != nil {
-			return err
+	defer m.mu.Unlock()
+	out := map[Key]bool{}
+	for _, k := range keys {
+		if _, ok := m.records[k]; ok {
+			out[k] = true
 		}
 	}
-	return m.PutInterruption(ctx, in)
+	return out, nil
 }

@@ -339,3 +339,60 @@ func decodeToken(token string) (map[string]types.AttributeValue, error) {
 	}
 	return out, nil
 }
+
+// maxBatchGet is DynamoDB's limit on keys per BatchGetItem.
+const maxBatchGet = 100
+
+// Exists reports which of keys have a record, with BatchGetItem: a batch
+// of warnings learns which are new in one read per hundred jobs.
+func (s *Store) Exists(ctx context.Context, keys []Key) (map[Key]bool, error) {
+	out := map[Key]bool{}
+	for len(keys) > 0 {
+		n := min(len(keys), maxBatchGet)
+		req := make([]map[string]types.AttributeValue, 0, n)
+		seen := map[Key]bool{}
+		for _, k := range keys[:n] {
+			if !seen[k] {
+				seen[k] = true
+				req = append(req, keyOf(pk(k.Cluster, k.JobID), sk(k.Run)))
+			}
+		}
+		keys = keys[n:]
+		pending := map[string]types.KeysAndAttributes{s.table: {Keys: req, ProjectionExpression: aws.String("PK, SK"), ConsistentRead: aws.Bool(true)}}
+		for attempt := 0; len(pending) > 0; attempt++ {
+			resp, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: pending})
+			if err != nil {
+				return nil, fmt.Errorf("look up records: %w", err)
+			}
+			for _, item := range resp.Responses[s.table] {
+				if k, ok := keyFromItem(item); ok {
+					out[k] = true
+				}
+			}
+			pending = resp.UnprocessedKeys
+			if attempt == 8 && len(pending) > 0 {
+				return nil, fmt.Errorf("look up records: keys still unprocessed after %d attempts", attempt+1)
+			}
+			if len(pending) > 0 {
+				time.Sleep(time.Duration(50<<min(attempt, 5)) * time.Millisecond)
+			}
+		}
+	}
+	return out, nil
+}
+
+// keyFromItem reads the key back from PK "JOB#<cluster>#<job>" and SK "RUN#<n>".
+func keyFromItem(item map[string]types.AttributeValue) (Key, bool) {
+	p, ok1 := item[AttrPK].(*types.AttributeValueMemberS)
+	q, ok2 := item[AttrSK].(*types.AttributeValueMemberS)
+	if !ok1 || !ok2 {
+		return Key{}, false
+	}
+	rest, ok := strings.CutPrefix(p.Value, "JOB#")
+	i := strings.LastIndex(rest, "#")
+	run, err := strconv.Atoi(strings.TrimPrefix(q.Value, "RUN#"))
+	if !ok || i < 0 || err != nil {
+		return Key{}, false
+	}
+	return Key{Cluster: rest[:i], JobID: rest[i+1:], Run: run}, true
+}

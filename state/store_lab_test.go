@@ -150,41 +150,46 @@ func TestListPagesAndFilters(t *testing.T) {
 	}
 }
 
-// CreateAll writes an interruption and its records together, or nothing.
-func TestCreateAllIsAllOrNothing(t *testing.T) {
+// PutInterruptions writes any number of interruptions in batches.
+func TestPutInterruptions(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
-	now := time.Now().UTC()
-	rec := func(job string) *state.Record {
-		return &state.Record{Key: state.Key{Cluster: "lab", JobID: job}, Phase: state.Held, Times: state.Times{Detected: now}}
+	var ins []*state.Interruption
+	for i := range 60 {
+		ins = append(ins, &state.Interruption{Instance: fmt.Sprintf("i-0c0ffee%010x", i), Node: fmt.Sprint("n", i), Jobs: []state.Key{{Cluster: "lab", JobID: fmt.Sprint(i)}}})
 	}
-	in := &state.Interruption{Instance: "i-0c0ffee0000000001", Node: "compute-1", Jobs: []state.Key{{Cluster: "lab", JobID: "1"}, {Cluster: "lab", JobID: "2"}}}
-	if err := s.CreateAll(ctx, in, []*state.Record{rec("1"), rec("2")}); err != nil {
+	if err := s.PutInterruptions(ctx, ins); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := s.Get(ctx, state.Key{Cluster: "lab", JobID: "2"}); err != nil || r.Version != 1 || r.Phase != state.Held {
-		t.Fatalf("record: %+v %v", r, err)
+	got, err := s.GetInterruption(ctx, fmt.Sprintf("i-0c0ffee%010x", 59))
+	if err != nil || got.Node != "n59" || got.Jobs[0].JobID != "59" {
+		t.Fatalf("interruption 60: %+v %v", got, err)
 	}
-	// Job 2 exists: a second interruption that includes it writes nothing.
-	in2 := &state.Interruption{Instance: "i-0c0ffee0000000002", Node: "compute-2"}
-	if err := s.CreateAll(ctx, in2, []*state.Record{rec("3"), rec("2")}); !errors.Is(err, state.ErrExists) {
-		t.Fatalf("err = %v, want ErrExists", err)
+	if exp, err := s.ExpiryOf(ctx, fmt.Sprintf("i-0c0ffee%010x", 0)); err != nil || time.Until(exp) < 6*24*time.Hour {
+		t.Errorf("TTL attribute %s %v", exp, err)
 	}
-	if _, err := s.Get(ctx, state.Key{Cluster: "lab", JobID: "3"}); !errors.Is(err, state.ErrNotFound) {
-		t.Errorf("job 3 written by a failed transaction: %v", err)
-	}
-	if _, err := s.GetInterruption(ctx, "i-0c0ffee0000000002"); !errors.Is(err, state.ErrNotFound) {
-		t.Errorf("interruption written by a failed transaction: %v", err)
-	}
-	// More jobs than one transaction holds.
-	var many []*state.Record
+}
+
+func TestExists(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	var keys []state.Key
 	for i := range 150 {
-		many = append(many, rec(fmt.Sprint(1000+i)))
+		k := state.Key{Cluster: "lab", JobID: fmt.Sprint(500 + i), Run: i % 3}
+		keys = append(keys, k)
+		if i%2 == 0 {
+			if err := s.Create(ctx, &state.Record{Key: k, Phase: state.Held, Times: state.Times{Detected: time.Now()}}); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
-	if err := s.CreateAll(ctx, &state.Interruption{Instance: "i-0c0ffee0000000003"}, many); err != nil {
+	got, err := s.Exists(ctx, keys)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Get(ctx, state.Key{Cluster: "lab", JobID: "1149"}); err != nil {
-		t.Errorf("record 150: %v", err)
+	for i, k := range keys {
+		if got[k] != (i%2 == 0) {
+			t.Errorf("%s: exists %v", k, got[k])
+		}
 	}
 }

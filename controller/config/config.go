@@ -33,14 +33,21 @@ type Config struct {
 	SpoolDir   string `yaml:"spool_dir" help:"directory shared with compute nodes for rescue plans and job env files"`
 	DryRun     bool   `yaml:"dry_run" help:"log every decision but change nothing in Slurm, S3 or SSM"`
 
-	Scratch  Scratch  `yaml:"scratch"`
-	Slurm    Slurm    `yaml:"slurm"`
-	SSM      SSM      `yaml:"ssm"`
-	Deadline Deadline `yaml:"deadline"`
-	Rescue   Rescue   `yaml:"rescue"`
-	Fallback Fallback `yaml:"fallback"`
-	Restore  Restore  `yaml:"restore"`
-	Metrics  Metrics  `yaml:"metrics"`
+	Controller Controller `yaml:"controller"`
+	Scratch    Scratch    `yaml:"scratch"`
+	Slurm      Slurm      `yaml:"slurm"`
+	SSM        SSM        `yaml:"ssm"`
+	Deadline   Deadline   `yaml:"deadline"`
+	Rescue     Rescue     `yaml:"rescue"`
+	Fallback   Fallback   `yaml:"fallback"`
+	Restore    Restore    `yaml:"restore"`
+	Metrics    Metrics    `yaml:"metrics"`
+}
+
+// Controller sizes the daemon's concurrency.
+type Controller struct {
+	Workers   int `yaml:"workers" help:"records reconciled at once; a mass reclaim dispatches up to 50 instances per SSM call from this many"`
+	Receivers int `yaml:"receivers" help:"concurrent SQS long polls"`
 }
 
 // Scratch describes where jobs keep node-local data.
@@ -66,7 +73,7 @@ type Deadline struct {
 
 // Rescue tunes the controller and the upload.
 type Rescue struct {
-	Concurrency int `yaml:"concurrency" help:"rescues reconciled in parallel by the controller, and parallel uploads per node"`
+	Concurrency int `yaml:"concurrency" help:"files uploaded and downloaded in parallel per node by the agent"`
 	// States are the job states whose jobs are rescued.
 	States           []string `yaml:"states" help:"job states that are rescued (RUNNING, COMPLETING, SUSPENDED, CONFIGURING)"`
 	CheckpointSignal string   `yaml:"checkpoint_signal" help:"signal sent to the job (scancel --signal --full) before the upload so it can checkpoint; empty for none"`
@@ -98,11 +105,12 @@ func Default() Config {
 			Root:         "/scratch",
 			PathTemplate: "/scratch/{job_id}",
 		},
-		Slurm:    Slurm{BinDir: "/opt/slurm/bin"},
-		SSM:      SSM{Document: "SpotRescue-Rescue"},
-		Deadline: Deadline{SafetyMargin: Duration(15 * time.Second)},
-		Rescue:   Rescue{Concurrency: 16, States: []string{"RUNNING", "COMPLETING", "SUSPENDED"}, CheckpointGrace: Duration(10 * time.Second)},
-		Restore:  Restore{Enabled: true},
-		Metrics:  Metrics{Listen: "127.0.0.1:9464"},
+		Controller: Controller{Workers: 256, Receivers: 8},
+		Slurm:      Slurm{BinDir: "/opt/slurm/bin"},
+		SSM:        SSM{Document: "SpotRescue-Rescue"},
+		Deadline:   Deadline{SafetyMargin: Duration(15 * time.Second)},
+		Rescue:     Rescue{Concurrency: 16, States: []string{"RUNNING", "COMPLETING", "SUSPENDED"}, CheckpointGrace: Duration(10 * time.Second)},
+		Restore:    Restore{Enabled: true},
+		Metrics:    Metrics{Listen: "127.0.0.1:9464"},
 	}
 }

@@ -218,6 +218,8 @@ func TestValidateMessages(t *testing.T) {
 		{"margin too small", func(c *Config) { c.Deadline.SafetyMargin = 0 }, `deadline.safety_margin: 0s leaves no usable rescue window; fix: set it between 1s and 100s`},
 		{"margin too large", func(c *Config) { c.Deadline.SafetyMargin = Duration(2 * time.Minute) }, `deadline.safety_margin: 2m0s leaves no usable rescue window`},
 		{"concurrency", func(c *Config) { c.Rescue.Concurrency = 0 }, `rescue.concurrency: 0 is out of range; fix: set it between 1 and 1024`},
+		{"workers", func(c *Config) { c.Controller.Workers = 0 }, `controller.workers: 0 is out of range`},
+		{"receivers", func(c *Config) { c.Controller.Receivers = 500 }, `controller.receivers: 500 is out of range`},
 		{"listen", func(c *Config) { c.Metrics.Listen = "9464" }, `metrics.listen: "9464" is not host:port`},
 		{"listen port", func(c *Config) { c.Metrics.Listen = "127.0.0.1:http" }, `metrics.listen: port "http" is not a number`},
 		{"listen host", func(c *Config) { c.Metrics.Listen = "head-node:9464" }, `metrics.listen: host "head-node" is not an IP address`},

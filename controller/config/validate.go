@@ -67,6 +67,8 @@ func (c *Config) Validate(role Role) Problems {
 	margin := c.Deadline.SafetyMargin.Std()
 	v.check(margin < time.Second || margin >= 100*time.Second, "deadline.safety_margin", fmt.Sprintf("%s leaves no usable rescue window", margin), "set it between 1s and 100s (EC2 warns 120s ahead)")
 	v.check(c.Rescue.Concurrency < 1 || c.Rescue.Concurrency > 1024, "rescue.concurrency", fmt.Sprintf("%d is out of range", c.Rescue.Concurrency), "set it between 1 and 1024")
+	v.check(c.Controller.Workers < 1 || c.Controller.Workers > 10000, "controller.workers", fmt.Sprintf("%d is out of range", c.Controller.Workers), "set it between 1 and 10000")
+	v.check(c.Controller.Receivers < 1 || c.Controller.Receivers > 100, "controller.receivers", fmt.Sprintf("%d is out of range", c.Controller.Receivers), "set it between 1 and 100")
 	v.listen(c.Metrics.Listen)
 	v.policy(c)
 	return v.probs

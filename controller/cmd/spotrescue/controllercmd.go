@@ -23,7 +23,6 @@ import (
 )
 
 func newControllerCommand(g *globals) *cobra.Command {
-	var receivers int
 	cmd := &cobra.Command{
 		Use:   "controller",
 		Short: "Run the rescue controller (the head node daemon)",
@@ -42,15 +41,14 @@ Stops gracefully on SIGTERM; unfinished rescues resume on the next start.`,
 				return err
 			}
 			defer log.Sync()
-			return runController(cmd, cfg, log, receivers)
+			return runController(cmd, cfg, log)
 		},
 	}
 	withConfig(cmd)
-	cmd.Flags().IntVar(&receivers, "receivers", 4, "concurrent SQS long polls")
 	return cmd
 }
 
-func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger, receivers int) error {
+func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) error {
 	ctx := cmd.Context()
 	awsCfg, err := awsConfig(ctx, cfg.Region)
 	if err != nil {
@@ -88,8 +86,8 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger, rece
 		Layout:          layout,
 		ScratchTemplate: cfg.Scratch.PathTemplate,
 		Margin:          cfg.Deadline.SafetyMargin.Std(),
-		Workers:         cfg.Rescue.Concurrency,
-		Receivers:       receivers,
+		Workers:         cfg.Controller.Workers,
+		Receivers:       cfg.Controller.Receivers,
 		Document:        cfg.SSM.Document,
 		DryRun:          cfg.DryRun,
 		Policy: controller.Policy{

@@ -1,0 +1,407 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/google/uuid"
+
+	"github.com/spotrescue/spotrescue/hack/lab"
+	"github.com/spotrescue/spotrescue/state"
+)
+
+func run(ctx context.Context, o options) error {
+	var l *lab.Lab
+	if o.mode == "lab" {
+		var err error
+		if l, err = lab.Load(); err != nil {
+			return fmt.Errorf("the lab is not up (make lab-up): %w", err)
+		}
+	}
+	repo, _ := os.Getwd()
+	bin, _ := filepath.Abs(o.bin)
+	dir, err := os.MkdirTemp("", "spotrescue-burst-")
+	if err != nil {
+		return err
+	}
+	if !o.keep {
+		defer os.RemoveAll(dir)
+	}
+	var ep *endpoints
+	if o.mode == "replay" {
+		ep, err = privateMoto(ctx, dir)
+	} else {
+		ep, err = newEndpoints(ctx, l.Env["AWS_ENDPOINT_URL"], l.Env["AWS_ENDPOINT_URL_SSM"])
+	}
+	if err != nil {
+		return err
+	}
+	defer ep.stop()
+	c, err := prepare(ctx, l, ep, o, repo, bin, dir)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("burst: %d interruptions, %d jobs, mode %s\n", len(c.nodes), c.jobs, o.mode)
+	res, err := measure(ctx, ep, o, c, bin)
+	if err != nil {
+		return err
+	}
+	var base *result
+	if o.baseline {
+		if base, err = baseline(ctx, ep, c); err != nil {
+			return err
+		}
+	}
+	report(os.Stdout, o, c, res, base)
+	return nil
+}
+
+// prepare creates the burst's cluster: nodes with jobs, tables, queue.
+func prepare(ctx context.Context, l *lab.Lab, ep *endpoints, o options, repo, bin, dir string) (*cluster, error) {
+	c := &cluster{name: "burst", dir: dir, instances: map[string]string{}, document: "SpotRescue-Rescue"}
+	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
+	c.stateTbl = "burst-state-" + suffix
+	switch o.mode {
+	case "replay":
+		for i := 1; i <= o.n; i++ {
+			n := fmt.Sprintf("burst-dy-c5-%d", i)
+			c.nodes = append(c.nodes, n)
+			c.instances[n] = instanceID(i)
+		}
+		c.binDir = filepath.Join(dir, "slurm")
+		os.MkdirAll(c.binDir, 0o755)
+		for _, name := range []string{"squeue", "sinfo", "scontrol", "scancel"} {
+			if err := os.Symlink(filepath.Join(bin, "slurmreplay"), filepath.Join(c.binDir, name)); err != nil {
+				return nil, err
+			}
+		}
+		jobs, err := replayState(repo, c.binDir, c.nodes, o.jobsPerNode)
+		if err != nil {
+			return nil, err
+		}
+		c.jobs = jobs
+		c.nodeTbl = "parallelcluster-slurm-burst-" + suffix
+		c.document = "SpotRescue-Rescue-" + suffix
+		if err := nodeTable(ctx, ep.dynamodb(), c.nodeTbl, c.instances); err != nil {
+			return nil, err
+		}
+		if err := document(ctx, ep.ssmClient(), c.document, repo); err != nil {
+			return nil, fmt.Errorf("register the document in moto's SSM: %w", err)
+		}
+	case "lab":
+		if len(l.Instances) < o.n {
+			return nil, fmt.Errorf("-mode lab -n %d needs a lab with that many nodes: make lab-down; LAB_NODES=%d make lab-up", o.n, o.n)
+		}
+		c.name = "lab"
+		for i := 1; i <= o.n; i++ {
+			n := fmt.Sprintf("compute-%d", i)
+			c.nodes = append(c.nodes, n)
+			c.instances[n] = l.Instances[n]
+		}
+		c.nodeTbl = "parallelcluster-slurm-lab"
+		out, err := exec.Command("sh", "-c", "dirname $(command -v scontrol)").Output()
+		if err != nil {
+			return nil, err
+		}
+		c.binDir = strings.TrimSpace(string(out))
+		if c.jobs, err = submitJobs(l, c.nodes, o.jobsPerNode); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("-mode %q: use replay or lab", o.mode)
+	}
+	if err := state.CreateTable(ctx, ep.dynamodb(), c.stateTbl); err != nil {
+		return nil, err
+	}
+	if o.mode == "replay" {
+		if err := createBucket(ctx, ep); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	c.queueURL, err = newQueue(ctx, ep.sqs(), "burst-"+suffix)
+	return c, err
+}
+
+// submitJobs starts sleeping jobs on every node and waits until they run.
+func submitJobs(l *lab.Lab, nodes []string, perNode int) (int, error) {
+	var ids []string
+	for _, n := range nodes {
+		for range perNode {
+			out, err := l.Command("sbatch", "--parsable", "-n1", "-w", n, "-o", "/dev/null", "--wrap", "sleep 900").Output()
+			if err != nil {
+				return 0, fmt.Errorf("sbatch on %s: %w", n, err)
+			}
+			ids = append(ids, strings.TrimSpace(string(out)))
+		}
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		out, _ := l.Command("squeue", "-h", "-t", "R", "-o", "%i").Output()
+		if len(strings.Fields(string(out))) >= len(ids) {
+			return len(ids), nil
+		}
+		time.Sleep(time.Second)
+	}
+	return 0, fmt.Errorf("jobs did not all start within 3 minutes")
+}
+
+// result is what one way of handling the burst achieved.
+type result struct {
+	name        string
+	latencies   []time.Duration // warning received -> its SSM command sent
+	last        time.Duration   // burst start -> last dispatch
+	awsCalls    map[string]float64
+	slurmCalls  map[string]float64
+	cpuSeconds  float64
+	peakRSS     int64
+	idleRSS     int64
+	idleCPU     float64
+	dispatched  int
+	interrupted int
+}
+
+// controller runs `spotrescue controller` for the burst.
+type controllerProc struct {
+	cmd     *exec.Cmd
+	metrics string
+}
+
+func startController(ctx context.Context, ep *endpoints, c *cluster, bin string) (*controllerProc, error) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg := filepath.Join(c.dir, "config.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`cluster: %s
+region: us-east-1
+queue_url: %s
+state_table: %s
+node_table: %s
+bucket: spotrescue-lab
+spool_dir: %s/spool
+scratch:
+  root: %s/scratch/{node}
+  path_template: %s/scratch/{node}/{job_id}
+slurm:
+  bin_dir: %s
+ssm:
+  document: %s
+metrics:
+  listen: %s
+`, c.name, c.queueURL, c.stateTbl, c.nodeTbl, c.dir, c.dir, c.dir, c.binDir, c.document, addr)), 0o644)
+	p := &controllerProc{metrics: addr}
+	p.cmd = exec.CommandContext(ctx, filepath.Join(bin, "spotrescue"), "controller", "--config", cfg)
+	// In replay mode SSM is moto's, which records commands and runs
+	// nothing: only dispatch is measured.
+	p.cmd.Env = append(append(os.Environ(), ep.env()...), "SLURMREPLAY_DIR="+c.binDir, "SLURMREPLAY_LOG="+filepath.Join(c.dir, "slurm-calls.log"))
+	logf, _ := os.Create(filepath.Join(c.dir, "controller.log"))
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("controller not ready; see %s", filepath.Join(c.dir, "controller.log"))
+}
+
+// procStats reads the controller's CPU seconds and resident memory.
+func procStats(pid int) (cpu float64, rss, hwm int64) {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	if len(f) > 13 {
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		cpu = (ut + st) / 100 // USER_HZ
+	}
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(status), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "VmRSS":
+			rss = kb << 10
+		case "VmHWM":
+			hwm = kb << 10
+		}
+	}
+	return cpu, rss, hwm
+}
+
+func scrape(addr string) map[string]float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, val, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		v, _ := strconv.ParseFloat(val, 64)
+		out[name] = v
+	}
+	return out
+}
+
+func delta(before, after map[string]float64, prefix string) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range after {
+		if strings.HasPrefix(k, prefix) && v-before[k] > 0 {
+			out[k] = v - before[k]
+		}
+	}
+	return out
+}
+
+// measure runs the burst through the real controller.
+func measure(ctx context.Context, ep *endpoints, o options, c *cluster, bin string) (*result, error) {
+	p, err := startController(ctx, ep, c, bin)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { p.cmd.Process.Signal(syscall.SIGTERM); p.cmd.Wait() }()
+	pid := p.cmd.Process.Pid
+	res := &result{name: "spotrescue", interrupted: len(c.nodes)}
+	// Idle: what the controller costs between events.
+	cpu0, _, _ := procStats(pid)
+	time.Sleep(10 * time.Second)
+	cpu1, rss, _ := procStats(pid)
+	res.idleCPU, res.idleRSS = cpu1-cpu0, rss
+	before := scrape(p.metrics)
+	start := time.Now()
+	if err := sendWarnings(ctx, ep.sqs(), c.queueURL, c.nodes, c.instances, start); err != nil {
+		return nil, err
+	}
+	if err := waitDispatched(ctx, p.metrics, c.jobs); err != nil {
+		return nil, err
+	}
+	// Records are written just after their dispatch: wait for the last.
+	var recs []*state.Record
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+		if recs, err = records(ctx, state.New(ep.dynamodb(), c.stateTbl), c.name, start); err != nil {
+			return nil, err
+		}
+		n := 0
+		for _, r := range recs {
+			if !r.Times.Dispatched.IsZero() {
+				n++
+			}
+		}
+		if n >= c.jobs || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recs {
+		if r.Times.Dispatched.IsZero() {
+			continue
+		}
+		// Receipt -> dispatch: Detected is when the controller received the
+		// warning, Dispatched when SendCommand returned.
+		res.latencies = append(res.latencies, r.Times.Dispatched.Sub(r.Times.Detected))
+		res.last = max(res.last, r.Times.Dispatched.Sub(start))
+	}
+	res.dispatched = len(recs)
+	time.Sleep(2 * time.Second) // let the dispatch write and the metrics settle
+	after := scrape(p.metrics)
+	res.awsCalls = delta(before, after, "spotrescue_aws_calls_total")
+	res.slurmCalls = delta(before, after, "spotrescue_slurm_calls_total")
+	cpu2, _, hwm := procStats(pid)
+	res.cpuSeconds, res.peakRSS = cpu2-cpu1, hwm
+	return res, nil
+}
+
+// sendWarnings puts one warning per node on the queue, in batches of 10,
+// as fast as the queue takes them.
+func sendWarnings(ctx context.Context, q *sqs.Client, url string, nodes []string, instances map[string]string, at time.Time) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(nodes)/10+1)
+	for i := 0; i < len(nodes); i += 10 {
+		var entries []sqstypes.SendMessageBatchRequestEntry
+		for j, n := range nodes[i:min(i+10, len(nodes))] {
+			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(j)), MessageBody: aws.String(warningBody(instances[n], at))})
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := q.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries}); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func warningBody(instance string, at time.Time) string {
+	return fmt.Sprintf(`{"version":"0","id":%q,"detail-type":"EC2 Spot Instance Interruption Warning","source":"aws.ec2","account":"123456789012","time":%q,"region":"us-east-1","resources":["arn:aws:ec2:us-east-1a:instance/%s"],"detail":{"instance-id":%q,"instance-action":"terminate"}}`,
+		uuid.NewString(), at.UTC().Format(time.RFC3339), instance, instance)
+}
+
+// waitDispatched watches the controller's own count of dispatches: polling
+// the table would load the emulator the controller is measured against.
+func waitDispatched(ctx context.Context, metrics string, jobs int) error {
+	for deadline := time.Now().Add(10 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if scrape(metrics)["spotrescue_dispatch_latency_seconds_count"] >= float64(jobs) {
+			return nil
+		}
+	}
+	return fmt.Errorf("not every job was dispatched within 10 minutes")
+}
+
+// records reads the burst's records once, at the end.
+func records(ctx context.Context, store *state.Store, cluster string, since time.Time) ([]*state.Record, error) {
+	var all []*state.Record
+	token := ""
+	for {
+		recs, next, err := store.List(ctx, state.ListOptions{Cluster: cluster, Since: since.Add(-time.Minute), Limit: 1000, PageToken: token})
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, recs...)
+		if next == "" {
+			return all, nil
+		}
+		token = next
+	}
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(float64(len(s)-1) * p)
+	return s[i]
+}
