@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 LAB_DIR ?= /tmp/spotrescue-lab
 export LAB_DIR
 
-.PHONY: all build test unit lab-test vet lab-up lab-down lab-env demo chaos fmt clean
+.PHONY: all build test unit lab-test vet lab-up lab-down lab-env demo chaos bench-burst bench-burst-lab fmt clean
 
 all: build
 
@@ -16,6 +16,7 @@ build:
 	$(GO) build -o bin/ssmlocal ./hack/ssmlocal
 	$(GO) build -o bin/labinit ./hack/labinit
 	$(GO) build -o bin/faultproxy ./hack/faultproxy
+	$(GO) build -o bin/slurmreplay ./hack/slurmreplay
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
@@ -83,6 +84,19 @@ chaos: build
 	LAB_NODES=50 hack/lab/up.sh
 	source $(LAB_DIR)/lab.env && CHAOS_INTERRUPTIONS=50 $(GO) test -tags lab -count=1 -v -timeout 40m \
 		-run 'TestChaosKilledDuringBurst|TestFaultsOnEveryAWSAPI' ./hack/e2e/; status=$$?; hack/lab/down.sh; exit $$status
+
+# bench-burst measures a mass reclaim of 1,000 nodes against the baseline
+# (recorded Slurm state, a private moto_server); see BENCHMARKS.md.
+# bench-burst-lab does 50 real lab nodes end to end (it brings up a 50-node lab).
+bench-burst: build
+	$(GO) build -o bin/burst ./hack/burst
+	bin/burst -mode replay -n $(or $(N),1000)
+
+bench-burst-lab: build
+	$(GO) build -o bin/burst ./hack/burst
+	hack/lab/down.sh
+	LAB_NODES=50 hack/lab/up.sh
+	source $(LAB_DIR)/lab.env && bin/burst -mode lab -n 50 -jobs-per-node 3; status=$$?; hack/lab/down.sh; exit $$status
 
 lab-up: build
 	hack/lab/up.sh

@@ -4,10 +4,12 @@
 // are the objects; SQS messages are watch notifications. Read it top-down:
 //
 //   - intake.go receives EventBridge messages and hands each to its handler;
-//   - events.go turns an interruption warning into one Detected record per
-//     job on the node, and other events into notes on those records;
+//   - events.go holds the jobs of a batch of interruption warnings, drains
+//     their nodes, dispatches their agents and writes one record per job,
+//     and turns other events into notes on those records;
 //   - reconcile.go moves one record toward Done, one idempotent step at a
-//     time: hold and drain, dispatch the upload, track it, then
+//     time: hold and drain (if the intake could not), dispatch (if the
+//     intake did not), track the upload, then
 //   - requeue.go writes the env file and AdminComment, requeues and releases.
 //
 // Every step is written to DynamoDB before the next starts, so a controller

@@ -52,10 +52,11 @@ type warning struct {
 }
 
 // onWarnings handles a batch of Spot interruption warnings: it holds the
-// jobs on the warned nodes, drains the nodes, and records one Held record
-// per job and one interruption item per instance. All the warnings of a
-// batch share one Slurm listing, one hold, one drain and one batch write of
-// their interruption items. A redelivered or duplicate warning finds its
+// jobs on the warned nodes, drains the nodes, dispatches the agents, and
+// records one record per job (Dispatched, or Held for reconcile to
+// dispatch) and one interruption item per instance. All the warnings of a
+// batch share one Slurm listing, one hold, one drain, SendCommands of up to
+// 50 instances and one batch write of their interruption items. A redelivered or duplicate warning finds its
 // records there and changes nothing. The result has one error per
 // warning; nil means its message can be deleted.
 func (c *Controller) onWarnings(ctx context.Context, events []event.Event, received time.Time) []error {

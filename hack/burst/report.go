@@ -23,6 +23,9 @@ func report(w io.Writer, o options, c *cluster, r, base *result) {
 			ms(x.last), sum(x.awsCalls)/float64(x.interrupted), x.cpuSeconds, float64(x.peakRSS)/(1<<20))
 	}
 	tw.Flush()
+	if r.expired > 0 {
+		fmt.Fprintf(w, "\n%d warnings were reached only after their two minutes and were ignored as expired\n", r.expired)
+	}
 	if base != nil && r.last > 0 {
 		fmt.Fprintf(w, "\nlast dispatch: spotrescue %.1fx faster than the baseline (same run)\n", base.last.Seconds()/r.last.Seconds())
 	}

@@ -157,7 +157,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	if runs, _ := e.store.Runs(context.Background(), "lab", id); len(runs) != 0 {
 		t.Errorf("%d records written to the state table", len(runs))
 	}
-	for _, want := range []string{"dry run: would hold the job", "dry run: would drain", "dry run: would send the rescue command", "dry run: would requeue the job"} {
+	for _, want := range []string{"dry run: would hold jobs", "dry run: would drain", "dry run: would send the rescue command", "dry run: would requeue the job"} {
 		if !strings.Contains(c.log.String(), want) {
 			t.Errorf("log lacks %q", want)
 		}
