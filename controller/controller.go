@@ -69,6 +69,7 @@ type Nodes interface {
 type Dispatcher interface {
 	Dispatch(ctx context.Context, reqs []rescue.Request) (map[string]string, error)
 	Status(ctx context.Context, command, instance string) (string, error)
+	Cancel(ctx context.Context, command, instance string) error
 }
 
 // Manifests reads what an agent saved.
@@ -98,6 +99,7 @@ type Policy struct {
 	Grace             time.Duration // time the job gets to checkpoint after Signal
 	FallbackAfter     int           // interruptions of one job before it moves to FallbackPartition; 0 for never
 	FallbackPartition string
+	Presync           bool // copy a node's jobs' scratch on a Rebalance Recommendation
 }
 
 var defaultStates = []string{"RUNNING", "COMPLETING", "SUSPENDED"}
@@ -143,6 +145,7 @@ type Controller struct {
 	mu       sync.Mutex
 	commands map[string]*watch // SSM command id -> who waits on it
 	cache    map[string]*state.Record
+	presyncs map[string]string // instance -> pre-sync command that may still run
 	ready    bool
 	lastPoll time.Time // when a receive last returned, for liveness
 }
@@ -162,6 +165,7 @@ func New(o Options, d Deps) *Controller {
 		queue:    workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{Name: "rescues"}),
 		commands: map[string]*watch{},
 		cache:    map[string]*state.Record{},
+		presyncs: map[string]string{},
 	}
 }
 

@@ -533,6 +533,7 @@ type fakeDispatcher struct {
 	fail     error               // every SendCommand fails with this
 	failFor  map[string]bool     // instances whose SendCommand fails
 	fallback string              // status of instances not in status
+	canceled []string            // commands canceled
 }
 
 func newFakeDispatcher() *fakeDispatcher {
@@ -562,6 +563,13 @@ func (d *fakeDispatcher) Dispatch(_ context.Context, reqs []rescue.Request) (map
 		return out, fmt.Errorf("SendCommand to %v: InvalidInstanceId", failed)
 	}
 	return out, nil
+}
+
+func (d *fakeDispatcher) Cancel(_ context.Context, command, instance string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.canceled = append(d.canceled, command)
+	return nil
 }
 
 func (d *fakeDispatcher) Status(_ context.Context, command, instance string) (string, error) {

@@ -340,3 +340,28 @@ func TestNodeLookupFailureLeavesTheWarning(t *testing.T) {
 		t.Errorf("lookup failure counted as foreign (%v)", got)
 	}
 }
+
+// With pre-sync on, a rebalance recommendation copies the node's jobs
+// ahead of time; the warning that follows cancels that copy before the
+// final rescue starts on the same instance.
+func TestRebalancePresyncThenWarning(t *testing.T) {
+	start := now()
+	h := newHarness(t, start, func(o *Options) { o.Policy.Presync = true }, batchJob("101", nodeA))
+	h.c.handle(context.Background(), []sqstypes.Message{message("m1", rebalanceBody("ev-1", instA, start))}, start)
+	reqs := h.disp.requests()
+	if len(reqs) != 1 || !reqs[0].Presync || reqs[0].Job.JobID != "101" || reqs[0].Job.Prefix == "" {
+		t.Fatalf("pre-sync requests %+v", reqs)
+	}
+	if h.store.count() != 0 {
+		t.Error("a pre-sync created a record")
+	}
+	presync := h.disp.commandsTo(instA)[0]
+	h.warn(t, "m2", instA)
+	reqs = h.disp.requests()
+	if len(reqs) != 2 || reqs[1].Presync {
+		t.Fatalf("final rescue requests %+v", reqs)
+	}
+	if !slices.Equal(h.disp.canceled, []string{presync}) {
+		t.Errorf("canceled %v, want the pre-sync %s", h.disp.canceled, presync)
+	}
+}

@@ -294,6 +294,9 @@ func (c *Controller) sendAgents(ctx context.Context, rec *state.Record) (int, er
 	if len(reqs) == 0 {
 		return 0, nil
 	}
+	for _, r := range reqs {
+		c.stopPresync(ctx, r.Instance)
+	}
 	cmds, err := c.Dispatcher.Dispatch(ctx, reqs)
 	sent := 0
 	for i := range rec.Nodes {

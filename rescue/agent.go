@@ -2,11 +2,13 @@ package rescue
 
 import (
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
 )
@@ -19,10 +21,26 @@ type Agent struct {
 	// Root is the node's scratch mount; the agent never reads or writes
 	// outside it. "{node}" is replaced by the node name.
 	Root string
-	// Concurrency is how many files move at once.
+	// Concurrency is how many files move at once (DefaultConcurrency when 0).
 	Concurrency int
-	// PartSize bounds memory: each file in flight buffers at most two parts.
+	// PartSize is the size of a multipart upload's parts and of the agent's
+	// read buffers; files smaller than it go in one PUT (DefaultPartSize
+	// when 0, at least 5 MiB as S3 requires).
 	PartSize int64
+	// PartsInFlight is how many part buffers each of the Concurrency slots
+	// may hold (DefaultPartsInFlight when 0). The buffers are shared: a
+	// large file uses those small files leave free. Memory for file data
+	// is bounded by Concurrency x PartsInFlight x PartSize, whatever the
+	// size or number of the files.
+	PartsInFlight int
+	// RangeSize is the smallest range a larger file is restored in,
+	// several at once (DefaultRangeSize when 0; ranges grow so that a file
+	// has no more of them than there are streams); smaller files come in
+	// one GET.
+	RangeSize int64
+	// Priority lists glob patterns of files to save first, used when the
+	// plan has none (see ValidPriority).
+	Priority []string
 	// Progress is how often progress is logged.
 	Progress time.Duration
 	// Checkpoint is how often an interim manifest (complete: false) is
@@ -30,7 +48,30 @@ type Agent struct {
 	Checkpoint time.Duration
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+
+	// afterRead, in tests, runs when a file has been read and before it is
+	// checked for changes: the moment a writer would have to strike.
+	afterRead func(rel string)
+	// beforePart, in tests, runs before a part is sent: it can hold a
+	// multipart upload open across the hard deadline.
+	beforePart func(rel string, part int32)
+
+	once  sync.Once
+	tuned *s3.Client
 }
+
+// Defaults measured on a 2-core machine against loopback S3 (BENCHMARKS.md):
+// past 8 transfers at once the emulator, not the agent, is the limit;
+// larger parts, or more of them per slot, only add memory (and were
+// slower). The part buffers are shared, so one large file alone still
+// gets 8 parts in flight. File data then takes at most 64 MiB.
+const (
+	DefaultConcurrency   = 8
+	DefaultPartSize      = 8 << 20
+	DefaultPartsInFlight = 1
+	DefaultRangeSize     = 64 << 20
+	minPartSize          = 5 << 20
+)
 
 func (a *Agent) now() time.Time {
 	if a.Now != nil {
@@ -39,22 +80,67 @@ func (a *Agent) now() time.Time {
 	return time.Now()
 }
 
-func (a *Agent) transfer() *transfermanager.Client {
-	part := a.PartSize
-	if part == 0 {
-		part = 8 << 20
+func (a *Agent) concurrency() int {
+	if a.Concurrency > 0 {
+		return a.Concurrency
 	}
-	return transfermanager.New(a.S3, func(o *transfermanager.Options) {
-		o.PartSizeBytes = part
-		o.MultipartUploadThreshold = part
-		o.Concurrency = 2
-		// Aborting a multipart upload must work even after the deadline
-		// cancelled the upload's context: no orphaned parts.
-		o.FailTimeout = 5 * time.Second
-		// Restores verify each file's whole-content CRC32C from the
-		// manifest, which also covers multipart objects.
-		o.DisableChecksumValidation = true
+	return DefaultConcurrency
+}
+
+func (a *Agent) partSize() int64 {
+	if a.PartSize <= 0 {
+		return DefaultPartSize
+	}
+	return max(a.PartSize, minPartSize)
+}
+
+func (a *Agent) partsInFlight() int {
+	if a.PartsInFlight > 0 {
+		return a.PartsInFlight
+	}
+	return DefaultPartsInFlight
+}
+
+func (a *Agent) rangeSize() int64 {
+	if a.RangeSize > 0 {
+		return a.RangeSize
+	}
+	return DefaultRangeSize
+}
+
+func (a *Agent) readHook(rel string) {
+	if a.afterRead != nil {
+		a.afterRead(rel)
+	}
+}
+
+func (a *Agent) partHook(rel string, part int32) {
+	if a.beforePart != nil {
+		a.beforePart(rel, part)
+	}
+}
+
+// client returns the S3 client with a connection pool as large as the
+// agent's parallelism: the SDK's default keeps 10 idle connections per
+// host, and every request beyond that would open (and the server accept)
+// a new one.
+func (a *Agent) client() *s3.Client {
+	a.once.Do(func() {
+		a.tuned = a.S3
+		if a.S3 == nil {
+			return
+		}
+		conns := a.concurrency()*a.partsInFlight() + 4
+		a.tuned = s3.New(a.S3.Options(), func(o *s3.Options) {
+			if bc, ok := o.HTTPClient.(*awshttp.BuildableClient); ok {
+				o.HTTPClient = bc.WithTransportOptions(func(t *http.Transport) {
+					t.MaxIdleConns = max(t.MaxIdleConns, conns)
+					t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, conns)
+				})
+			}
+		})
 	})
+	return a.tuned
 }
 
 // root returns the scratch root for node, cleaned.

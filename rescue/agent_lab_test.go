@@ -60,14 +60,21 @@ func newAgent(t *testing.T, l *lab.Lab, root string) *rescue.Agent {
 	return &rescue.Agent{S3: l.S3(), Log: zaptest.NewLogger(t), Root: root, Concurrency: 8, Checkpoint: time.Hour}
 }
 
+// Both checksum algorithms: recorded in the manifest, verified on restore.
 func TestRescueAndRestoreRoundTrip(t *testing.T) {
+	for _, alg := range []string{"", rescue.ChecksumSHA256} {
+		t.Run("checksum="+alg, func(t *testing.T) { roundTrip(t, alg) })
+	}
+}
+
+func roundTrip(t *testing.T, alg string) {
 	l := lab.Get(t)
 	ctx := context.Background()
 	root := t.TempDir()
 	src := filepath.Join(root, "node-a", "job-1")
 	want := scratchTree(t, src)
-	prefix := fmt.Sprintf("test/%s/%d/run-0/node-a/", t.Name(), time.Now().UnixNano())
-	plan := &rescue.Plan{ID: "p1", Instance: "i-0c0ffee0000000001", Node: "node-a", Bucket: "spotrescue-lab",
+	prefix := nodePrefix(t, l)
+	plan := &rescue.Plan{ID: "p1", Instance: "i-0c0ffee0000000001", Node: "node-a", Bucket: "spotrescue-lab", Checksum: alg,
 		Jobs: []rescue.PlanJob{{JobID: "1", Dir: src, Prefix: prefix}}}
 	a := newAgent(t, l, filepath.Join(root, "{node}"))
 	res := a.Rescue(ctx, plan, rescue.Deadlines{Soft: time.Now().Add(time.Minute), Hard: time.Now().Add(90 * time.Second)})
@@ -75,9 +82,13 @@ func TestRescueAndRestoreRoundTrip(t *testing.T) {
 		t.Fatalf("rescue: %+v", res)
 	}
 	m := res[0].Manifest
-	if !m.Complete || len(m.Skipped) != 1 || m.Skipped[0].Path != "pipe" {
+	if !m.Complete || len(m.Skipped) != 1 || m.Skipped[0].Path != "pipe" || m.Skipped[0].Reason != rescue.SkipSpecial {
 		t.Fatalf("manifest complete=%v skipped=%+v", m.Complete, m.Skipped)
 	}
+	if wantAlg := map[string]string{"": "CRC32C", "SHA256": "SHA256"}[alg]; m.Algorithm != wantAlg {
+		t.Fatalf("checksum_algorithm %q, want %q", m.Algorithm, wantAlg)
+	}
+	assertExact(t, l, m, prefix)
 
 	// The bytes in S3 are the bytes on the node.
 	for rel, b := range want {
@@ -133,7 +144,7 @@ func TestDeadlineLeavesAnHonestManifest(t *testing.T) {
 		os.MkdirAll(src, 0o755)
 		os.WriteFile(filepath.Join(src, fmt.Sprintf("f%03d", i)), randomBytes(t, 64<<10), 0o644)
 	}
-	prefix := fmt.Sprintf("test/%s/%d/", t.Name(), time.Now().UnixNano())
+	prefix := nodePrefix(t, l)
 	plan := &rescue.Plan{ID: "p2", Instance: "i-0c0ffee0000000002", Node: "n", Bucket: "spotrescue-lab", Jobs: []rescue.PlanJob{{JobID: "2", Dir: src, Prefix: prefix}}}
 	a := newAgent(t, l, filepath.Join(root, "{node}"))
 	a.Concurrency = 1
@@ -148,10 +159,7 @@ func TestDeadlineLeavesAnHonestManifest(t *testing.T) {
 			t.Errorf("skipped %s for %q", s.Path, s.Reason)
 		}
 	}
-	stored, err := rescue.ReadManifest(context.Background(), l.S3(), "spotrescue-lab", prefix)
-	if err != nil || stored.Complete || len(stored.Files) != len(m.Files) {
-		t.Fatalf("manifest in S3: %+v, %v", stored, err)
-	}
+	assertExact(t, l, m, prefix)
 }
 
 // A job directory that is a symlink out of the scratch root is refused.

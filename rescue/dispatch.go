@@ -18,6 +18,7 @@ import (
 type SSMAPI interface {
 	SendCommand(ctx context.Context, in *ssm.SendCommandInput, opts ...func(*ssm.Options)) (*ssm.SendCommandOutput, error)
 	GetCommandInvocation(ctx context.Context, in *ssm.GetCommandInvocationInput, opts ...func(*ssm.Options)) (*ssm.GetCommandInvocationOutput, error)
+	CancelCommand(ctx context.Context, in *ssm.CancelCommandInput, opts ...func(*ssm.Options)) (*ssm.CancelCommandOutput, error)
 }
 
 // MaxTargets is how many instances one SendCommand may name.
@@ -30,6 +31,9 @@ type Request struct {
 	Job      PlanJob
 	Deadline time.Time
 	Reclaim  time.Time
+	// Presync copies ahead of an interruption, without a deadline; it never
+	// shares a plan with a final rescue.
+	Presync bool
 }
 
 // Dispatcher gathers requests arriving within a short window into one plan
@@ -43,18 +47,29 @@ type Dispatcher struct {
 	Window   time.Duration
 	Log      *zap.Logger
 	DryRun   bool
+	// How the agents upload: see Plan.
+	Priority []string
+	Checksum string
+	Pack     bool
 
 	mu   sync.Mutex
 	open *batch
 }
 
+// planKey tells apart the plans of one batch: an instance gets at most one
+// final plan and one pre-sync plan.
+type planKey struct {
+	instance string
+	presync  bool
+}
+
 type batch struct {
-	plans  map[string]*Plan // by instance
-	full   chan struct{}    // closed when the batch reaches MaxTargets
+	plans  map[planKey]*Plan
+	full   chan struct{} // closed when the batch reaches MaxTargets
 	sealed bool
 	done   chan struct{} // closed when sent
-	cmds   map[string]string
-	errs   map[string]error
+	cmds   map[planKey]string
+	errs   map[planKey]error
 }
 
 // Dispatch adds reqs to the batch being gathered and waits until it is sent.
@@ -64,42 +79,45 @@ func (d *Dispatcher) Dispatch(ctx context.Context, reqs []Request) (map[string]s
 	cmds := map[string]string{}
 	var errs []error
 	for _, r := range reqs {
-		b := mine[r.Instance]
+		b := mine[planKey{r.Instance, r.Presync}]
 		select {
 		case <-b.done:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		if err := b.errs[r.Instance]; err != nil {
+		k := planKey{r.Instance, r.Presync}
+		if err := b.errs[k]; err != nil {
 			errs = append(errs, fmt.Errorf("instance %s: %w", r.Instance, err))
 			continue
 		}
-		cmds[r.Instance] = b.cmds[r.Instance]
+		cmds[r.Instance] = b.cmds[k]
 	}
 	return cmds, errors.Join(errs...)
 }
 
-func (d *Dispatcher) enqueue(reqs []Request) map[string]*batch {
+func (d *Dispatcher) enqueue(reqs []Request) map[planKey]*batch {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	mine := map[string]*batch{}
+	mine := map[planKey]*batch{}
 	for _, r := range reqs {
+		k := planKey{r.Instance, r.Presync}
 		b := d.open
-		if b == nil || (len(b.plans) == MaxTargets && b.plans[r.Instance] == nil) {
-			b = &batch{plans: map[string]*Plan{}, full: make(chan struct{}), done: make(chan struct{})}
+		if b == nil || (len(b.plans) == MaxTargets && b.plans[k] == nil) {
+			b = &batch{plans: map[planKey]*Plan{}, full: make(chan struct{}), done: make(chan struct{})}
 			d.open = b
 			go d.flush(b)
 		}
-		p := b.plans[r.Instance]
+		p := b.plans[k]
 		if p == nil {
-			p = &Plan{Instance: r.Instance, Node: r.Node, Cluster: d.Layout.Cluster, Region: d.Region, Bucket: d.Layout.Bucket, Deadline: r.Deadline, Reclaim: r.Reclaim}
-			b.plans[r.Instance] = p
+			p = &Plan{Instance: r.Instance, Node: r.Node, Cluster: d.Layout.Cluster, Region: d.Region, Bucket: d.Layout.Bucket,
+				Deadline: r.Deadline, Reclaim: r.Reclaim, Presync: r.Presync, Priority: d.Priority, Checksum: d.Checksum, Pack: d.Pack}
+			b.plans[k] = p
 		}
 		p.Jobs = appendJob(p.Jobs, r.Job)
 		if r.Deadline.Before(p.Deadline) {
 			p.Deadline, p.Reclaim = r.Deadline, r.Reclaim
 		}
-		mine[r.Instance] = b
+		mine[k] = b
 		if len(b.plans) == MaxTargets && !b.sealed {
 			// Send now; until flush detaches the batch, more jobs for
 			// these 50 instances still join their plans.
@@ -130,34 +148,42 @@ func (d *Dispatcher) flush(b *batch) {
 		d.open = nil
 	}
 	d.mu.Unlock()
-	b.cmds, b.errs = map[string]string{}, map[string]error{}
-	instances := make([]string, 0, len(b.plans))
-	for id := range b.plans {
-		instances = append(instances, id)
+	b.cmds, b.errs = map[planKey]string{}, map[planKey]error{}
+	// Final rescues and pre-syncs go in separate commands: an agent finds
+	// its plan by plan id and instance, and an instance may have one of each.
+	for _, presync := range []bool{false, true} {
+		var instances []string
+		for k := range b.plans {
+			if k.presync == presync {
+				instances = append(instances, k.instance)
+			}
+		}
+		if len(instances) > 0 {
+			sort.Strings(instances)
+			d.send(context.Background(), b, presync, instances)
+		}
 	}
-	sort.Strings(instances)
-	d.send(context.Background(), b, instances)
 	close(b.done)
 }
 
 // send writes the plans and runs the document on instances. If SSM refuses
 // the whole call (one instance is no longer managed, say), each instance is
 // retried alone so one lost node does not cost the others their rescue.
-func (d *Dispatcher) send(ctx context.Context, b *batch, instances []string) {
+func (d *Dispatcher) send(ctx context.Context, b *batch, presync bool, instances []string) {
 	id := NewPlanID()
 	for _, inst := range instances {
-		p := b.plans[inst]
+		p := b.plans[planKey{inst, presync}]
 		p.ID = id
 		if d.DryRun {
 			continue
 		}
 		if err := d.Layout.WritePlan(p); err != nil {
-			b.errs[inst] = err
+			b.errs[planKey{inst, presync}] = err
 		}
 	}
 	targets := instances[:0:0]
 	for _, inst := range instances {
-		if b.errs[inst] == nil {
+		if b.errs[planKey{inst, presync}] == nil {
 			targets = append(targets, inst)
 		}
 	}
@@ -168,17 +194,32 @@ func (d *Dispatcher) send(ctx context.Context, b *batch, instances []string) {
 	if err != nil && len(targets) > 1 {
 		d.Log.Warn("SendCommand failed for the batch; retrying each instance", zap.Int("instances", len(targets)), zap.Error(err))
 		for _, inst := range targets {
-			d.send(ctx, b, []string{inst})
+			d.send(ctx, b, presync, []string{inst})
 		}
 		return
 	}
 	for _, inst := range targets {
 		if err != nil {
-			b.errs[inst] = err
+			b.errs[planKey{inst, presync}] = err
 		} else {
-			b.cmds[inst] = cmd
+			b.cmds[planKey{inst, presync}] = cmd
 		}
 	}
+}
+
+// Cancel stops an agent still running, a pre-sync about to be overtaken
+// by the final rescue of the same node. A command already finished is not
+// an error.
+func (d *Dispatcher) Cancel(ctx context.Context, command, instance string) error {
+	if d.DryRun {
+		return nil
+	}
+	_, err := d.SSM.CancelCommand(ctx, &ssm.CancelCommandInput{CommandId: aws.String(command), InstanceIds: []string{instance}})
+	var done *ssmtypes.InvalidCommandId
+	if err != nil && !errors.As(err, &done) {
+		return fmt.Errorf("cancel %s on %s: %w", command, instance, err)
+	}
+	return nil
 }
 
 func (d *Dispatcher) sendCommand(ctx context.Context, plan string, instances []string) (string, error) {

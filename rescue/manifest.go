@@ -2,12 +2,8 @@ package rescue
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"hash"
-	"hash/crc32"
 	"path"
 	"strings"
 	"time"
@@ -17,21 +13,31 @@ import (
 
 // Manifest describes what one node saved of one job run. The agent writes it
 // last: without it, or with Complete false, the data is not a full copy.
+// Every regular file it lists is an object at <node prefix>/<path>, and no
+// other object under the prefix belongs to it (except the manifest).
 type Manifest struct {
-	Version  int       `json:"version"`
-	JobID    string    `json:"job_id"`
-	Run      int       `json:"run"`
-	Node     string    `json:"node"`
-	Instance string    `json:"instance"`
-	Complete bool      `json:"complete"`
+	Version  int    `json:"version"`
+	JobID    string `json:"job_id"`
+	Run      int    `json:"run"`
+	Node     string `json:"node"`
+	Instance string `json:"instance"`
+	Complete bool   `json:"complete"`
+	// Presync marks a copy taken ahead of an interruption (on a Rebalance
+	// Recommendation): never complete, the base of the final rescue.
+	Presync  bool      `json:"presync,omitempty"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
 	Deadline time.Time `json:"deadline"`
-	// Algorithm names the checksum in Files: CRC32C of the whole content, base64.
-	Algorithm string    `json:"checksum_algorithm"`
-	Bytes     int64     `json:"bytes"`
-	Files     []File    `json:"files"`
-	Skipped   []Skipped `json:"skipped,omitempty"`
+	// Algorithm names the checksum in Files (CRC32C or SHA256 of the whole
+	// content, base64).
+	Algorithm string `json:"checksum_algorithm"`
+	Bytes     int64  `json:"bytes"` // size of the files listed
+	// Uploaded is what this run moved; files unchanged since the previous
+	// manifest at the prefix (a pre-sync) were carried over, not re-sent.
+	Uploaded int64     `json:"uploaded_bytes"`
+	Carried  int       `json:"carried_files,omitempty"`
+	Files    []File    `json:"files"`
+	Skipped  []Skipped `json:"skipped,omitempty"`
 }
 
 // File is one saved entry of the scratch directory.
@@ -43,6 +49,23 @@ type File struct {
 	MTime    time.Time `json:"mtime"`
 	Checksum string    `json:"checksum,omitempty"`
 	Target   string    `json:"target,omitempty"` // symlink target, stored, never followed
+	// Pack, for a small file saved in a pack object, is that object's key
+	// below the node prefix (_spotrescue/packs/...); the file's bytes are
+	// at Offset in it. Empty: the file is the object <node prefix>/<path>.
+	Pack   string `json:"pack,omitempty"`
+	Offset int64  `json:"offset,omitempty"`
+}
+
+// PackDir is where pack objects live below a node prefix: inside the
+// reserved _spotrescue/ directory, so no scratch file can collide with one.
+const PackDir = "_spotrescue/packs/"
+
+// ObjectKey is the key of the object holding a regular file's bytes.
+func (f File) ObjectKey(nodePrefix string) string {
+	if f.Pack != "" {
+		return nodePrefix + f.Pack
+	}
+	return nodePrefix + f.Path
 }
 
 // Skipped is an entry that was not saved, and why.
@@ -66,23 +89,17 @@ const (
 	SkipReserved     = "reserved name"
 	SkipChanging     = "changed during upload"
 	SkipUploadFailed = "upload failed"
+	SkipVanished     = "deleted during rescue" // gone before it could be read: nothing was lost
+	SkipCancelled    = "cancelled"             // the agent was stopped (a pre-sync superseded, a signal)
+	SkipNotUTF8      = "name is not UTF-8"
 )
 
 const manifestVersion = 1
 
-// ChecksumAlgorithm is the only algorithm manifests use for now.
-const ChecksumAlgorithm = "CRC32C"
-
-func newChecksum() hash.Hash32 { return crc32.New(crc32.MakeTable(crc32.Castagnoli)) }
-
-func encodeChecksum(h hash.Hash32) string {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], h.Sum32())
-	return base64.StdEncoding.EncodeToString(b[:])
-}
-
-// ParseManifest decodes and checks a manifest, rejecting any path that
-// would escape the directory it is restored into.
+// ParseManifest decodes and checks a manifest. It refuses anything a
+// restore could be tricked by: paths that escape the directory, the same
+// path twice, entries below a symlink or a file, checksums that do not fit
+// the algorithm.
 func ParseManifest(data []byte) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
@@ -91,27 +108,54 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	if m.Version != manifestVersion {
 		return nil, fmt.Errorf("parse manifest: version %d, want %d", m.Version, manifestVersion)
 	}
-	if m.Algorithm != ChecksumAlgorithm {
-		return nil, fmt.Errorf("parse manifest: checksum algorithm %q, want %s", m.Algorithm, ChecksumAlgorithm)
+	alg, err := checksumFor(m.Algorithm)
+	if err != nil || m.Algorithm == "" {
+		return nil, fmt.Errorf("parse manifest: checksum algorithm %q, want %s or %s", m.Algorithm, ChecksumCRC32C, ChecksumSHA256)
 	}
+	kinds := make(map[string]string, len(m.Files))
 	for _, f := range m.Files {
-		if err := checkRelPath(f.Path); err != nil {
+		if err := checkEntry(f, alg); err != nil {
 			return nil, fmt.Errorf("parse manifest: %w", err)
 		}
-		switch f.Type {
-		case TypeFile, TypeDir:
-		case TypeSymlink:
-			if f.Target == "" {
-				return nil, fmt.Errorf("parse manifest: symlink %q has no target", f.Path)
-			}
-		default:
-			return nil, fmt.Errorf("parse manifest: %q has unknown type %q", f.Path, f.Type)
+		if kinds[f.Path] != "" {
+			return nil, fmt.Errorf("parse manifest: %q is listed twice", f.Path)
 		}
-		if f.Size < 0 {
-			return nil, fmt.Errorf("parse manifest: %q has negative size", f.Path)
+		kinds[f.Path] = f.Type
+	}
+	for _, f := range m.Files {
+		for dir := path.Dir(f.Path); dir != "."; dir = path.Dir(dir) {
+			if k := kinds[dir]; k != "" && k != TypeDir {
+				return nil, fmt.Errorf("parse manifest: %q is below %s %q", f.Path, k, dir)
+			}
 		}
 	}
 	return &m, nil
+}
+
+func checkEntry(f File, alg checksum) error {
+	if err := checkRelPath(f.Path); err != nil {
+		return err
+	}
+	switch f.Type {
+	case TypeFile:
+		if f.Size < 0 || !alg.valid(f.Checksum) {
+			return fmt.Errorf("file %q has size %d and checksum %q", f.Path, f.Size, f.Checksum)
+		}
+		if f.Pack != "" && (checkRelPath(f.Pack) != nil || !strings.HasPrefix(f.Pack, PackDir) || f.Offset < 0) {
+			return fmt.Errorf("file %q is in pack %q at offset %d", f.Path, f.Pack, f.Offset)
+		}
+	case TypeDir:
+	case TypeSymlink:
+		if f.Target == "" || strings.ContainsRune(f.Target, 0) {
+			return fmt.Errorf("symlink %q has no usable target", f.Path)
+		}
+	default:
+		return fmt.Errorf("%q has unknown type %q", f.Path, f.Type)
+	}
+	if f.Type != TypeFile && (f.Pack != "" || f.Offset != 0) {
+		return fmt.Errorf("%s %q has a pack", f.Type, f.Path)
+	}
+	return nil
 }
 
 // checkRelPath accepts only clean, relative, slash-separated paths.

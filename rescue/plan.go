@@ -33,6 +33,25 @@ type Plan struct {
 	Deadline time.Time `json:"deadline"` // stop starting new files at this time
 	Reclaim  time.Time `json:"reclaim"`  // when EC2 takes the instance back
 	Jobs     []PlanJob `json:"jobs"`
+	// Priority lists glob patterns of files to save first, in order; the
+	// rest follow newest first (see ValidPriority for the syntax). Empty:
+	// the agent's own list, if any, else newest first.
+	Priority []string `json:"priority,omitempty"`
+	// Checksum is the whole-file checksum recorded in the manifest and
+	// verified on restore: CRC32C (the default when empty) or SHA256.
+	Checksum string `json:"checksum,omitempty"`
+	// Presync asks for an incremental copy ahead of an interruption (on a
+	// Rebalance Recommendation): no deadline, a manifest with complete
+	// false and presync true. A later rescue of the same prefix sends only
+	// what changed since.
+	Presync bool `json:"presync,omitempty"`
+	// Pack stores files below a quarter of the part size (2 MiB by
+	// default) together in pack objects of up to one part, recorded in the
+	// manifest by pack and offset, instead of one object each: many times
+	// fewer requests for many small files, which is what bounds a rescue's
+	// speed on them. Such files are then not objects of their own under
+	// the node prefix (a restore, or a ranged GET, gets them back).
+	Pack bool `json:"pack,omitempty"`
 }
 
 // PlanJob is one job's part of a plan.

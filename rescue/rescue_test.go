@@ -39,19 +39,6 @@ func TestScratchDirRefusesPathTricks(t *testing.T) {
 	}
 }
 
-func TestParseManifestRefusesEscapes(t *testing.T) {
-	for _, p := range []string{"../x", "/etc/passwd", "a/../../b", "a//b", "./a", ""} {
-		body := fmt.Sprintf(`{"version":1,"checksum_algorithm":"CRC32C","files":[{"path":%q,"type":"file","size":1}]}`, p)
-		if _, err := ParseManifest([]byte(body)); err == nil {
-			t.Errorf("path %q accepted", p)
-		}
-	}
-	ok := `{"version":1,"checksum_algorithm":"CRC32C","complete":true,"files":[{"path":"a/b.txt","type":"file","size":1},{"path":"l","type":"symlink","target":"/etc"}]}`
-	if m, err := ParseManifest([]byte(ok)); err != nil || !m.Complete {
-		t.Fatalf("valid manifest: %v", err)
-	}
-}
-
 func TestJobEnvRoundTrip(t *testing.T) {
 	l := Layout{Spool: t.TempDir()}
 	in := JobEnv{URI: "s3://b/p/c/42/run-1/", Status: "partial", Run: 1, Nodes: [][]string{{"q-dy-c5-1", "q-dy-c5-2"}, {"q-dy-r6-1"}}}
@@ -177,5 +164,45 @@ func TestDispatcherIsolatesABadInstance(t *testing.T) {
 	}
 	if len(cmds) != 2 || cmds[f.bad] != "" {
 		t.Fatalf("commands = %v", cmds)
+	}
+}
+
+func (f *fakeSSM) CancelCommand(context.Context, *ssm.CancelCommandInput, ...func(*ssm.Options)) (*ssm.CancelCommandOutput, error) {
+	return &ssm.CancelCommandOutput{}, nil
+}
+
+// A pre-sync and a final rescue of one instance never share a plan: each
+// goes in its own command, and the plans say which they are.
+func TestDispatcherKeepsPresyncApart(t *testing.T) {
+	f := &fakeSSM{}
+	l := Layout{Spool: t.TempDir()}
+	d := &Dispatcher{SSM: f, Layout: l, Document: "d", Window: 20 * time.Millisecond, Log: zap.NewNop(), Checksum: "SHA256", Priority: []string{"*.ckpt"}}
+	inst := "i-00000000000000001"
+	cmds, err := d.Dispatch(context.Background(), []Request{
+		{Instance: inst, Node: "n1", Job: PlanJob{JobID: "1"}, Presync: true},
+		{Instance: inst, Node: "n1", Job: PlanJob{JobID: "2"}},
+	})
+	if err != nil || len(f.calls) != 2 || len(cmds) != 1 {
+		t.Fatalf("calls %v cmds %v err %v", f.calls, cmds, err)
+	}
+	plans, _ := filepath.Glob(filepath.Join(l.Spool, "plans", "*", inst+".json"))
+	if len(plans) != 2 {
+		t.Fatalf("%d plans, want 2", len(plans))
+	}
+	presyncs := 0
+	for _, p := range plans {
+		plan, err := l.ReadPlan(filepath.Base(filepath.Dir(p)), inst)
+		if err != nil || len(plan.Jobs) != 1 || plan.Checksum != "SHA256" || plan.Priority[0] != "*.ckpt" {
+			t.Fatalf("plan %+v %v", plan, err)
+		}
+		if plan.Presync {
+			presyncs++
+			if plan.Jobs[0].JobID != "1" {
+				t.Errorf("pre-sync plan holds job %s", plan.Jobs[0].JobID)
+			}
+		}
+	}
+	if presyncs != 1 {
+		t.Errorf("%d pre-sync plans, want 1", presyncs)
 	}
 }

@@ -6,20 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
-	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
 )
@@ -27,33 +22,96 @@ import (
 // JobResult is what the agent saved of one job.
 type JobResult struct {
 	JobID    string
+	URI      string // s3:// prefix of the job's data on this node
 	Manifest *Manifest
 	Err      error // the job could not be rescued at all (bad directory, manifest not written)
 }
 
-// upload is one file waiting to be saved.
-type upload struct {
-	job  *jobState
-	rel  string
-	abs  string
-	size int64
-	mod  time.Time
+// Summary is the line a person reads in the SSM command output.
+func (r JobResult) Summary() string {
+	m := r.Manifest
+	if m == nil {
+		return fmt.Sprintf("job %s: not rescued: %v", r.JobID, r.Err)
+	}
+	state := "complete"
+	switch {
+	case m.Presync:
+		state = "pre-sync"
+	case !m.Complete:
+		state = "PARTIAL"
+	}
+	secs := m.Finished.Sub(m.Started).Seconds()
+	line := fmt.Sprintf("job %s: %s: %d entries, %s; sent %s in %.1fs (%s)", r.JobID, state, len(m.Files),
+		humanBytes(m.Bytes), humanBytes(m.Uploaded), secs, mibps(m.Uploaded, secs))
+	if m.Carried > 0 {
+		line += fmt.Sprintf("; %d unchanged files carried over", m.Carried)
+	}
+	if len(m.Skipped) > 0 {
+		line += fmt.Sprintf("; skipped %d (%s)", len(m.Skipped), skipReasons(m.Skipped))
+	}
+	return line + "; " + r.URI
 }
 
-// jobState collects one job's progress; mu guards the manifest.
+func skipReasons(sk []Skipped) string {
+	count := map[string]int{}
+	var reasons []string
+	for _, s := range sk {
+		if count[s.Reason] == 0 {
+			reasons = append(reasons, s.Reason)
+		}
+		count[s.Reason]++
+	}
+	sort.Strings(reasons)
+	parts := make([]string, len(reasons))
+	for i, r := range reasons {
+		parts[i] = fmt.Sprintf("%d %s", count[r], r)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func humanBytes(b int64) string {
+	const unit = 1024
+	if b < unit {
+		return fmt.Sprintf("%d B", b)
+	}
+	div, exp := int64(unit), 0
+	for n := b / unit; n >= unit; n /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
+}
+
+// jobState collects one job's progress; mu guards the manifest and lost.
 type jobState struct {
-	pj  PlanJob
-	mu  sync.Mutex
-	man Manifest
+	pj PlanJob
+	// base holds the regular files of the manifest already at the prefix
+	// (a pre-sync's); carry says whether its checksums can be compared.
+	base  map[string]File
+	carry bool
+	mu    sync.Mutex
+	man   Manifest
+	lost  []string // keys whose upload failed part-way: an object may exist there
 }
 
 func (j *jobState) add(f File) {
 	j.mu.Lock()
 	j.man.Files = append(j.man.Files, f)
-	if f.Type == TypeFile {
-		j.man.Bytes += f.Size
-	}
 	j.mu.Unlock()
+}
+
+// saved records a regular file now in S3: sent by this run, or carried
+// over from the previous manifest.
+func (j *jobState) saved(f File, carried bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.man.Files = append(j.man.Files, f)
+	j.man.Bytes += f.Size
+	if carried {
+		j.man.Carried++
+	} else {
+		j.man.Uploaded += f.Size
+	}
 }
 
 func (j *jobState) skip(rel, reason string) {
@@ -62,43 +120,100 @@ func (j *jobState) skip(rel, reason string) {
 	j.mu.Unlock()
 }
 
+func (j *jobState) uncertain(key string) {
+	j.mu.Lock()
+	j.lost = append(j.lost, key)
+	j.mu.Unlock()
+}
+
+// snapshot copies the manifest with its entries sorted by path.
+func (j *jobState) snapshot() Manifest {
+	j.mu.Lock()
+	m := j.man
+	m.Files = append([]File(nil), j.man.Files...)
+	m.Skipped = append([]Skipped(nil), j.man.Skipped...)
+	j.mu.Unlock()
+	sort.Slice(m.Files, func(a, b int) bool { return m.Files[a].Path < m.Files[b].Path })
+	sort.Slice(m.Skipped, func(a, b int) bool { return m.Skipped[a].Path < m.Skipped[b].Path })
+	return m
+}
+
+// complete reports whether everything was saved that could be: special
+// files, reserved names and files deleted meanwhile do not count.
+func (j *jobState) complete() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, sk := range j.man.Skipped {
+		switch sk.Reason {
+		case SkipSpecial, SkipReserved, SkipVanished:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// session is one Rescue call in progress.
+type session struct {
+	agent    *Agent
+	plan     *Plan
+	alg      checksum
+	patterns []string
+	d        Deadlines
+	log      *zap.Logger
+	s3       *s3.Client
+	pool     *partPool
+	partSize int64
+	started  time.Time
+	// ctx is the caller's; hard is cancelled at the hard deadline (in-flight
+	// parts stop, multipart uploads are aborted); grace a little after it, so
+	// that single PUTs and completions already under way can finish.
+	ctx, hard, grace context.Context
+	stop             context.CancelFunc // cancels everything: a pre-sync superseded by the final rescue
+
+	total, done struct{ files, bytes atomic.Int64 }
+	sent        atomic.Int64 // bytes sent to S3, parts of aborted uploads included
+
+	mu  sync.Mutex
+	mpu map[string]string // multipart uploads in flight: upload id -> key
+
+	packOnce sync.Once
+	packer   *packer // small files being gathered, when the plan packs them
+}
+
+// putGrace is how long after the hard deadline a PUT or a multipart
+// completion under way may still finish: short, and leaving the manifest
+// time to be written before the instance goes.
+const putGrace = 2 * time.Second
+
+// farAway stands in for "no deadline" in a pre-sync.
+const farAway = 30 * 24 * time.Hour
+
 // Rescue uploads every job of the plan and writes each job's manifest last.
 func (a *Agent) Rescue(ctx context.Context, p *Plan, d Deadlines) []JobResult {
-	log := a.Log.With(zap.String("node", p.Node), zap.String("instance", p.Instance), zap.String("plan", p.ID))
-	started := a.now()
-	var jobs []*jobState
-	var queue []upload
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, release := a.newSession(ctx, p, d)
+	defer release()
+	s.stop = cancel
 	results := make([]JobResult, len(p.Jobs))
+	jobs := make([]*jobState, len(p.Jobs))
+	var queue []upload
 	for i, pj := range p.Jobs {
-		results[i].JobID = pj.JobID
-		js := &jobState{pj: pj, man: Manifest{Version: manifestVersion, JobID: pj.JobID, Run: pj.Run, Node: p.Node, Instance: p.Instance, Started: started, Deadline: d.Soft, Algorithm: ChecksumAlgorithm, Files: []File{}}}
-		dir, err := a.jobDir(p.Node, pj.Dir)
-		if err != nil {
-			// A job without a scratch directory is saved as empty and complete:
-			// there was nothing to lose.
-			if errors.Is(err, fs.ErrNotExist) {
-				log.Info("job has no scratch directory", zap.String("job", pj.JobID), zap.String("dir", pj.Dir))
-				jobs = append(jobs, js)
-				continue
-			}
-			results[i].Err = fmt.Errorf("job %s: %w", pj.JobID, err)
-			jobs = append(jobs, nil)
-			continue
-		}
-		files, err := scan(js, dir)
-		if err != nil {
-			results[i].Err = fmt.Errorf("scan job %s: %w", pj.JobID, err)
-		}
+		results[i].JobID, results[i].URI = pj.JobID, "s3://"+p.Bucket+"/"+pj.Prefix
+		js, files, err := s.prepare(pj)
+		jobs[i], results[i].Err = js, err
 		queue = append(queue, files...)
-		jobs = append(jobs, js)
 	}
-	order(queue)
-	s := &session{agent: a, plan: p, d: d, log: log, tm: a.transfer()}
-	s.total.files.Store(int64(len(queue)))
+	order(queue, s.patterns)
 	for _, u := range queue {
+		s.total.files.Add(1)
 		s.total.bytes.Add(u.size)
 	}
-	s.run(ctx, queue, jobs)
+	s.log.Info("rescue starting", zap.Strings("jobs", s.jobIDs()), zap.Int("files", len(queue)), zap.Int64("bytes", s.total.bytes.Load()),
+		zap.Bool("presync", p.Presync), zap.String("checksum", string(s.alg)), zap.Strings("priority", s.patterns),
+		zap.Time("deadline", s.d.Soft), zap.Time("hard_stop", s.d.Hard))
+	s.run(queue, jobs)
 	for i, js := range jobs {
 		if js == nil {
 			continue
@@ -112,187 +227,262 @@ func (a *Agent) Rescue(ctx context.Context, p *Plan, d Deadlines) []JobResult {
 	return results
 }
 
-// scan walks a job directory without following symlinks and returns the
-// regular files to upload; directories, symlinks and special files are
-// recorded in the manifest directly.
-func scan(js *jobState, dir string) ([]upload, error) {
-	var out []upload
-	err := filepath.WalkDir(dir, func(abs string, de fs.DirEntry, err error) error {
-		if abs == dir {
-			return err // an unreadable job directory fails the job
-		}
-		rel, _ := filepath.Rel(dir, abs)
-		rel = filepath.ToSlash(rel)
-		if err != nil {
-			js.skip(rel, SkipUnreadable)
-			return nil
-		}
-		if !utf8.ValidString(rel) {
-			js.skip(rel, "name is not UTF-8")
-			return skipDirOf(de)
-		}
-		if rel == "_spotrescue" || len(rel) > len("_spotrescue/") && rel[:len("_spotrescue/")] == "_spotrescue/" {
-			js.skip(rel, SkipReserved)
-			return skipDirOf(de)
-		}
-		info, err := de.Info()
-		if err != nil {
-			js.skip(rel, SkipUnreadable)
-			return nil
-		}
-		switch {
-		case info.Mode().IsRegular():
-			out = append(out, upload{job: js, rel: rel, abs: abs, size: info.Size(), mod: info.ModTime()})
-		case info.IsDir():
-			js.add(File{Path: rel, Type: TypeDir, Mode: uint32(info.Mode().Perm()), MTime: info.ModTime().UTC()})
-		case info.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(abs)
-			if err != nil {
-				js.skip(rel, SkipUnreadable)
-				return nil
-			}
-			js.add(File{Path: rel, Type: TypeSymlink, Mode: uint32(info.Mode().Perm()), MTime: info.ModTime().UTC(), Target: target})
-		default:
-			js.skip(rel, SkipSpecial)
-		}
-		return nil
-	})
-	return out, err
-}
-
-func skipDirOf(de fs.DirEntry) error {
-	if de.IsDir() {
-		return filepath.SkipDir
+func (a *Agent) newSession(ctx context.Context, p *Plan, d Deadlines) (*session, func()) {
+	log := a.Log.With(zap.String("node", p.Node), zap.String("instance", p.Instance), zap.String("plan", p.ID))
+	alg, err := checksumFor(p.Checksum)
+	if err != nil {
+		// A typo in the configuration must not cost the rescue.
+		log.Warn("unknown checksum algorithm; using the default", zap.String("checksum", p.Checksum), zap.String("default", ChecksumAlgorithm))
+		alg = ChecksumAlgorithm
 	}
-	return nil
-}
-
-// order puts the newest files first: they are the ones a restart needs most.
-func order(q []upload) {
-	sort.SliceStable(q, func(i, j int) bool { return q[i].mod.After(q[j].mod) })
-}
-
-// session is one Rescue call in progress.
-type session struct {
-	agent       *Agent
-	plan        *Plan
-	d           Deadlines
-	log         *zap.Logger
-	tm          *transfermanager.Client
-	total, done struct {
-		files, bytes atomic.Int64
+	if p.Presync {
+		far := a.now().Add(farAway)
+		d = Deadlines{Soft: far, Hard: far}
 	}
+	s := &session{agent: a, plan: p, alg: alg, patterns: a.priority(p, log), d: d, log: log, s3: a.client(),
+		partSize: a.partSize(), started: a.now(), ctx: ctx, mpu: map[string]string{}}
+	s.pool = newPartPool(s.partSize, a.concurrency()*a.partsInFlight())
+	var cancelHard, cancelGrace context.CancelFunc
+	s.hard, cancelHard = context.WithDeadline(ctx, d.Hard)
+	s.grace, cancelGrace = context.WithDeadline(ctx, d.Hard.Add(putGrace))
+	return s, func() { cancelHard(); cancelGrace() }
 }
 
-func (s *session) run(ctx context.Context, queue []upload, jobs []*jobState) {
-	hard, cancel := context.WithDeadline(ctx, s.d.Hard)
+// priority returns the plan's patterns, else the agent's, without any
+// that are not valid globs.
+func (a *Agent) priority(p *Plan, log *zap.Logger) []string {
+	patterns := a.Priority
+	if len(p.Priority) > 0 {
+		patterns = p.Priority
+	}
+	var ok []string
+	for _, pat := range patterns {
+		if err := ValidPriority([]string{pat}); err != nil {
+			log.Warn("ignoring a priority pattern", zap.Error(err))
+			continue
+		}
+		ok = append(ok, pat)
+	}
+	return ok
+}
+
+// prepare reads a job's previous manifest and scans its directory.
+func (s *session) prepare(pj PlanJob) (*jobState, []upload, error) {
+	js := &jobState{pj: pj, man: Manifest{Version: manifestVersion, JobID: pj.JobID, Run: pj.Run, Node: s.plan.Node, Instance: s.plan.Instance,
+		Presync: s.plan.Presync, Started: s.started.UTC(), Deadline: s.d.Soft.UTC(), Algorithm: string(s.alg), Files: []File{}}}
+	dir, dirErr := s.agent.jobDir(s.plan.Node, pj.Dir)
+	if dirErr != nil && !errors.Is(dirErr, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("job %s: %w", pj.JobID, dirErr)
+	}
+	// Read before the directory is known to exist: a job whose directory
+	// is gone still owns what a pre-sync left under its prefix.
+	if err := s.loadBase(js); err != nil {
+		return nil, nil, err
+	}
+	if dirErr != nil {
+		// A job without a scratch directory is saved as empty and complete:
+		// there was nothing to lose.
+		s.log.Info("job has no scratch directory", zap.String("job", pj.JobID), zap.String("dir", pj.Dir))
+		return js, nil, nil
+	}
+	files, err := scan(js, dir)
+	if err != nil {
+		err = fmt.Errorf("scan job %s: %w", pj.JobID, err)
+	}
+	return js, s.candidates(js, files), err
+}
+
+// run moves the queue: workers upload, verifiers check the files a
+// previous manifest may already hold, and nothing new starts after the
+// soft deadline.
+func (s *session) run(queue []upload, jobs []*jobState) {
+	soft, cancel := context.WithDeadline(s.hard, s.d.Soft)
 	defer cancel()
+	fresh, known := splitKnown(queue)
+	redo := make(chan upload, len(known)) // never blocks a verifier
+	go s.verifyAll(soft, known, redo)
 	work := make(chan upload)
 	var wg sync.WaitGroup
-	n := max(s.agent.Concurrency, 1)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for range s.agent.concurrency() {
+		wg.Go(func() {
 			for u := range work {
-				s.save(hard, u)
+				s.save(u)
 			}
-		}()
+		})
 	}
 	stop := s.background(jobs)
-	for i, u := range queue {
-		if s.agent.now().After(s.d.Soft) || hard.Err() != nil {
-			for _, rest := range queue[i:] {
-				rest.job.skip(rest.rel, SkipDeadline)
-			}
-			s.log.Warn("deadline reached: not starting the remaining files", zap.Int("files", len(queue)-i))
-			break
-		}
-		work <- u
-	}
+	s.dispatch(soft, &feed{queue: fresh, redo: redo}, work)
 	close(work)
 	wg.Wait()
+	s.flushPacks()
 	stop()
 }
 
-// save uploads one file, re-uploading once if it changed underneath us.
-func (s *session) save(ctx context.Context, u upload) {
-	for attempt := 0; attempt < 2; attempt++ {
-		f, err := s.put(ctx, u)
+// dispatch hands files to the workers in priority order until the feed is
+// empty or the soft deadline passes; what is left is skipped.
+func (s *session) dispatch(ctx context.Context, f *feed, work chan<- upload) {
+	for {
+		u, ok := f.pop(ctx)
+		if !ok {
+			break
+		}
+		if !send(ctx, work, u) {
+			u.job.skip(u.rel, s.stopReason())
+			break
+		}
+	}
+	if ctx.Err() != nil {
+		left := f.rest()
+		for _, u := range left {
+			u.job.skip(u.rel, s.stopReason())
+		}
+		if len(left) > 0 {
+			s.log.Warn("deadline reached: not starting the remaining files", zap.Int("files", len(left)))
+		}
+	}
+}
+
+func send(ctx context.Context, work chan<- upload, u upload) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	select {
+	case work <- u:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// feed merges the ranked queue with the files verifiers found changed
+// since the previous manifest, keeping the priority order.
+type feed struct {
+	queue   []upload
+	next    int
+	redo    <-chan upload
+	pending []upload
+}
+
+func (f *feed) pop(ctx context.Context) (upload, bool) {
+	f.drain(false)
+	for len(f.pending) == 0 && f.next == len(f.queue) && f.redo != nil {
+		select {
+		case u, ok := <-f.redo:
+			f.take(u, ok)
+		case <-ctx.Done():
+			return upload{}, false
+		}
+	}
+	switch {
+	case len(f.pending) > 0 && (f.next == len(f.queue) || before(f.pending[0], f.queue[f.next])):
+		u := f.pending[0]
+		f.pending = f.pending[1:]
+		return u, true
+	case f.next < len(f.queue):
+		f.next++
+		return f.queue[f.next-1], true
+	}
+	return upload{}, false
+}
+
+// drain moves what verifiers have sent into pending; wait waits for them
+// to finish.
+func (f *feed) drain(wait bool) {
+	for f.redo != nil {
+		if wait {
+			u, ok := <-f.redo
+			f.take(u, ok)
+			continue
+		}
+		select {
+		case u, ok := <-f.redo:
+			f.take(u, ok)
+		default:
+			return
+		}
+	}
+}
+
+func (f *feed) take(u upload, ok bool) {
+	if !ok {
+		f.redo = nil
+		return
+	}
+	f.pending = append(f.pending, u)
+	sort.SliceStable(f.pending, func(i, j int) bool { return before(f.pending[i], f.pending[j]) })
+}
+
+// rest returns every file not handed out, once the verifiers have stopped.
+func (f *feed) rest() []upload {
+	f.drain(true)
+	left := append(f.pending, f.queue[f.next:]...)
+	f.pending, f.next = nil, len(f.queue)
+	return left
+}
+
+// save uploads one file, reading it again once if it changed while read.
+func (s *session) save(u upload) {
+	if s.plan.Pack && u.size < s.packLimit() {
+		s.savePacked(u)
+		return
+	}
+	for attempt := 1; ; attempt++ {
+		if s.hard.Err() != nil {
+			u.job.skip(u.rel, s.stopReason())
+			return
+		}
+		f, err := s.put(u)
 		switch {
 		case err == nil:
-			u.job.add(f)
+			u.job.saved(f, false)
 			s.done.files.Add(1)
 			s.done.bytes.Add(f.Size)
 			return
-		case errors.Is(err, errChanged) && ctx.Err() == nil:
+		case errors.Is(err, errChanged) && attempt < 2:
 			continue
-		case errors.Is(err, errChanged):
-			u.job.skip(u.rel, SkipChanging)
-		case ctx.Err() != nil:
-			u.job.skip(u.rel, SkipDeadline)
-		case errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP):
-			u.job.skip(u.rel, SkipUnreadable)
-		default:
-			s.log.Warn("upload failed", zap.String("job", u.job.pj.JobID), zap.String("file", u.rel), zap.Error(err))
-			u.job.skip(u.rel, SkipUploadFailed)
 		}
+		s.skipFailed(u, err)
 		return
 	}
-	u.job.skip(u.rel, SkipChanging)
 }
 
-var errChanged = errors.New("file changed during upload")
-
-// put streams one file to S3 while computing its checksum, and checks that
-// what was read is what the file still is.
-func (s *session) put(ctx context.Context, u upload) (File, error) {
-	f, err := os.OpenFile(u.abs, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return File{}, err
+// skipFailed records why a file was not saved.
+func (s *session) skipFailed(u upload, err error) {
+	reason := s.classify(err)
+	if reason == SkipUploadFailed {
+		s.log.Warn("upload failed", zap.String("job", u.job.pj.JobID), zap.String("file", u.rel), zap.Error(err))
 	}
-	defer f.Close()
-	before, err := f.Stat()
-	if err != nil {
-		return File{}, err
-	}
-	if !before.Mode().IsRegular() { // replaced by something else since the scan
-		return File{}, fs.ErrNotExist
-	}
-	sum := newChecksum()
-	counted := &countingReader{r: io.TeeReader(f, sum)}
-	_, err = s.tm.UploadObject(ctx, &transfermanager.UploadObjectInput{
-		Bucket:            aws.String(s.plan.Bucket),
-		Key:               aws.String(u.job.pj.Prefix + u.rel),
-		Body:              counted, // a plain reader: parts are read once, in order, through the checksum
-		ChecksumAlgorithm: tmtypes.ChecksumAlgorithmCrc32c,
-	})
-	if err != nil {
-		return File{}, fmt.Errorf("upload %s: %w", u.rel, err)
-	}
-	after, err := os.Lstat(u.abs)
-	if err != nil || counted.n != before.Size() || after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
-		return File{}, errChanged
-	}
-	return File{Path: u.rel, Type: TypeFile, Size: before.Size(), Mode: uint32(before.Mode().Perm()), MTime: before.ModTime().UTC(), Checksum: encodeChecksum(sum)}, nil
+	u.job.skip(u.rel, reason)
 }
 
-type countingReader struct {
-	r io.Reader
-	n int64
+func (s *session) classify(err error) string {
+	switch {
+	case errors.Is(err, errChanged):
+		return SkipChanging
+	case s.hard.Err() != nil:
+		return s.stopReason()
+	case errors.Is(err, fs.ErrNotExist):
+		return SkipVanished
+	case errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ELOOP):
+		return SkipUnreadable
+	}
+	return SkipUploadFailed
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
+// stopReason says why files are no longer started: the deadline, or the
+// caller cancelled the rescue.
+func (s *session) stopReason() string {
+	if s.ctx.Err() != nil {
+		return SkipCancelled
+	}
+	return SkipDeadline
 }
 
 // background logs progress and writes interim manifests until stopped.
 func (s *session) background(jobs []*jobState) (stop func()) {
 	progress := s.agent.Progress
 	if progress <= 0 {
-		progress = 2 * time.Second
+		progress = 5 * time.Second
 	}
 	checkpoint := s.agent.Checkpoint
 	if checkpoint <= 0 {
@@ -300,10 +490,7 @@ func (s *session) background(jobs []*jobState) (stop func()) {
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		start := s.agent.now()
+	wg.Go(func() {
 		tp, tc := time.NewTicker(progress), time.NewTicker(checkpoint)
 		defer tp.Stop()
 		defer tc.Stop()
@@ -312,73 +499,88 @@ func (s *session) background(jobs []*jobState) (stop func()) {
 			case <-done:
 				return
 			case <-tp.C:
-				s.logProgress("rescue progress", start)
+				s.logProgress()
 			case <-tc.C:
-				for _, js := range jobs {
-					if js != nil {
-						_ = s.writeManifest(js, false)
-					}
-				}
+				s.checkpoint(jobs)
 			}
 		}
-	}()
+	})
 	return func() { close(done); wg.Wait() }
 }
 
-func (s *session) logProgress(msg string, start time.Time) {
-	secs := s.agent.now().Sub(start).Seconds()
-	b := s.done.bytes.Load()
-	rate := 0.0
-	if secs > 0 {
-		rate = float64(b) / secs / (1 << 20)
-	}
-	s.log.Info(msg,
-		zap.Int64("files_done", s.done.files.Load()), zap.Int64("files_total", s.total.files.Load()),
-		zap.Int64("bytes_done", b), zap.Int64("bytes_total", s.total.bytes.Load()),
-		zap.String("rate", fmt.Sprintf("%.1f MiB/s", rate)), zap.Duration("left", time.Until(s.d.Soft).Round(time.Second)))
-}
-
-// finish writes the final manifest of a job: complete only if every file,
-// directory and symlink was saved (special files cannot be, and do not count).
-func (s *session) finish(js *jobState) (*Manifest, error) {
-	js.mu.Lock()
-	complete := true
-	for _, sk := range js.man.Skipped {
-		if sk.Reason != SkipSpecial && sk.Reason != SkipReserved {
-			complete = false
+func (s *session) checkpoint(jobs []*jobState) {
+	for _, js := range jobs {
+		if js == nil {
+			continue
+		}
+		if err := s.writeManifest(js, false); err != nil {
+			s.log.Warn("interim manifest not written", zap.String("job", js.pj.JobID), zap.Error(err))
 		}
 	}
-	js.mu.Unlock()
-	if err := s.writeManifest(js, complete); err != nil {
+}
+
+func (s *session) logProgress() {
+	secs := time.Since(s.started).Seconds()
+	b := s.done.bytes.Load()
+	s.log.Info("rescue progress", zap.Strings("jobs", s.jobIDs()),
+		zap.Int64("files_done", s.done.files.Load()), zap.Int64("files_total", s.total.files.Load()),
+		zap.Int64("bytes_done", b), zap.Int64("bytes_total", s.total.bytes.Load()), zap.Int64("bytes_sent", s.sent.Load()),
+		zap.String("rate", mibps(s.sent.Load(), secs)), zap.Duration("left", time.Until(s.d.Soft).Round(time.Second)))
+}
+
+func (s *session) jobIDs() []string {
+	ids := make([]string, len(s.plan.Jobs))
+	for i, j := range s.plan.Jobs {
+		ids[i] = j.JobID
+	}
+	return ids
+}
+
+func mibps(b int64, secs float64) string {
+	if secs <= 0 {
+		return "- MiB/s"
+	}
+	return fmt.Sprintf("%.1f MiB/s", float64(b)/secs/(1<<20))
+}
+
+// finish cleans up after a job's uploads and writes its final manifest:
+// objects that are not listed are deleted and multipart uploads left under
+// the prefix aborted, so that the manifest lists exactly what S3 holds.
+func (s *session) finish(js *jobState) (*Manifest, error) {
+	s.deleteUnlisted(js)
+	s.sweep(js)
+	if err := s.writeManifest(js, !s.plan.Presync && js.complete()); err != nil {
 		return nil, err
 	}
-	js.mu.Lock()
-	defer js.mu.Unlock()
-	m := js.man
-	s.log.Info("rescue finished", zap.String("job", js.pj.JobID), zap.Bool("complete", m.Complete),
-		zap.Int("files", len(m.Files)), zap.Int64("bytes", m.Bytes), zap.Int("skipped", len(m.Skipped)),
+	m := js.snapshot()
+	s.log.Info("rescue finished", zap.String("job", js.pj.JobID), zap.Bool("complete", m.Complete), zap.Bool("presync", m.Presync),
+		zap.Int("files", len(m.Files)), zap.Int64("bytes", m.Bytes), zap.Int64("uploaded_bytes", m.Uploaded),
+		zap.Int("carried_files", m.Carried), zap.Int("skipped", len(m.Skipped)),
 		zap.String("uri", "s3://"+s.plan.Bucket+"/"+js.pj.Prefix))
 	return &m, nil
 }
 
 // writeManifest uploads the job's manifest as it stands. It runs on its own
-// short context: it must be written even when the deadline has cancelled
-// the uploads.
+// short context: it must be written even when the deadline or the caller
+// has cancelled the uploads.
 func (s *session) writeManifest(js *jobState, complete bool) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 10*time.Second)
+	defer cancel()
+	if s.plan.Presync {
+		if err := s.stillPresync(ctx, js); err != nil {
+			return err
+		}
+	}
 	js.mu.Lock()
 	js.man.Complete = complete
 	js.man.Finished = s.agent.now().UTC()
-	m := js.man
-	m.Files = append([]File(nil), js.man.Files...)
 	js.mu.Unlock()
-	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Path < m.Files[j].Path })
+	m := js.snapshot()
 	data, err := json.MarshalIndent(m, "", " ")
 	if err != nil {
 		return fmt.Errorf("encode manifest of job %s: %w", js.pj.JobID, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err = s.agent.S3.PutObject(ctx, &s3.PutObjectInput{
+	_, err = s.s3.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:      aws.String(s.plan.Bucket),
 		Key:         aws.String(ManifestKey(js.pj.Prefix)),
 		Body:        bytes.NewReader(data),

@@ -75,9 +75,13 @@ type Deadline struct {
 type Rescue struct {
 	Concurrency int `yaml:"concurrency" help:"files uploaded and downloaded in parallel per node by the agent"`
 	// States are the job states whose jobs are rescued.
-	States           []string `yaml:"states" help:"job states that are rescued (RUNNING, COMPLETING, SUSPENDED, CONFIGURING)"`
-	CheckpointSignal string   `yaml:"checkpoint_signal" help:"signal sent to the job (scancel --signal --full) before the upload so it can checkpoint; empty for none"`
-	CheckpointGrace  Duration `yaml:"checkpoint_grace" help:"time the job gets after the checkpoint signal, taken from the deadline"`
+	States             []string `yaml:"states" help:"job states that are rescued (RUNNING, COMPLETING, SUSPENDED, CONFIGURING)"`
+	CheckpointSignal   string   `yaml:"checkpoint_signal" help:"signal sent to the job (scancel --signal --full) before the upload so it can checkpoint; empty for none"`
+	CheckpointGrace    Duration `yaml:"checkpoint_grace" help:"time the job gets after the checkpoint signal, taken from the deadline"`
+	Priority           []string `yaml:"priority" help:"glob patterns of files saved first, in order (e.g. *.ckpt); the rest follow newest first"`
+	Checksum           string   `yaml:"checksum" help:"whole-file checksum recorded in manifests and verified on restore: CRC32C or SHA256"`
+	PackSmallFiles     bool     `yaml:"pack_small_files" help:"store files under 2 MiB in shared pack objects (far fewer S3 requests; the data is then not one object per file)"`
+	PresyncOnRebalance bool     `yaml:"presync_on_rebalance" help:"on a Rebalance Recommendation, upload the node's jobs' scratch ahead of time so the final rescue moves only what changed"`
 }
 
 // Fallback moves jobs that Spot keeps interrupting to on-demand capacity.
@@ -109,8 +113,9 @@ func Default() Config {
 		Slurm:      Slurm{BinDir: "/opt/slurm/bin"},
 		SSM:        SSM{Document: "SpotRescue-Rescue"},
 		Deadline:   Deadline{SafetyMargin: Duration(15 * time.Second)},
-		Rescue:     Rescue{Concurrency: 16, States: []string{"RUNNING", "COMPLETING", "SUSPENDED"}, CheckpointGrace: Duration(10 * time.Second)},
-		Restore:    Restore{Enabled: true},
-		Metrics:    Metrics{Listen: "127.0.0.1:9464"},
+		Rescue: Rescue{Concurrency: 8, States: []string{"RUNNING", "COMPLETING", "SUSPENDED"}, CheckpointGrace: Duration(10 * time.Second),
+			Checksum: "CRC32C", PresyncOnRebalance: true},
+		Restore: Restore{Enabled: true},
+		Metrics: Metrics{Listen: "127.0.0.1:9464"},
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -146,6 +147,11 @@ func (v *validator) policy(c *Config) {
 	v.check(r.CheckpointSignal != "" && !signalRe.MatchString(r.CheckpointSignal), "rescue.checkpoint_signal", fmt.Sprintf("%q is not a signal", r.CheckpointSignal), "use a name like USR1 or SIGTERM, or a number")
 	window := 120*time.Second - c.Deadline.SafetyMargin.Std()
 	v.check(window > 0 && (r.CheckpointGrace.Std() < 0 || r.CheckpointGrace.Std() > window/2), "rescue.checkpoint_grace", fmt.Sprintf("%s takes more than half of the %s rescue window", r.CheckpointGrace, window), fmt.Sprintf("set it between 0s and %s", window/2))
+	v.check(r.Checksum != "CRC32C" && r.Checksum != "SHA256", "rescue.checksum", fmt.Sprintf("%q is not a checksum the agent computes", r.Checksum), "use CRC32C or SHA256")
+	for _, p := range r.Priority {
+		_, err := path.Match(p, "")
+		v.check(err != nil || strings.Trim(p, "/") == "", "rescue.priority", fmt.Sprintf("%q is not a glob pattern", p), "use patterns like *.ckpt or checkpoints/*")
+	}
 	f := c.Fallback
 	v.check(f.After < 0, "fallback.after", fmt.Sprintf("%d is negative", f.After), "set 0 to turn the fallback off, or a count of interruptions")
 	v.check(f.After > 0 && !partitionRe.MatchString(f.Partition), "fallback.partition", fmt.Sprintf("%q is not a partition name", f.Partition), "name the on-demand partition jobs move to, or set fallback.after to 0")

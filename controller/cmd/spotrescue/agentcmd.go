@@ -153,6 +153,8 @@ type jobEnv struct {
 	UID, GID                                             int
 	// Group is the heterogeneous job component this node runs (0 otherwise).
 	Group int
+	// Restarts is the restart count of the starting run.
+	Restarts int
 }
 
 func prologEnv() jobEnv {
@@ -175,8 +177,9 @@ func prologEnv() jobEnv {
 			jobID, group = het, comp-leader
 		}
 	}
+	restarts, _ := strconv.Atoi(firstEnv("SLURM_JOB_RESTART_COUNT", "SLURM_RESTART_COUNT")) // unset on a first run
 	return jobEnv{
-		JobID: jobID, Group: group, User: user, Node: os.Getenv("SLURMD_NODENAME"),
+		JobID: jobID, Group: group, User: user, Restarts: restarts, Node: os.Getenv("SLURMD_NODENAME"),
 		NodeList: firstEnv("SLURM_JOB_NODELIST", "SLURM_NODELIST"), // the Prolog gets only the second ArrayJobID: os.Getenv("SLURM_ARRAY_JOB_ID"), ArrayTaskID: os.Getenv("SLURM_ARRAY_TASK_ID"),
 		UID:      uid, GID: gid,
 	}
@@ -198,31 +201,49 @@ func runAgentRestore(ctx context.Context, cfg *config.Config, log *zap.Logger, e
 	if !cfg.Restore.Enabled {
 		return nil
 	}
-	layout := rescue.Layout{Spool: cfg.SpoolDir}
-	saved, err := layout.ReadJobEnv(env.JobID)
+	saved, err := rescue.Layout{Spool: cfg.SpoolDir}.ReadJobEnv(env.JobID)
 	if errors.Is(err, rescue.ErrNoEnv) {
 		return nil // never rescued: nothing to restore
 	}
 	if err != nil {
 		return err
 	}
+	_, err = restoreJob(ctx, cfg, log, env, dir, saved)
+	return err
+}
+
+// restoreJob brings a rescued job's data back into dir for the starting
+// run and leaves a marker saying what it did, for the TaskProlog. The
+// Prolog runs it as root; the TaskProlog as the job's user when slurmd
+// skipped the Prolog (it does for a requeued job that comes back to a node
+// within the credential lifetime).
+func restoreJob(ctx context.Context, cfg *config.Config, log *zap.Logger, env jobEnv, dir string, saved *rescue.JobEnv) (*rescue.Restored, error) {
 	agent := &rescue.Agent{Log: log, Root: cfg.Scratch.Root, Concurrency: cfg.Rescue.Concurrency}
+	res := &rescue.Restored{JobID: env.JobID, Run: env.Restarts, From: saved.Run, Dir: dir, Status: "none"}
 	from := rankPeer(env, saved.Nodes)
-	if from == "" || saved.Status == "failed" {
+	switch {
+	case saved.Status == "failed":
+		res.Status = "failed"
+	case from == "":
 		log.Info("nothing to restore on this node", zap.Any("rescued_nodes", saved.Nodes))
-		return nil
+	default:
+		awsCfg, err := awsConfig(ctx, cfg.Region)
+		if err != nil {
+			return nil, err
+		}
+		agent.S3 = newS3(awsCfg)
+		got, err := agent.Restore(ctx, rescue.RestoreRequest{JobID: env.JobID, Node: env.Node, From: from, URI: saved.URI, Target: dir, UID: env.UID, GID: env.GID})
+		if err != nil {
+			log.Error("restore failed; the job starts without its rescued data", zap.Error(err))
+			res.Status, res.Error = "failed", err.Error()
+		} else {
+			res.Status, res.Files, res.Bytes = got.Status, got.Files, got.Bytes
+		}
 	}
-	awsCfg, err := awsConfig(ctx, cfg.Region)
-	if err != nil {
-		return err
+	if err := agent.WriteMarker(env.Node, res); err != nil {
+		log.Warn("cannot leave the restore marker", zap.Error(err))
 	}
-	agent.S3 = newS3(awsCfg)
-	res, err := agent.Restore(ctx, rescue.RestoreRequest{JobID: env.JobID, Node: env.Node, From: from, URI: saved.URI, Target: dir, UID: env.UID, GID: env.GID})
-	if err != nil {
-		log.Error("restore failed; the job starts without its rescued data", zap.Error(err))
-		res = &rescue.Restored{JobID: env.JobID, Dir: dir, Status: "failed", Error: err.Error()}
-	}
-	return agent.WriteMarker(env.Node, res)
+	return res, nil
 }
 
 // rankPeer returns the rescued node whose data this node gets: the one at

@@ -92,7 +92,7 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) erro
 		DryRun:          cfg.DryRun,
 		Policy: controller.Policy{
 			States: cfg.Rescue.States, Signal: cfg.Rescue.CheckpointSignal, Grace: cfg.Rescue.CheckpointGrace.Std(),
-			FallbackAfter: cfg.Fallback.After, FallbackPartition: cfg.Fallback.Partition,
+			FallbackAfter: cfg.Fallback.After, FallbackPartition: cfg.Fallback.Partition, Presync: cfg.Rescue.PresyncOnRebalance,
 		},
 	}, controller.Deps{
 		Queue: sqs.NewFromConfig(awsCfg),
@@ -105,6 +105,7 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) erro
 		Dispatcher: &rescue.Dispatcher{
 			SSM: ssm.NewFromConfig(awsCfg), Layout: layout, Region: cfg.Region, Document: cfg.SSM.Document,
 			Window: 50 * time.Millisecond, Log: log, DryRun: cfg.DryRun,
+			Priority: cfg.Rescue.Priority, Checksum: cfg.Rescue.Checksum, Pack: cfg.Rescue.PackSmallFiles,
 		},
 		Manifests: rescue.S3Manifests{Client: s3c, Bucket: cfg.Bucket},
 		Log:       log,

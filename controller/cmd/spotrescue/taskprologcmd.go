@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
 	"github.com/spotrescue/spotrescue/controller/config"
 	"github.com/spotrescue/spotrescue/rescue"
@@ -26,14 +29,14 @@ SPOT_RESCUE_DIR (where the data was restored, when it was).`,
 			if err != nil {
 				return err
 			}
-			return printTaskEnv(cmd.OutOrStdout(), cfg, prologEnv())
+			return printTaskEnv(cmd.Context(), cmd.OutOrStdout(), cfg, prologEnv())
 		},
 	}
 	withConfig(cmd)
 	return cmd
 }
 
-func printTaskEnv(w io.Writer, cfg *config.Config, env jobEnv) error {
+func printTaskEnv(ctx context.Context, w io.Writer, cfg *config.Config, env jobEnv) error {
 	dir, err := env.scratchDir(cfg)
 	if err != nil {
 		return err
@@ -47,15 +50,45 @@ func printTaskEnv(w io.Writer, cfg *config.Config, env jobEnv) error {
 		return err
 	}
 	status := saved.Status
-	agent := &rescue.Agent{Root: cfg.Scratch.Root}
-	if m := agent.ReadMarker(env.Node, env.JobID); m != nil {
-		if m.Status != "failed" {
-			fmt.Fprintf(w, "export %s=%s\n", rescue.VarDir, m.Dir)
+	if cfg.Restore.Enabled {
+		if m := restored(ctx, cfg, env, dir, saved); m != nil {
+			if m.Status == "complete" || m.Status == "partial" {
+				fmt.Fprintf(w, "export %s=%s\n", rescue.VarDir, m.Dir)
+			}
+			status = worse(status, m.Status)
 		}
-		status = worse(status, m.Status)
 	}
 	fmt.Fprintf(w, "export %s=%s\nexport %s=%s\nexport %s=%d\n", rescue.VarURI, saved.URI, rescue.VarStatus, status, rescue.VarRun, saved.Run)
 	return nil
+}
+
+// restored is what the Prolog restored for this run, or, if it did not run
+// (slurmd skips the Prolog of a requeued job that comes back to a node
+// within the credential lifetime), what this TaskProlog restores itself,
+// once for all the job's tasks on the node.
+func restored(ctx context.Context, cfg *config.Config, env jobEnv, dir string, saved *rescue.JobEnv) *rescue.Restored {
+	agent := &rescue.Agent{Root: cfg.Scratch.Root}
+	current := func() *rescue.Restored {
+		m := agent.ReadMarker(env.Node, env.JobID, os.Getuid())
+		if m != nil && m.Run == env.Restarts && m.From == saved.Run {
+			return m
+		}
+		return nil
+	}
+	if m := current(); m != nil {
+		return m
+	}
+	unlock := agent.LockMarker(env.Node, env.JobID)
+	defer unlock()
+	if m := current(); m != nil {
+		return m // another task of the job restored it meanwhile
+	}
+	log := zap.NewNop()
+	m, err := restoreJob(ctx, cfg, log, env, dir, saved)
+	if err != nil {
+		return &rescue.Restored{Status: "failed"}
+	}
+	return m
 }
 
 // worse returns the less complete of two statuses.
