@@ -210,10 +210,13 @@ func policyProblems(st *stack, role string, doc any) []string {
 			"sqs:SendMessage":             {st.arn("sqs", "spotrescue-"+c)},
 			"dynamodb:GetItem":            {table, nodeTable},
 			"dynamodb:PutItem":            {table},
+			"dynamodb:BatchGetItem":       {table},
+			"dynamodb:BatchWriteItem":     {table},
 			"dynamodb:Scan":               {nodeTable},
 			"dynamodb:Query":              {table, table + "/index/ByCluster", table + "/index/Active", nodeTable + "/index/InstanceId"},
 			"ssm:SendCommand":             {st.arn("ssm", "document/SpotRescue-Rescue-"+c), st.arn("ec2", "instance/*")},
 			"ssm:GetCommandInvocation":    {"*"},
+			"ssm:CancelCommand":           {"*"},
 			"s3:GetObject":                {fmt.Sprintf("arn:aws:s3:::%s/%s/%s/*", bucket, prefix, c)},
 			"s3:ListBucket":               {"arn:aws:s3:::" + bucket},
 			"kms:Decrypt":                 {st.Params["KmsKeyArn"]},
@@ -255,8 +258,8 @@ func policyProblems(st *stack, role string, doc any) []string {
 		for _, r := range s.Resources {
 			switch {
 			case r == "*":
-				// Only an action without resource-level permissions may use "*".
-				if !slices.Equal(s.Actions, []string{"ssm:GetCommandInvocation"}) {
+				// Only an action without a resource known in advance may use "*".
+				if !slices.Equal(s.Actions, []string{"ssm:GetCommandInvocation"}) && !slices.Equal(s.Actions, []string{"ssm:CancelCommand"}) {
 					probs = append(probs, fmt.Sprintf("%s: Resource \"*\" for %v", s.Sid, s.Actions))
 				}
 			case strings.HasSuffix(r, ":instance/*"):
