@@ -63,8 +63,16 @@ type warning struct {
 // warning; nil means its message can be deleted.
 func (c *Controller) onWarnings(ctx context.Context, events []event.Event, received time.Time) []error {
 	ws := make([]*warning, len(events))
+	seen := map[string]bool{}
 	for i, e := range events {
 		ws[i] = c.resolve(ctx, e)
+		// The same instance twice in one batch: the second is a duplicate.
+		if w := ws[i]; !w.done && seen[e.Instance] {
+			c.Metrics.ignored("duplicate")
+			w.log.Info("instance already being rescued; duplicate warning ignored")
+			w.done = true
+		}
+		seen[e.Instance] = true
 	}
 	jobs, err := c.jobsFor(ctx, ws)
 	if err != nil {
@@ -153,30 +161,52 @@ func (c *Controller) dispatchNew(ctx context.Context, ws []*warning) {
 		if w.done || slices.ContainsFunc(w.recs, func(r *state.Record) bool { return exists[r.Key] }) {
 			continue
 		}
-		for _, r := range w.recs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c.dispatchRecord(ctx, r)
-			}()
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.dispatchWarning(ctx, w)
+		}()
 	}
 	wg.Wait()
 }
 
-// dispatchRecord sends a new record's agents; on failure it stays Held and
-// reconcile retries.
-func (c *Controller) dispatchRecord(ctx context.Context, r *state.Record) {
-	if c.Now().After(r.Deadline) {
-		return // too late to start: reconcile records the failure
+// dispatchWarning sends the agents of one warning's new records in one
+// request to the dispatcher, so the jobs of a node share one plan and one
+// command. A record whose dispatch fails stays Held and reconcile retries.
+func (c *Controller) dispatchWarning(ctx context.Context, w *warning) {
+	now := c.Now()
+	var reqs []rescue.Request
+	var recs []*state.Record
+	for _, r := range w.recs {
+		if now.After(r.Deadline) {
+			continue // too late to start: reconcile records the failure
+		}
+		rq, err := c.requests(r)
+		if err != nil {
+			c.logFor(r).Warn("cannot plan the rescue; reconcile will retry", zap.Error(err))
+			continue
+		}
+		reqs, recs = append(reqs, rq...), append(recs, r)
 	}
-	r.URI = c.Layout.RunURI(r.JobID, r.Run)
-	if _, err := c.sendAgents(ctx, r); err != nil {
-		c.logFor(r).Warn("dispatch failed; reconcile will retry", zap.Error(err))
+	if len(reqs) == 0 {
 		return
 	}
-	r.Phase, r.Times.Dispatched = state.Dispatched, c.Now().UTC()
-	c.Metrics.dispatchLatency.Observe(r.Times.Dispatched.Sub(r.Times.Detected).Seconds())
+	for _, r := range reqs {
+		c.stopPresync(ctx, r.Instance)
+	}
+	cmds, err := c.Dispatcher.Dispatch(ctx, reqs)
+	if err != nil {
+		c.Metrics.awsError("ssm", "SendCommand")
+		w.log.Warn("dispatch failed for some nodes; reconcile will retry them", zap.Error(err))
+	}
+	for _, r := range recs {
+		if c.assign(r, cmds) == 0 {
+			continue
+		}
+		r.URI = c.Layout.RunURI(r.JobID, r.Run)
+		r.Phase, r.Times.Dispatched = state.Dispatched, c.Now().UTC()
+		c.Metrics.dispatchLatency.Observe(r.Times.Dispatched.Sub(r.Times.Detected).Seconds())
+	}
 }
 
 // finishWarnings writes the interruption items of the recorded warnings in
@@ -184,21 +214,35 @@ func (c *Controller) dispatchRecord(ctx context.Context, r *state.Record) {
 func (c *Controller) finishWarnings(ctx context.Context, ws []*warning) {
 	var ins []*state.Interruption
 	for _, w := range ws {
-		if !w.done && w.err == nil {
-			ins = append(ins, w.in)
+		if w.done || w.err != nil {
+			continue
 		}
-	}
-	if len(ins) == 0 {
-		return
+		if len(w.recs) == 0 {
+			// No job on the node (any more): the interruption item is what
+			// tells a repeat from a first warning; never overwrite it.
+			_, err := c.Store.GetInterruption(ctx, w.e.Instance)
+			switch {
+			case err == nil:
+				w.dup = true
+				continue
+			case !errors.Is(err, state.ErrNotFound):
+				w.err = err
+				continue
+			}
+		}
+		ins = append(ins, w.in)
 	}
 	// If this fails the messages are redelivered: the records exist, so
 	// the second try only writes what is missing.
-	err := c.Store.PutInterruptions(ctx, ins)
+	var err error
+	if len(ins) > 0 {
+		err = c.Store.PutInterruptions(ctx, ins)
+	}
 	for _, w := range ws {
 		if w.done || w.err != nil {
 			continue
 		}
-		if err != nil {
+		if err != nil && !w.dup {
 			w.err = err
 			continue
 		}

@@ -273,9 +273,8 @@ func (c *Controller) save(ctx context.Context, rec *state.Record) error {
 	return nil
 }
 
-// sendAgents dispatches to the nodes of rec that have no command yet and
-// says how many got one. It fails only if no node at all got one.
-func (c *Controller) sendAgents(ctx context.Context, rec *state.Record) (int, error) {
+// requests are the dispatch requests of rec's nodes that have no agent yet.
+func (c *Controller) requests(rec *state.Record) ([]rescue.Request, error) {
 	var reqs []rescue.Request
 	for _, n := range rec.Nodes {
 		if n.Command != "" {
@@ -283,7 +282,7 @@ func (c *Controller) sendAgents(ctx context.Context, rec *state.Record) (int, er
 		}
 		dir, err := c.scratchDir(rec, n.Name)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		reqs = append(reqs, rescue.Request{
 			Instance: n.Instance, Node: n.Name,
@@ -291,13 +290,11 @@ func (c *Controller) sendAgents(ctx context.Context, rec *state.Record) (int, er
 			Deadline: rec.Deadline, Reclaim: rec.EventTime.Add(Reclaim),
 		})
 	}
-	if len(reqs) == 0 {
-		return 0, nil
-	}
-	for _, r := range reqs {
-		c.stopPresync(ctx, r.Instance)
-	}
-	cmds, err := c.Dispatcher.Dispatch(ctx, reqs)
+	return reqs, nil
+}
+
+// assign notes the commands sent to rec's nodes and says how many it got.
+func (c *Controller) assign(rec *state.Record, cmds map[string]string) int {
 	sent := 0
 	for i := range rec.Nodes {
 		n := &rec.Nodes[i]
@@ -307,6 +304,21 @@ func (c *Controller) sendAgents(ctx context.Context, rec *state.Record) (int, er
 			sent++
 		}
 	}
+	return sent
+}
+
+// sendAgents dispatches to the nodes of rec that have no command yet and
+// says how many got one. It fails only if no node at all got one.
+func (c *Controller) sendAgents(ctx context.Context, rec *state.Record) (int, error) {
+	reqs, err := c.requests(rec)
+	if err != nil || len(reqs) == 0 {
+		return 0, err
+	}
+	for _, r := range reqs {
+		c.stopPresync(ctx, r.Instance)
+	}
+	cmds, err := c.Dispatcher.Dispatch(ctx, reqs)
+	sent := c.assign(rec, cmds)
 	if err != nil {
 		c.Metrics.awsError("ssm", "SendCommand")
 		if sent == 0 {

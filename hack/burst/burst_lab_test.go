@@ -3,12 +3,15 @@
 package main
 
 import (
+	"encoding/json"
+
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/spotrescue/spotrescue/rescue"
 )
 
 // A burst of 100 interruptions (200 jobs) through the real controller:
@@ -37,17 +40,26 @@ func TestBurstDispatchesEveryJobOnce(t *testing.T) {
 	if res.dispatched != c.jobs {
 		t.Errorf("%d of %d jobs dispatched", res.dispatched, c.jobs)
 	}
+	// Every job is in exactly one plan: one agent saves it, once.
 	plans, _ := filepath.Glob(filepath.Join(dir, "spool", "plans", "*", "*.json"))
-	perInstance := map[string]int{}
+	perJob, instances := map[string]int{}, map[string]bool{}
 	for _, p := range plans {
-		perInstance[strings.TrimSuffix(filepath.Base(p), ".json")]++
+		var plan rescue.Plan
+		b, _ := os.ReadFile(p)
+		if err := json.Unmarshal(b, &plan); err != nil {
+			t.Fatal(err)
+		}
+		instances[plan.Instance] = true
+		for _, j := range plan.Jobs {
+			perJob[j.JobID]++
+		}
 	}
-	if len(perInstance) != o.n {
-		t.Errorf("%d instances got an agent, want %d", len(perInstance), o.n)
+	if len(instances) != o.n || len(perJob) != c.jobs {
+		t.Errorf("%d instances and %d jobs got an agent, want %d and %d", len(instances), len(perJob), o.n, c.jobs)
 	}
-	for inst, n := range perInstance {
+	for job, n := range perJob {
 		if n != 1 {
-			t.Errorf("instance %s got %d agents, want 1", inst, n)
+			t.Errorf("job %s is in %d plans, want 1", job, n)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "slurm-calls.log")); err != nil {

@@ -143,7 +143,9 @@ fi
 		t.Fatalf("record nodes %+v outcome %s", rec.Nodes, rec.Outcome)
 	}
 	t.Logf("rescue took %s", rec.Times.Done.Sub(rec.Times.Detected))
-	out := e.waitResumed(id, 90*time.Second)
+	// Slurm schedules a requeued heterogeneous job only in a backfill pass
+	// that fits every component: about a minute in the lab.
+	out := e.waitResumed(id, 180*time.Second)
 	t.Logf("resumed %s after the warning", time.Since(rec.Times.Detected))
 	for _, n := range nodes {
 		if !strings.Contains(out, "restored origin="+n+" ") {
