@@ -18,7 +18,12 @@ build:
 	$(GO) build -o bin/faultproxy ./hack/faultproxy
 	$(GO) build -o bin/slurmreplay ./hack/slurmreplay
 
+# The top level is fixed by DESIGN.md; a stray file (a binary built in the
+# wrong directory, a pid file) fails here instead of landing.
+TOP_LEVEL := .ci .gitignore LICENSE Makefile README.md controller deploy go.mod go.sum hack rescue state
 vet:
+	@extra="$$(git ls-files | cut -d/ -f1 | sort -u | grep -vxF -f <(tr ' ' '\n' <<<'$(TOP_LEVEL)'))"; \
+		test -z "$$extra" || { echo "top level is fixed (DESIGN.md); move or remove: $$extra"; exit 1; }
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags lab ./...
@@ -70,12 +75,12 @@ demo: build
 	source $(LAB_DIR)/lab.env && bin/demo
 
 # bench compares the agent with `aws s3 sync` on the lab's S3 and rewrites
-# the generated section of BENCHMARKS.md (5-10 minutes; not part of test).
+# the generated section of hack/bench/BENCHMARKS.md (5-10 minutes; not part of test).
 .PHONY: bench
 bench: build
 	hack/lab/up.sh
 	$(GO) build -o bin/bench ./hack/bench
-	source $(LAB_DIR)/lab.env && BENCH_COMMAND='make bench' bin/bench -out BENCHMARKS.md
+	source $(LAB_DIR)/lab.env && BENCH_COMMAND='make bench' bin/bench -out hack/bench/BENCHMARKS.md
 
 # chaos runs the crash and fault tests at full size: 50 interruptions on a
 # 50-node lab (it replaces a running lab and takes it down afterwards).
@@ -86,7 +91,7 @@ chaos: build
 		-run 'TestChaosKilledDuringBurst|TestFaultsOnEveryAWSAPI' ./hack/e2e/; status=$$?; hack/lab/down.sh; exit $$status
 
 # bench-burst measures a mass reclaim of 1,000 nodes against the baseline
-# (recorded Slurm state, a private moto_server); see BENCHMARKS.md.
+# (recorded Slurm state, a private moto_server); see hack/bench/BENCHMARKS.md.
 # bench-burst-lab does 50 real lab nodes end to end (it brings up a 50-node lab).
 bench-burst: build
 	$(GO) build -o bin/burst ./hack/burst

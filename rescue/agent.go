@@ -60,7 +60,7 @@ type Agent struct {
 	tuned *s3.Client
 }
 
-// Defaults measured on a 2-core machine against loopback S3 (BENCHMARKS.md):
+// Defaults measured on a 2-core machine against loopback S3 (hack/bench/BENCHMARKS.md):
 // past 8 transfers at once the emulator, not the agent, is the limit;
 // larger parts, or more of them per slot, only add memory (and were
 // slower). The part buffers are shared, so one large file alone still

@@ -6,7 +6,7 @@
 // runs as a hidden mode of this binary, through the same rescue.Agent the
 // `spotrescue agent` command uses.
 //
-//	source /tmp/spotrescue-lab/lab.env && go run ./hack/bench -out BENCHMARKS.md
+//	source /tmp/spotrescue-lab/lab.env && go run ./hack/bench -out hack/bench/BENCHMARKS.md
 //
 // `make bench` does that. Loopback S3 (moto_server) is CPU-bound on a small
 // machine: compare the ratios of one run, never absolute numbers across runs.
