@@ -22,6 +22,10 @@ type coalescer[K comparable, R any] struct {
 
 	mu   sync.Mutex
 	open *round[K, R]
+	// running admits one round at a time: while one runs, the next keeps
+	// gathering callers, so under load rounds grow instead of piling up
+	// concurrent squeues on slurmctld.
+	running sync.Mutex
 }
 
 type result[R any] struct {
@@ -77,6 +81,8 @@ func (c *coalescer[K, R]) doAll(ctx context.Context, keys []K) ([]result[R], err
 
 func (c *coalescer[K, R]) flush(r *round[K, R]) {
 	time.Sleep(c.window)
+	c.running.Lock()
+	defer c.running.Unlock()
 	c.mu.Lock()
 	c.open = nil
 	c.mu.Unlock()

@@ -67,3 +67,38 @@ func TestCoalescerSharesWholeFailure(t *testing.T) {
 		t.Fatalf("res %v err %v", res, err)
 	}
 }
+
+// Rounds never overlap: callers arriving while one runs gather into the
+// next, so a slow squeue is not joined by more squeues.
+func TestCoalescerRunsOneRoundAtATime(t *testing.T) {
+	var running, most atomic.Int32
+	var rounds atomic.Int32
+	c := &coalescer[int, struct{}]{window: time.Millisecond, run: func(_ context.Context, keys []int) (map[int]result[struct{}], error) {
+		n := running.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		rounds.Add(1)
+		time.Sleep(20 * time.Millisecond)
+		running.Add(-1)
+		return nil, nil
+	}}
+	var wg sync.WaitGroup
+	for i := range 60 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i) * 2 * time.Millisecond)
+			if _, err := c.do(context.Background(), i); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if most.Load() != 1 {
+		t.Errorf("%d rounds ran at once, want 1", most.Load())
+	}
+	// 60 callers 2 ms apart, 20 ms rounds: they gather (alone, ~60 rounds).
+	if r := rounds.Load(); r > 30 {
+		t.Errorf("%d rounds for 60 callers, want them gathered", r)
+	}
+}

@@ -49,7 +49,9 @@ type Slurm interface {
 
 // Store is the controller's durable state.
 type Store interface {
-	Create(ctx context.Context, r *state.Record) error
+	// CreateAll writes each record that is not there yet; one error
+	// each, state.ErrExists for a record that is.
+	CreateAll(ctx context.Context, recs []*state.Record) []error
 	Get(ctx context.Context, k state.Key) (*state.Record, error)
 	Update(ctx context.Context, r *state.Record) error
 	Active(ctx context.Context, cluster string) ([]state.Key, error)
@@ -148,6 +150,11 @@ type Controller struct {
 	presyncs map[string]string // instance -> pre-sync command that may still run
 	ready    bool
 	lastPoll time.Time // when a receive last returned, for liveness
+	intake   struct {
+		inFlight      int                  // batches of warnings being handled
+		fullReceivers int                  // receivers whose last batch was full
+		yielded       map[string]time.Time // record key -> when it first stepped aside
+	}
 }
 
 // New returns a controller; Run starts it.
@@ -159,7 +166,7 @@ func New(o Options, d Deps) *Controller {
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](500*time.Millisecond, 30*time.Second),
 		&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(200), 1000)},
 	)
-	return &Controller{
+	c := &Controller{
 		Options:  o,
 		Deps:     d,
 		queue:    workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{Name: "rescues"}),
@@ -167,6 +174,8 @@ func New(o Options, d Deps) *Controller {
 		cache:    map[string]*state.Record{},
 		presyncs: map[string]string{},
 	}
+	c.intake.yielded = map[string]time.Time{}
+	return c
 }
 
 // Run resumes unfinished records, then receives events and reconciles until

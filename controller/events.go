@@ -119,21 +119,7 @@ func (c *Controller) onWarnings(ctx context.Context, events []event.Event, recei
 	if held && c.Policy.Signal == "" {
 		c.dispatchNew(ctx, ws)
 	}
-	var wg sync.WaitGroup
-	for _, w := range ws {
-		if w.done {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.err = c.recordWarning(ctx, w)
-			if w.err != nil {
-				c.unhold(ctx, w.log, w.units, held)
-			}
-		}()
-	}
-	wg.Wait()
+	c.recordWarnings(ctx, ws, held)
 	c.finishWarnings(ctx, ws)
 	return errs(ws, nil)
 }
@@ -156,15 +142,26 @@ func (c *Controller) dispatchNew(ctx context.Context, ws []*warning) {
 		c.Log.Warn("cannot tell new warnings from redeliveries; dispatching from the records", zap.Error(err))
 		return
 	}
+	// A job on two nodes warned in the same batch has a record in both
+	// warnings: the first sends its agents (to all of the job's nodes),
+	// the second only marks its node when it is written.
+	claimed := map[state.Key]bool{}
 	var wg sync.WaitGroup
 	for _, w := range ws {
 		if w.done || slices.ContainsFunc(w.recs, func(r *state.Record) bool { return exists[r.Key] }) {
 			continue
 		}
+		var recs []*state.Record
+		for _, r := range w.recs {
+			if !claimed[r.Key] {
+				claimed[r.Key] = true
+				recs = append(recs, r)
+			}
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.dispatchWarning(ctx, w)
+			c.dispatchWarning(ctx, w, recs)
 		}()
 	}
 	wg.Wait()
@@ -173,11 +170,11 @@ func (c *Controller) dispatchNew(ctx context.Context, ws []*warning) {
 // dispatchWarning sends the agents of one warning's new records in one
 // request to the dispatcher, so the jobs of a node share one plan and one
 // command. A record whose dispatch fails stays Held and reconcile retries.
-func (c *Controller) dispatchWarning(ctx context.Context, w *warning) {
+func (c *Controller) dispatchWarning(ctx context.Context, w *warning, new []*state.Record) {
 	now := c.Now()
 	var reqs []rescue.Request
 	var recs []*state.Record
-	for _, r := range w.recs {
+	for _, r := range new {
 		if now.After(r.Deadline) {
 			continue // too late to start: reconcile records the failure
 		}
@@ -320,13 +317,43 @@ func (c *Controller) newRecords(ctx context.Context, w *warning, received time.T
 	return recs
 }
 
-// recordWarning writes the warning's records, one conditional write each;
-// a record that is already there (a redelivery, a duplicate event, another
+// recordWarnings writes the batch's new records, as few calls as DynamoDB
+// allows, each only if it is not there yet. A warning whose records could
+// not be written gives its holds back; its message is redelivered.
+func (c *Controller) recordWarnings(ctx context.Context, ws []*warning, held bool) {
+	var recs []*state.Record
+	for _, w := range ws {
+		if !w.done {
+			recs = append(recs, w.recs...)
+		}
+	}
+	created := c.Store.CreateAll(ctx, recs)
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		if w.done {
+			continue
+		}
+		results := created[:len(w.recs)]
+		created = created[len(w.recs):]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.err = c.recordWarning(ctx, w, results)
+			if w.err != nil {
+				c.unhold(ctx, w.log, w.units, held)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// recordWarning takes the results of creating the warning's records: a
+// record that was already there (a redelivery, a duplicate event, another
 // node of a job being rescued) gets the node marked instead.
-func (c *Controller) recordWarning(ctx context.Context, w *warning) error {
+func (c *Controller) recordWarning(ctx context.Context, w *warning, created []error) error {
 	news := 0
-	for _, r := range w.recs {
-		err := c.Store.Create(ctx, r)
+	for i, r := range w.recs {
+		err := created[i]
 		switch {
 		case err == nil:
 			news++

@@ -185,3 +185,25 @@ func TestSecondWarningMarksAnotherNodeOfTheJob(t *testing.T) {
 		t.Errorf("node B not drained: %v", d)
 	}
 }
+
+// Both nodes of a multi-node job warned in the same batch: one record with
+// both nodes interrupted, and one agent per node, not two.
+func TestBothNodesOfAJobInOneBatch(t *testing.T) {
+	h := newHarness(t, now(), nil, batchJob("101", nodeA, nodeB))
+	at := h.clock.Now()
+	h.c.handle(context.Background(), []sqstypes.Message{
+		message("m1", warningBody("ev-m1", instA, at)), message("m2", warningBody("ev-m2", instB, at)),
+	}, at)
+	if !h.queue.wasDeleted("rh-m1") || !h.queue.wasDeleted("rh-m2") {
+		t.Fatal("the warnings were not both deleted")
+	}
+	r := h.store.record(t, key("101", 0))
+	if h.store.count() != 1 || !r.Nodes[0].Interrupted || !r.Nodes[1].Interrupted || r.Phase != state.Dispatched {
+		t.Errorf("%d records, %s, nodes %+v; want one Dispatched record with both nodes interrupted", h.store.count(), r.Phase, r.Nodes)
+	}
+	for _, inst := range []string{instA, instB} {
+		if cmds := h.disp.commandsTo(inst); len(cmds) != 1 {
+			t.Errorf("%s got %d agents, want 1", inst, len(cmds))
+		}
+	}
+}

@@ -362,6 +362,14 @@ func (s *fakeStore) Create(_ context.Context, r *state.Record) error {
 	return nil
 }
 
+func (s *fakeStore) CreateAll(ctx context.Context, recs []*state.Record) []error {
+	errs := make([]error, len(recs))
+	for i, r := range recs {
+		errs[i] = s.Create(ctx, r)
+	}
+	return errs
+}
+
 func (s *fakeStore) Get(_ context.Context, k state.Key) (*state.Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -32,6 +32,8 @@ const invalidRetry = 1
 func (c *Controller) receive(ctx context.Context) {
 	poll := context.WithoutCancel(ctx)
 	backoff := time.Second
+	full := false
+	defer func() { c.receiverFull(full, false) }()
 	for ctx.Err() == nil {
 		out, err := c.Queue.ReceiveMessage(poll, &sqs.ReceiveMessageInput{
 			QueueUrl:                    aws.String(c.QueueURL),
@@ -48,6 +50,8 @@ func (c *Controller) receive(ctx context.Context) {
 			continue
 		}
 		backoff = time.Second
+		// A full batch says the queue has more: a burst is under way.
+		full = c.receiverFull(full, len(out.Messages) == 10)
 		if len(out.Messages) == 0 {
 			continue
 		}
@@ -92,6 +96,8 @@ func (c *Controller) handle(ctx context.Context, msgs []sqstypes.Message, receiv
 		handled = append(handled, evMsgs[i])
 	}
 	if len(warnings) > 0 {
+		c.intakeStarted()
+		defer c.intakeDone()
 		for i, err := range c.onWarnings(ctx, warnings, received) {
 			if err != nil {
 				c.Log.Warn("warning not handled; it will be redelivered", eventFields(warnings[i], zap.Error(err))...)

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"time"
 
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/smithy-go/middleware"
@@ -28,6 +29,8 @@ type Metrics struct {
 	stepErrors      *prometheus.CounterVec
 	awsCalls        *prometheus.CounterVec
 	slurmCalls      *prometheus.CounterVec
+	yields          prometheus.Counter
+	awsDuration     *prometheus.HistogramVec
 }
 
 // NewMetrics creates the series and registers them with reg.
@@ -75,9 +78,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		stepErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spotrescue_reconcile_errors_total", Help: "Failed reconcile steps (retried with backoff), by phase.",
 		}, []string{"phase"}),
+		yields: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "spotrescue_reconcile_yields_total", Help: "Times a dispatched record's reconcile waited for the intake of new warnings.",
+		}),
 	}
 	m.awsCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "spotrescue_aws_calls_total", Help: "AWS API calls made (each SDK call once, whatever its retries), by service and operation.",
+	}, []string{"service", "operation"})
+	m.awsDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "spotrescue_aws_call_duration_seconds", Help: "Time an AWS API call took, retries included, by service and operation.",
+		Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
 	}, []string{"service", "operation"})
 	m.slurmCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "spotrescue_slurm_calls_total", Help: "Slurm commands run, by command (squeue, scontrol show, scontrol hold, ...).",
@@ -97,7 +107,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.ignoredEvents.WithLabelValues(r)
 	}
 	reg.MustRegister(m.events, m.ignoredEvents, m.invalidMessages, m.rescues, m.rescueDuration, m.rescuedBytes,
-		m.deadlineSlack, m.requeues, m.dispatchLatency, m.queueDepth, m.awsErrors, m.slurmErrors, m.stepErrors, m.awsCalls, m.slurmCalls)
+		m.deadlineSlack, m.requeues, m.dispatchLatency, m.queueDepth, m.awsErrors, m.slurmErrors, m.stepErrors, m.awsCalls, m.slurmCalls, m.yields, m.awsDuration)
 	return m
 }
 
@@ -106,13 +116,18 @@ func (m *Metrics) ignored(reason string)       { m.ignoredEvents.WithLabelValues
 func (m *Metrics) awsError(service, op string) { m.awsErrors.WithLabelValues(service, op).Inc() }
 func (m *Metrics) slurmError(command string)   { m.slurmErrors.WithLabelValues(command).Inc() }
 
-// CountAWSCalls is an SDK API option that counts every call by service and
-// operation: what a mass reclaim costs in API calls is measured, not estimated.
+// CountAWSCalls is an SDK API option that counts and times every call by
+// service and operation: what a mass reclaim costs in API calls is
+// measured, not estimated, and a slow or throttling service shows.
 func (m *Metrics) CountAWSCalls(stack *middleware.Stack) error {
 	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("spotrescueCallCounter",
 		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-			m.awsCalls.WithLabelValues(awsmiddleware.GetServiceID(ctx), awsmiddleware.GetOperationName(ctx)).Inc()
-			return next.HandleInitialize(ctx, in)
+			service, op := awsmiddleware.GetServiceID(ctx), awsmiddleware.GetOperationName(ctx)
+			m.awsCalls.WithLabelValues(service, op).Inc()
+			start := time.Now()
+			out, md, err := next.HandleInitialize(ctx, in)
+			m.awsDuration.WithLabelValues(service, op).Observe(time.Since(start).Seconds())
+			return out, md, err
 		}), middleware.After)
 }
 

@@ -36,6 +36,9 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (time.Duration, 
 		return 0, err
 	}
 	for !rec.Phase.Terminal() {
+		if wait := c.yield(rec); wait > 0 {
+			return wait, nil
+		}
 		before := rec.Phase
 		wait, err := c.step(ctx, rec)
 		if err != nil {
@@ -387,6 +390,15 @@ func (c *Controller) status(ctx context.Context, rec *state.Record, n *state.Nod
 		c.Metrics.awsError("ssm", "GetCommandInvocation")
 		c.logFor(rec).Warn("cannot read the agent's status", zap.String("command", n.Command), zap.Error(err))
 		return n.Status
+	}
+	if event.TerminalStatus(st) {
+		// One agent rescues every job of its node: the other records
+		// waiting on it learn the outcome without asking SSM again.
+		for _, k := range c.observe(n.Command, n.Instance, st) {
+			if k != rec.Key.String() {
+				c.queue.Add(k)
+			}
+		}
 	}
 	return st
 }

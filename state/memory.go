@@ -34,6 +34,15 @@ func (m *Memory) Create(_ context.Context, r *Record) error {
 	return nil
 }
 
+// CreateAll creates each record as Create does.
+func (m *Memory) CreateAll(ctx context.Context, recs []*Record) []error {
+	errs := make([]error, len(recs))
+	for i, r := range recs {
+		errs[i] = m.Create(ctx, r)
+	}
+	return errs
+}
+
 // Update writes r if its version is current, and bumps it.
 func (m *Memory) Update(_ context.Context, r *Record) error {
 	m.mu.Lock()

@@ -6,8 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
+
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/spotrescue/spotrescue/hack/lab"
 	"github.com/spotrescue/spotrescue/state"
@@ -190,6 +195,57 @@ func TestExists(t *testing.T) {
 	for i, k := range keys {
 		if got[k] != (i%2 == 0) {
 			t.Errorf("%s: exists %v", k, got[k])
+		}
+	}
+}
+
+// CreateAll writes 250 records; the ones that exist already, or appear
+// twice, come back ErrExists and are left as they were.
+func TestCreateAll(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	rec := func(i int, phase state.Phase) *state.Record {
+		return &state.Record{Key: state.Key{Cluster: "lab", JobID: fmt.Sprint(1000 + i)}, Phase: phase, User: "alice", Times: state.Times{Detected: time.Now()}}
+	}
+	for _, i := range []int{3, 150, 249} {
+		if err := s.Create(ctx, rec(i, state.Requeued)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var recs []*state.Record
+	for i := range 250 {
+		recs = append(recs, rec(i, state.Dispatched))
+	}
+	recs = append(recs, rec(7, state.Held)) // the same key twice
+	var mu sync.Mutex
+	calls := map[string]int{}
+	opts := lab.Get(t).DynamoDB().Options()
+	opts.APIOptions = append(opts.APIOptions, func(st *middleware.Stack) error {
+		return st.Initialize.Add(middleware.InitializeMiddlewareFunc("count", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			mu.Lock()
+			calls[awsmiddleware.GetOperationName(ctx)]++
+			mu.Unlock()
+			return next.HandleInitialize(ctx, in)
+		}), middleware.After)
+	})
+	errs := state.New(dynamodb.New(opts), s.Table()).CreateAll(ctx, recs)
+	// One conditional write per distinct record, nothing else.
+	if calls["PutItem"] != 250 || len(calls) != 1 {
+		t.Errorf("calls %v, want 250 PutItem and nothing else", calls)
+	}
+	for i, err := range errs {
+		exists := i == 3 || i == 150 || i == 249 || i == 250
+		if exists != errors.Is(err, state.ErrExists) || (!exists && err != nil) {
+			t.Errorf("record %d (%s): %v", i, recs[i].Key, err)
+		}
+	}
+	for _, c := range []struct {
+		i     int
+		phase state.Phase
+	}{{0, state.Dispatched}, {3, state.Requeued}, {7, state.Dispatched}, {99, state.Dispatched}, {150, state.Requeued}, {248, state.Dispatched}} {
+		got, err := s.Get(ctx, recs[c.i].Key)
+		if err != nil || got.Phase != c.phase || got.Version != 1 {
+			t.Errorf("record %d read back %v (version %v), %v; want %s", c.i, got.Phase, got.Version, err, c.phase)
 		}
 	}
 }

@@ -99,10 +99,11 @@ func baseline(ctx context.Context, ep *endpoints, c *cluster) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	if err := sendWarnings(ctx, ep.sqs(), url, c.nodes, c.instances, start); err != nil {
+	start, err := sendWarnings(ctx, ep.sqs(), url, c.nodes, c.instances)
+	if err != nil {
 		return nil, err
 	}
+	emu0, _, _ := procStats(ep.pid)
 	self, _ := os.Executable()
 	cmd := exec.CommandContext(ctx, self, "-child-baseline", url, fmt.Sprint(start.UnixNano()))
 	// moto's SSM records commands without running them.
@@ -116,6 +117,7 @@ func baseline(ctx context.Context, ep *endpoints, c *cluster) (*result, error) {
 	if err := json.Unmarshal(out, &rep); err != nil {
 		return nil, err
 	}
+	emu1, _, _ := procStats(ep.pid)
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	res := &result{name: "baseline (one event at a time)", interrupted: len(c.nodes), dispatched: len(rep.Dispatched), awsCalls: map[string]float64{}}
 	for i, t := range rep.Dispatched {
@@ -125,6 +127,7 @@ func baseline(ctx context.Context, ep *endpoints, c *cluster) (*result, error) {
 	for k, v := range rep.Calls {
 		res.awsCalls[k] = v
 	}
+	res.emulatorCPU = emu1 - emu0
 	res.cpuSeconds = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 	res.peakRSS = ru.Maxrss << 10
 	return res, nil

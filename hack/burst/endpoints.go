@@ -23,6 +23,7 @@ type endpoints struct {
 	aws, ssm string // base URLs
 	cfg      aws.Config
 	stop     func()
+	pid      int // moto_server's, to measure what the burst costs the emulator
 }
 
 func (e *endpoints) env() []string {
@@ -70,6 +71,7 @@ func privateMoto(ctx context.Context, dir string) (*endpoints, error) {
 				return nil, err
 			}
 			e.stop = func() { cmd.Process.Kill(); cmd.Wait() }
+			e.pid = cmd.Process.Pid
 			return e, nil
 		}
 	}

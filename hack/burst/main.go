@@ -32,6 +32,8 @@ type options struct {
 	baseline    bool
 	bin         string
 	keep        bool
+	cpuProfile  string
+	slowest     int
 }
 
 func main() {
@@ -42,6 +44,8 @@ func main() {
 	flag.BoolVar(&o.baseline, "baseline", true, "also measure the one-event-at-a-time baseline")
 	flag.StringVar(&o.bin, "bin", "bin", "directory with spotrescue and slurmreplay")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
+	flag.StringVar(&o.cpuProfile, "cpu-profile", "", "write the controller's CPU profile for the burst to this file")
+	flag.IntVar(&o.slowest, "slowest", 0, "list the N records that waited longest for their dispatch")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()

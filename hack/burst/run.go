@@ -1,14 +1,18 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,6 +51,9 @@ func run(ctx context.Context, o options) error {
 		ep, err = privateMoto(ctx, dir)
 	} else {
 		ep, err = newEndpoints(ctx, l.Env["AWS_ENDPOINT_URL"], l.Env["AWS_ENDPOINT_URL_SSM"])
+		if b, rerr := os.ReadFile(filepath.Join(l.Dir, "run", "moto.pid")); rerr == nil && ep != nil {
+			ep.pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		}
 	}
 	if err != nil {
 		return err
@@ -167,8 +174,10 @@ type result struct {
 	latencies   []time.Duration // warning received -> its SSM command sent
 	last        time.Duration   // burst start -> last dispatch
 	awsCalls    map[string]float64
+	awsSeconds  map[string]float64 // by label(series): time spent in the calls
 	slurmCalls  map[string]float64
 	cpuSeconds  float64
+	emulatorCPU float64 // moto_server's CPU seconds from the burst to the last dispatch
 	peakRSS     int64
 	idleRSS     int64
 	idleCPU     float64
@@ -183,7 +192,7 @@ type controllerProc struct {
 	metrics string
 }
 
-func startController(ctx context.Context, ep *endpoints, c *cluster, bin string) (*controllerProc, error) {
+func startController(ctx context.Context, ep *endpoints, c *cluster, bin, profile string) (*controllerProc, error) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
@@ -206,7 +215,12 @@ metrics:
   listen: %s
 `, c.name, c.queueURL, c.stateTbl, c.nodeTbl, c.dir, c.dir, c.dir, c.binDir, c.document, addr)), 0o644)
 	p := &controllerProc{metrics: addr}
-	p.cmd = exec.CommandContext(ctx, filepath.Join(bin, "spotrescue"), "controller", "--config", cfg)
+	args := []string{"controller", "--config", cfg}
+	if profile != "" {
+		abs, _ := filepath.Abs(profile)
+		args = append(args, "--cpu-profile", abs)
+	}
+	p.cmd = exec.CommandContext(ctx, filepath.Join(bin, "spotrescue"), args...)
 	// In replay mode SSM is moto's, which records commands and runs
 	// nothing: only dispatch is measured.
 	p.cmd.Env = append(append(os.Environ(), ep.env()...), "SLURMREPLAY_DIR="+c.binDir, "SLURMREPLAY_LOG="+filepath.Join(c.dir, "slurm-calls.log"))
@@ -228,8 +242,12 @@ metrics:
 
 // procStats reads the controller's CPU seconds and resident memory.
 func procStats(pid int) (cpu float64, rss, hwm int64) {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	paren := strings.LastIndexByte(string(b), ')')
+	if pid == 0 || err != nil || paren < 0 || paren+2 > len(b) {
+		return 0, 0, 0
+	}
+	f := strings.Fields(string(b[paren+2:]))
 	if len(f) > 13 {
 		ut, _ := strconv.ParseFloat(f[11], 64)
 		st, _ := strconv.ParseFloat(f[12], 64)
@@ -283,7 +301,7 @@ func delta(before, after map[string]float64, prefix string) map[string]float64 {
 
 // measure runs the burst through the real controller.
 func measure(ctx context.Context, ep *endpoints, o options, c *cluster, bin string) (*result, error) {
-	p, err := startController(ctx, ep, c, bin)
+	p, err := startController(ctx, ep, c, bin, o.cpuProfile)
 	if err != nil {
 		return nil, err
 	}
@@ -296,13 +314,16 @@ func measure(ctx context.Context, ep *endpoints, o options, c *cluster, bin stri
 	cpu1, rss, _ := procStats(pid)
 	res.idleCPU, res.idleRSS = cpu1-cpu0, rss
 	before := scrape(p.metrics)
-	start := time.Now()
-	if err := sendWarnings(ctx, ep.sqs(), c.queueURL, c.nodes, c.instances, start); err != nil {
+	start, err := sendWarnings(ctx, ep.sqs(), c.queueURL, c.nodes, c.instances)
+	if err != nil {
 		return nil, err
 	}
+	emu0, _, _ := procStats(ep.pid)
 	if err := waitDispatched(ctx, p.metrics, c.jobs); err != nil {
 		return nil, err
 	}
+	emu1, _, _ := procStats(ep.pid)
+	res.emulatorCPU = emu1 - emu0
 	// Records are written just after their dispatch: wait for the last.
 	var recs []*state.Record
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(time.Second) {
@@ -331,11 +352,18 @@ func measure(ctx context.Context, ep *endpoints, o options, c *cluster, bin stri
 		res.latencies = append(res.latencies, r.Times.Dispatched.Sub(r.Times.Detected))
 		res.last = max(res.last, r.Times.Dispatched.Sub(start))
 	}
+	if o.slowest > 0 {
+		printSlowest(recs, start, o.slowest)
+	}
 	res.dispatched = len(res.latencies)
 	time.Sleep(2 * time.Second) // let the dispatch write and the metrics settle
 	after := scrape(p.metrics)
 	res.expired = int(after[`spotrescue_events_ignored_total{reason="expired"}`] - before[`spotrescue_events_ignored_total{reason="expired"}`])
 	res.awsCalls = delta(before, after, "spotrescue_aws_calls_total")
+	res.awsSeconds = map[string]float64{}
+	for k, v := range delta(before, after, "spotrescue_aws_call_duration_seconds_sum") {
+		res.awsSeconds[label(k)] = v
+	}
 	res.slurmCalls = delta(before, after, "spotrescue_slurm_calls_total")
 	cpu2, _, hwm := procStats(pid)
 	res.cpuSeconds, res.peakRSS = cpu2-cpu1, hwm
@@ -343,9 +371,14 @@ func measure(ctx context.Context, ep *endpoints, o options, c *cluster, bin stri
 }
 
 // sendWarnings puts one warning per node on the queue, in batches of 10,
-// as fast as the queue takes them.
-func sendWarnings(ctx context.Context, q *sqs.Client, url string, nodes []string, instances map[string]string, at time.Time) error {
+// all delayed to become visible within a second of the instant it
+// returns: the burst. Sending a thousand messages takes moto seconds; without the delay
+// the controller would compete with the sending for the emulator, which
+// EventBridge never does.
+func sendWarnings(ctx context.Context, q *sqs.Client, url string, nodes []string, instances map[string]string) (time.Time, error) {
+	at := time.Now().Add(5*time.Second + time.Duration(len(nodes))*20*time.Millisecond).Truncate(time.Second).Add(time.Second)
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
 	errs := make(chan error, len(nodes)/10+1)
 	for i := 0; i < len(nodes); i += 10 {
 		var entries []sqstypes.SendMessageBatchRequestEntry
@@ -353,8 +386,17 @@ func sendWarnings(ctx context.Context, q *sqs.Client, url string, nodes []string
 			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(j)), MessageBody: aws.String(warningBody(instances[n], at))})
 		}
 		wg.Add(1)
+		sem <- struct{}{}
 		go func() {
-			defer wg.Done()
+			defer func() { <-sem; wg.Done() }()
+			delay := int32(math.Ceil(time.Until(at).Seconds()))
+			if delay <= 0 {
+				errs <- errors.New("sending the burst took longer than the lead it was given")
+				return
+			}
+			for k := range entries {
+				entries[k].DelaySeconds = delay
+			}
 			if _, err := q.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries}); err != nil {
 				errs <- err
 			}
@@ -362,7 +404,11 @@ func sendWarnings(ctx context.Context, q *sqs.Client, url string, nodes []string
 	}
 	wg.Wait()
 	close(errs)
-	return <-errs
+	if err := <-errs; err != nil {
+		return at, err
+	}
+	time.Sleep(time.Until(at))
+	return at, nil
 }
 
 func warningBody(instance string, at time.Time) string {
@@ -416,4 +462,19 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	i := int(float64(len(s)-1) * p)
 	return s[i]
+}
+
+// printSlowest lists the records that waited longest for their dispatch,
+// with when (from the burst's start) they were received and dispatched.
+func printSlowest(recs []*state.Record, start time.Time, n int) {
+	recs = slices.DeleteFunc(slices.Clone(recs), func(r *state.Record) bool { return r.Times.Dispatched.IsZero() })
+	slices.SortFunc(recs, func(a, b *state.Record) int {
+		return cmp.Compare(b.Times.Dispatched.Sub(b.Times.Detected), a.Times.Dispatched.Sub(a.Times.Detected))
+	})
+	fmt.Printf("slowest dispatches (seconds from the burst's start):\n")
+	for _, r := range recs[:min(n, len(recs))] {
+		fmt.Printf("  job %-6s received %6.2f  dispatched %6.2f  waited %5.2f  event %s  errors %d\n", r.JobID,
+			r.Times.Detected.Sub(start).Seconds(), r.Times.Dispatched.Sub(start).Seconds(),
+			r.Times.Dispatched.Sub(r.Times.Detected).Seconds(), r.Event, len(r.Errors))
+	}
 }

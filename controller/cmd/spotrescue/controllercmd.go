@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -23,6 +24,7 @@ import (
 )
 
 func newControllerCommand(g *globals) *cobra.Command {
+	var profile string
 	cmd := &cobra.Command{
 		Use:   "controller",
 		Short: "Run the rescue controller (the head node daemon)",
@@ -41,10 +43,21 @@ Stops gracefully on SIGTERM; unfinished rescues resume on the next start.`,
 				return err
 			}
 			defer log.Sync()
+			if profile != "" {
+				stop, err := startCPUProfile(profile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			return runController(cmd, cfg, log)
 		},
 	}
 	withConfig(cmd)
+	// For hack/burst and developers chasing CPU in a mass reclaim; not an
+	// operator setting.
+	cmd.Flags().StringVar(&profile, "cpu-profile", "", "write a pprof CPU profile to this file until the controller stops")
+	_ = cmd.Flags().MarkHidden("cpu-profile")
 	return cmd
 }
 
@@ -151,4 +164,16 @@ func buildInfoGauge() prometheus.Collector {
 	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "spotrescue_build_info", Help: "Build of the running controller; always 1."}, []string{"version", "commit", "goversion"})
 	g.WithLabelValues(v, commit, goVersion).Set(1)
 	return g
+}
+
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
