@@ -101,7 +101,8 @@ type Policy struct {
 	Grace             time.Duration // time the job gets to checkpoint after Signal
 	FallbackAfter     int           // interruptions of one job before it moves to FallbackPartition; 0 for never
 	FallbackPartition string
-	Presync           bool // copy a node's jobs' scratch on a Rebalance Recommendation
+	Presync           bool          // copy a node's jobs' scratch on a Rebalance Recommendation
+	PresyncEvery      time.Duration // and every node's this often; 0 for never
 }
 
 var defaultStates = []string{"RUNNING", "COMPLETING", "SUSPENDED"}
@@ -193,6 +194,9 @@ func (c *Controller) Run(ctx context.Context) error {
 			for c.next() {
 			}
 		}()
+	}
+	if c.Policy.PresyncEvery > 0 {
+		go c.presyncLoop(ctx)
 	}
 	var recv sync.WaitGroup
 	for range max(c.Receivers, 1) {

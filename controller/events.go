@@ -577,58 +577,6 @@ func (c *Controller) onRebalance(ctx context.Context, e event.Event) error {
 	return nil
 }
 
-// presync copies the scratch of the node's jobs ahead of an interruption
-// that may not come, without a deadline, so that a final rescue moves only
-// what changed since. It is best effort and records nothing: the jobs are
-// not interrupted (yet).
-func (c *Controller) presync(ctx context.Context, log *zap.Logger, instance, node string) {
-	jobs, err := c.Slurm.Jobs(ctx)
-	if err != nil {
-		log.Warn("no pre-sync: cannot list Slurm jobs", zap.Error(err))
-		return
-	}
-	units, _ := Decide(c.Policy, jobs, node)
-	var reqs []rescue.Request
-	far := c.Now().Add(time.Hour)
-	for _, u := range units {
-		dir, err := rescue.ScratchDir(c.ScratchTemplate, rescue.ScratchVars{JobID: u.Job.ID, User: u.Job.User, ArrayJobID: u.Job.ArrayJobID, ArrayTaskID: u.Job.ArrayTaskID, Node: node})
-		if err != nil {
-			log.Warn("no pre-sync for a job", zap.String("job", u.Job.ID), zap.Error(err))
-			continue
-		}
-		reqs = append(reqs, rescue.Request{Instance: instance, Node: node, Presync: true, Deadline: far, Reclaim: far,
-			Job: rescue.PlanJob{JobID: u.Job.ID, Run: u.Job.Restarts, Dir: dir, Prefix: c.Layout.NodePrefix(u.Job.ID, u.Job.Restarts, node)}})
-	}
-	if len(reqs) == 0 {
-		return
-	}
-	cmds, err := c.Dispatcher.Dispatch(ctx, reqs)
-	if err != nil {
-		c.Metrics.awsError("ssm", "SendCommand")
-		log.Warn("pre-sync not started", zap.Error(err))
-		return
-	}
-	c.mu.Lock()
-	c.presyncs[instance] = cmds[instance]
-	c.mu.Unlock()
-	log.Info("pre-sync started", zap.Int("jobs", len(reqs)), zap.String("command", cmds[instance]))
-}
-
-// stopPresync cancels a pre-sync still running on instance before its
-// final rescue starts, so the two never upload to one prefix at once.
-func (c *Controller) stopPresync(ctx context.Context, instance string) {
-	c.mu.Lock()
-	cmd, ok := c.presyncs[instance]
-	delete(c.presyncs, instance)
-	c.mu.Unlock()
-	if !ok {
-		return
-	}
-	if err := c.Dispatcher.Cancel(ctx, cmd, instance); err != nil {
-		c.Log.Warn("cannot cancel the pre-sync; the final rescue supersedes it", zap.String("instance", instance), zap.Error(err))
-	}
-}
-
 // onStateChange notes on the records of an interrupted instance that it is
 // going away: their upload is over, whatever SSM says.
 func (c *Controller) onStateChange(ctx context.Context, e event.Event) error {

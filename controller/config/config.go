@@ -82,6 +82,7 @@ type Rescue struct {
 	Checksum           string   `yaml:"checksum" help:"whole-file checksum recorded in manifests and verified on restore: CRC32C or SHA256"`
 	PackSmallFiles     bool     `yaml:"pack_small_files" help:"store files under 2 MiB in shared pack objects (far fewer S3 requests; the data is then not one object per file)"`
 	PresyncOnRebalance bool     `yaml:"presync_on_rebalance" help:"on a Rebalance Recommendation, upload the node's jobs' scratch ahead of time so the final rescue moves only what changed"`
+	PresyncEvery       Duration `yaml:"presync_every" help:"also pre-sync every node's running jobs this often (at least 5m); 0 turns it off"`
 }
 
 // Fallback moves jobs that Spot keeps interrupting to on-demand capacity.

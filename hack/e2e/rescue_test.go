@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/spotrescue/spotrescue/controller/slurm"
 	"github.com/spotrescue/spotrescue/hack/lab"
@@ -339,4 +341,67 @@ func httpPost(url string) (int, error) {
 	}
 	resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// A Rebalance Recommendation pre-syncs the job's scratch; the warning that
+// follows moves only the file that changed since, and S3 ends up with the
+// current bytes of every file.
+func TestRebalancePresyncThenWarning(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	id, node := e.submit("")
+	dir := filepath.Join(e.Scratch(node), id)
+	instance := e.Instances[node]
+	c := e.startController()
+	e.send(envelope("EC2 Instance Rebalance Recommendation", instance, time.Now(), map[string]any{}))
+	var command string
+	lab.Eventually(t, 30*time.Second, "the pre-sync to start", func() bool {
+		_, after, ok := strings.Cut(c.log.String(), `"pre-sync started"`)
+		if ok {
+			_, after, ok = strings.Cut(after, `"command":"`)
+			command, _, _ = strings.Cut(after, `"`)
+		}
+		return ok
+	})
+	lab.Eventually(t, 60*time.Second, "the pre-sync to finish", func() bool {
+		out, err := e.SSM().GetCommandInvocation(ctx, &ssm.GetCommandInvocationInput{CommandId: aws.String(command), InstanceId: aws.String(instance)})
+		return err == nil && out.Status == ssmtypes.CommandInvocationStatusSuccess
+	})
+	prefix := fmt.Sprintf("spotrescue/lab/%s/run-0/%s/", id, node)
+	pre, err := rescue.ReadManifest(ctx, e.S3(), "spotrescue-lab", prefix)
+	if err != nil || !pre.Presync || pre.Uploaded == 0 {
+		t.Fatalf("pre-sync manifest %+v, %v", pre, err)
+	}
+
+	changed := filepath.Join(dir, "ckpt", "state.txt")
+	f, err := os.OpenFile(changed, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(bytes.Repeat([]byte("step 8 of 10\n"), 300))
+	f.Close()
+	now, _ := os.ReadFile(changed)
+
+	e.send(warning(instance, time.Now()))
+	rec := e.record(id, 0, state.Done, 90*time.Second)
+	m, err := rescue.ReadManifest(ctx, e.S3(), "spotrescue-lab", prefix)
+	if err != nil || !m.Complete || m.Presync {
+		t.Fatalf("final manifest %+v, %v", m, err)
+	}
+	files := len(sums(t, dir)) + 1 // the regular files and "ready"; one changed
+	if m.Uploaded != int64(len(now)) || m.Carried != files-1 {
+		t.Errorf("final rescue uploaded %d bytes and carried %d files; want %d bytes (the changed file) and %d files",
+			m.Uploaded, m.Carried, len(now), files-1)
+	}
+	obj, err := e.S3().GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("spotrescue-lab"), Key: aws.String(prefix + "ckpt/state.txt")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(obj.Body)
+	if !bytes.Equal(got, now) {
+		t.Errorf("S3 holds %d bytes of the changed file, want its current %d", len(got), len(now))
+	}
+	if rec.Outcome != state.OutcomeComplete {
+		t.Errorf("record outcome %s, want complete", rec.Outcome)
+	}
 }
