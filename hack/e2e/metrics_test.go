@@ -29,7 +29,9 @@ func startPrometheus(t *testing.T, target string) string {
 	}
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "prometheus.yml")
-	os.WriteFile(conf, []byte(fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: spotrescue\n    static_configs:\n      - targets: [%q]\n", target)), 0o644)
+	// The alerting rules operators install, evaluated against the real series.
+	rules, _ := filepath.Abs("../../deploy/prometheus/rules.yml")
+	os.WriteFile(conf, []byte(fmt.Sprintf("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [%q]\nscrape_configs:\n  - job_name: spotrescue\n    static_configs:\n      - targets: [%q]\n", rules, target)), 0o644)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cmd := exec.Command(bin, "--config.file="+conf, "--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr)
 	logs, _ := os.Create(filepath.Join(dir, "prometheus.log"))
@@ -102,6 +104,87 @@ func TestPrometheusSeesTheRescue(t *testing.T) {
 	if v, ok := query(t, prom, `spotrescue_build_info`); !ok || v != 1 {
 		t.Errorf("build info %v %v", v, ok)
 	}
+	dashboardQueriesWork(t, prom)
+	alertRulesHealthy(t, prom)
+}
+
+// Every query of the Grafana dashboard runs against the real series, and
+// the outcome panel shows the rescue.
+func dashboardQueriesWork(t *testing.T, prom string) {
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	b, err := os.ReadFile("../../deploy/grafana/spotrescue.json")
+	if err != nil || json.Unmarshal(b, &dash) != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+	grafana := strings.NewReplacer("$job", "spotrescue", "$__rate_interval", "1m", "$__range", "5m")
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			q := grafana.Replace(tg.Expr)
+			status, errText, n := queryResult(t, prom, q)
+			if status != "success" {
+				t.Errorf("panel %q: %s: %s", p.Title, q, errText)
+			}
+			if p.Title == "Rescues in range, by outcome" && n == 0 {
+				t.Errorf("panel %q shows nothing after a rescue", p.Title)
+			}
+		}
+	}
+}
+
+// The alerting rules load and evaluate cleanly, and none fires after a
+// complete rescue.
+func alertRulesHealthy(t *testing.T, prom string) {
+	lab.Eventually(t, 15*time.Second, "the rules evaluated", func() bool {
+		resp, err := http.Get("http://" + prom + "/api/v1/rules")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Data struct {
+				Groups []struct {
+					Rules []struct {
+						Name, Health, State string
+					}
+				}
+			}
+		}
+		json.NewDecoder(resp.Body).Decode(&body)
+		n := 0
+		for _, g := range body.Data.Groups {
+			for _, r := range g.Rules {
+				if r.Health != "ok" {
+					return false
+				}
+				if r.State == "firing" {
+					t.Errorf("alert %s fires after a complete rescue", r.Name)
+				}
+				n++
+			}
+		}
+		return n == 7
+	})
+}
+
+// queryResult runs an instant query and returns its status, error and
+// number of series.
+func queryResult(t *testing.T, addr, q string) (status, errText string, series int) {
+	resp, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status, Error string
+		Data          struct{ Result []json.RawMessage }
+	}
+	json.NewDecoder(resp.Body).Decode(&body)
+	return body.Status, body.Error, len(body.Data.Result)
 }
 
 // promtool finds nothing to complain about in /metrics.
