@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -92,6 +93,10 @@ type Options struct {
 	Document        string        // SSM document, to recognise its status events
 	DryRun          bool
 	Policy          Policy
+	// LeaseTTL turns on high availability: only the holder of the
+	// cluster's lease acts. 0 for a single controller without a lease.
+	LeaseTTL time.Duration
+	Holder   string // this controller's name in the lease (host:pid)
 }
 
 // Policy holds the operator's choices about jobs.
@@ -134,6 +139,7 @@ type Deps struct {
 	Nodes      Nodes
 	Dispatcher Dispatcher
 	Manifests  Manifests
+	Lease      Lease // with Options.LeaseTTL
 	Log        *zap.Logger
 	Metrics    *Metrics
 	Now        func() time.Time
@@ -150,7 +156,9 @@ type Controller struct {
 	cache    map[string]*state.Record
 	presyncs map[string]string // instance -> pre-sync command that may still run
 	ready    bool
-	lastPoll time.Time // when a receive last returned, for liveness
+	standby  bool        // waiting for another controller's lease
+	deposed  atomic.Bool // the lease was lost: act no more
+	lastPoll time.Time   // when a receive last returned, for liveness
 	intake   struct {
 		inFlight      int                  // batches of warnings being handled
 		fullReceivers int                  // receivers whose last batch was full
@@ -181,8 +189,17 @@ func New(o Options, d Deps) *Controller {
 
 // Run resumes unfinished records, then receives events and reconciles until
 // ctx is cancelled. In-flight work finishes; queued work stays in DynamoDB
-// for the next start.
+// for the next start. With a lease it first waits to hold it, and returns
+// ErrLeaseLost if another controller takes it over.
 func (c *Controller) Run(ctx context.Context) error {
+	if c.LeaseTTL > 0 && c.Lease != nil {
+		return c.runWithLease(ctx)
+	}
+	return c.lead(ctx)
+}
+
+// lead is Run for the controller that acts.
+func (c *Controller) lead(ctx context.Context) error {
 	if err := c.resume(ctx); err != nil {
 		return err
 	}
@@ -238,6 +255,9 @@ func (c *Controller) next() bool {
 		return false
 	}
 	defer c.queue.Done(key)
+	if c.deposed.Load() {
+		return true // the new lease holder resumes it from DynamoDB
+	}
 	c.Metrics.queueDepth.Set(float64(c.queue.Len()))
 	// Reconcile on its own context: a SIGTERM lets the step in flight finish
 	// and record itself instead of leaving Slurm half-changed.

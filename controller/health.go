@@ -25,6 +25,10 @@ func (c *Controller) Serve(ctx context.Context, addr string, gatherer prometheus
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if c.Standby() {
+			http.Error(w, "standing by: another controller holds the lease", http.StatusServiceUnavailable)
+			return
+		}
 		if !c.Ready() {
 			http.Error(w, "not ready: resuming records", http.StatusServiceUnavailable)
 			return

@@ -50,6 +50,10 @@ func (c *Controller) receive(ctx context.Context) {
 			continue
 		}
 		backoff = time.Second
+		if c.deposed.Load() {
+			c.giveBack(poll, out.Messages) // the new lease holder handles them
+			return
+		}
 		// A full batch says the queue has more: a burst is under way.
 		full = c.receiverFull(full, len(out.Messages) == 10)
 		if len(out.Messages) == 0 {
@@ -121,6 +125,18 @@ func (c *Controller) invalid(ctx context.Context, m sqstypes.Message, err error)
 	})
 	if verr != nil {
 		c.Metrics.awsError("sqs", "ChangeMessageVisibility")
+	}
+}
+
+// giveBack makes messages visible again at once, for another controller.
+func (c *Controller) giveBack(ctx context.Context, msgs []sqstypes.Message) {
+	for _, m := range msgs {
+		_, err := c.Queue.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+			QueueUrl: aws.String(c.QueueURL), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0,
+		})
+		if err != nil {
+			c.Metrics.awsError("sqs", "ChangeMessageVisibility")
+		}
 	}
 }
 

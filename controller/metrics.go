@@ -31,6 +31,7 @@ type Metrics struct {
 	slurmCalls      *prometheus.CounterVec
 	yields          prometheus.Counter
 	awsDuration     *prometheus.HistogramVec
+	leader          prometheus.Gauge
 }
 
 // NewMetrics creates the series and registers them with reg.
@@ -85,6 +86,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.awsCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "spotrescue_aws_calls_total", Help: "AWS API calls made (each SDK call once, whatever its retries), by service and operation.",
 	}, []string{"service", "operation"})
+	m.leader = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "spotrescue_leader", Help: "1 while this controller holds the cluster's lease and acts, 0 while it stands by (with controller.lease_ttl).",
+	})
 	m.awsDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "spotrescue_aws_call_duration_seconds", Help: "Time an AWS API call took, retries included, by service and operation.",
 		Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
@@ -107,7 +111,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.ignoredEvents.WithLabelValues(r)
 	}
 	reg.MustRegister(m.events, m.ignoredEvents, m.invalidMessages, m.rescues, m.rescueDuration, m.rescuedBytes,
-		m.deadlineSlack, m.requeues, m.dispatchLatency, m.queueDepth, m.awsErrors, m.slurmErrors, m.stepErrors, m.awsCalls, m.slurmCalls, m.yields, m.awsDuration)
+		m.deadlineSlack, m.requeues, m.dispatchLatency, m.queueDepth, m.awsErrors, m.slurmErrors, m.stepErrors, m.awsCalls, m.slurmCalls, m.yields, m.awsDuration, m.leader)
 	return m
 }
 

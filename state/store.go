@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -31,6 +32,7 @@ type Store struct {
 	db    *dynamodb.Client
 	table string
 	now   func() time.Time
+	fence atomic.Int64 // the lease version record writes carry; 0 without a lease
 }
 
 // New returns a Store for table.
@@ -52,11 +54,13 @@ func clusterPK(cluster string) string { return "CLUSTER#" + cluster }
 type item struct {
 	PK, SK, GSI1PK, GSI1SK string
 	ActivePK               string `dynamodbav:",omitempty"`
+	Fence                  int64  `dynamodbav:",omitempty"` // lease version of the last write
 	Record
 }
 
-func toItem(r *Record) (map[string]types.AttributeValue, error) {
+func toItem(r *Record, fence int64) (map[string]types.AttributeValue, error) {
 	it := item{
+		Fence:  fence,
 		PK:     pk(r.Cluster, r.JobID),
 		SK:     sk(r.Run),
 		GSI1PK: clusterPK(r.Cluster),
@@ -84,7 +88,7 @@ func fromItem(av map[string]types.AttributeValue) (*Record, error) {
 // Create stores a new record at version 1; ErrExists if the key is taken.
 func (s *Store) Create(ctx context.Context, r *Record) error {
 	r.Version = 1
-	av, err := toItem(r)
+	av, err := toItem(r, s.fence.Load())
 	if err != nil {
 		return err
 	}
@@ -106,16 +110,24 @@ func (s *Store) Create(ctx context.Context, r *Record) error {
 func (s *Store) Update(ctx context.Context, r *Record) error {
 	prev := r.Version
 	r.Version++
-	av, err := toItem(r)
+	av, err := toItem(r, s.fence.Load())
 	if err != nil {
 		r.Version = prev
 		return err
 	}
+	cond := "Version = :v"
+	values := map[string]types.AttributeValue{":v": &types.AttributeValueMemberN{Value: strconv.FormatInt(prev, 10)}}
+	if f := s.fence.Load(); f > 0 {
+		// Fencing: a controller whose lease was taken over writes nothing
+		// over what the new holder wrote.
+		cond += " AND (attribute_not_exists(Fence) OR Fence <= :f)"
+		values[":f"] = nval(f)
+	}
 	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:                 aws.String(s.table),
 		Item:                      av,
-		ConditionExpression:       aws.String("Version = :v"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":v": &types.AttributeValueMemberN{Value: strconv.FormatInt(prev, 10)}},
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeValues: values,
 	})
 	if err != nil {
 		r.Version = prev

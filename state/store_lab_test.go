@@ -249,3 +249,65 @@ func TestCreateAll(t *testing.T) {
 		}
 	}
 }
+
+// One holder at a time; the lease passes on when it expires or is
+// released; a deposed holder can neither renew nor overwrite a record its
+// successor wrote (fencing by the lease version).
+func TestLeaseAndFencing(t *testing.T) {
+	ctx := context.Background()
+	a := newStore(t)
+	b := state.New(lab.Get(t).DynamoDB(), a.Table())
+	ttl := 600 * time.Millisecond
+
+	va, err := a.Acquire(ctx, "lab", "head-a:1", ttl)
+	if err != nil || va != 1 {
+		t.Fatalf("first Acquire: %d, %v", va, err)
+	}
+	if _, err := b.Acquire(ctx, "lab", "head-b:2", ttl); !errors.Is(err, state.ErrLeaseHeld) {
+		t.Fatalf("Acquire of a held lease: %v, want ErrLeaseHeld", err)
+	}
+	if err := a.Renew(ctx, "lab", "head-a:1", va, ttl); err != nil {
+		t.Fatalf("Renew by the holder: %v", err)
+	}
+	a.SetFence(va)
+	k := state.Key{Cluster: "lab", JobID: "77"}
+	if err := a.Create(ctx, &state.Record{Key: k, Phase: state.Held, Times: state.Times{Detected: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	stale, _ := a.Get(ctx, k)
+
+	time.Sleep(ttl + 200*time.Millisecond) // a stops renewing
+	vb, err := b.Acquire(ctx, "lab", "head-b:2", ttl)
+	if err != nil || vb != 2 {
+		t.Fatalf("Acquire of an expired lease: %d, %v", vb, err)
+	}
+	if err := a.Renew(ctx, "lab", "head-a:1", va, ttl); !errors.Is(err, state.ErrLeaseLost) {
+		t.Fatalf("Renew by the deposed holder: %v, want ErrLeaseLost", err)
+	}
+	b.SetFence(vb)
+	cur, _ := b.Get(ctx, k)
+	cur.Phase = state.Dispatched
+	if err := b.Update(ctx, cur); err != nil {
+		t.Fatalf("Update by the new holder: %v", err)
+	}
+	// The deposed holder, even from a fresh read, is fenced off.
+	fresh, _ := a.Get(ctx, k)
+	fresh.Phase = state.Failed
+	if err := a.Update(ctx, fresh); !errors.Is(err, state.ErrConflict) {
+		t.Fatalf("Update by the deposed holder: %v, want ErrConflict", err)
+	}
+	if err := a.Update(ctx, stale); !errors.Is(err, state.ErrConflict) {
+		t.Fatalf("stale Update by the deposed holder: %v, want ErrConflict", err)
+	}
+	if got, _ := b.Get(ctx, k); got.Phase != state.Dispatched {
+		t.Fatalf("record phase %s, want the new holder's Dispatched", got.Phase)
+	}
+
+	// A release hands the lease over at once, with a new version.
+	if err := b.Release(ctx, "lab", "head-b:2", vb); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := a.Acquire(ctx, "lab", "head-a:3", ttl); err != nil || v != 3 {
+		t.Fatalf("Acquire after a release: %d, %v", v, err)
+	}
+}

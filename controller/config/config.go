@@ -46,8 +46,9 @@ type Config struct {
 
 // Controller sizes the daemon's concurrency.
 type Controller struct {
-	Workers   int `yaml:"workers" help:"records reconciled at once; a mass reclaim dispatches up to 50 instances per SSM call from this many"`
-	Receivers int `yaml:"receivers" help:"concurrent SQS long polls"`
+	Workers   int      `yaml:"workers" help:"records reconciled at once; a mass reclaim dispatches up to 50 instances per SSM call from this many"`
+	Receivers int      `yaml:"receivers" help:"concurrent SQS long polls"`
+	LeaseTTL  Duration `yaml:"lease_ttl" help:"run several controllers for high availability: the one holding the cluster's lease (in the state table) for this long acts, renewing it; 0 for a single controller"`
 }
 
 // Scratch describes where jobs keep node-local data.

@@ -54,6 +54,7 @@ func TestDefaults(t *testing.T) {
 		"rescue.presync_every":        "0s",
 		"controller.workers":          "256",
 		"controller.receivers":        "8",
+		"controller.lease_ttl":        "0s",
 		"dry_run":                     "false",
 		"node_table":                  "",
 	}
@@ -233,6 +234,7 @@ func TestValidateMessages(t *testing.T) {
 		{"states unknown", func(c *Config) { c.Rescue.States = []string{"RUNNING", "PENDING"} }, `rescue.states: "PENDING" is not a state in which a job holds a node`},
 		{"signal", func(c *Config) { c.Rescue.CheckpointSignal = "usr1; kill" }, `rescue.checkpoint_signal: "usr1; kill" is not a signal; fix: use a name like USR1`},
 		{"grace", func(c *Config) { c.Rescue.CheckpointGrace = Duration(90 * time.Second) }, `rescue.checkpoint_grace: 1m30s takes more than half of the 1m45s rescue window; fix: set it between 0s and 52.5s`},
+		{"lease ttl", func(c *Config) { c.Controller.LeaseTTL = Duration(time.Second) }, `controller.lease_ttl: 1s is out of range; fix: set it between 3s and 5m`},
 		{"presync every", func(c *Config) { c.Rescue.PresyncEvery = Duration(time.Minute) }, `rescue.presync_every: 1m0s would keep the nodes uploading; fix: set it to 5m or more, or 0 to turn it off`},
 		{"checksum", func(c *Config) { c.Rescue.Checksum = "MD5" }, `rescue.checksum: "MD5" is not a checksum the agent computes; fix: use CRC32C or SHA256`},
 		{"priority", func(c *Config) { c.Rescue.Priority = []string{"*.ckpt", "[bad"} }, `rescue.priority: "[bad" is not a glob pattern`},

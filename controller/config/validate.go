@@ -147,6 +147,8 @@ func (v *validator) policy(c *Config) {
 	v.check(r.CheckpointSignal != "" && !signalRe.MatchString(r.CheckpointSignal), "rescue.checkpoint_signal", fmt.Sprintf("%q is not a signal", r.CheckpointSignal), "use a name like USR1 or SIGTERM, or a number")
 	window := 120*time.Second - c.Deadline.SafetyMargin.Std()
 	v.check(window > 0 && (r.CheckpointGrace.Std() < 0 || r.CheckpointGrace.Std() > window/2), "rescue.checkpoint_grace", fmt.Sprintf("%s takes more than half of the %s rescue window", r.CheckpointGrace, window), fmt.Sprintf("set it between 0s and %s", window/2))
+	ttl := c.Controller.LeaseTTL.Std()
+	v.check(ttl != 0 && (ttl < 3*time.Second || ttl > 5*time.Minute), "controller.lease_ttl", fmt.Sprintf("%s is out of range", c.Controller.LeaseTTL), "set it between 3s and 5m (15s is a good start), or 0 for a single controller")
 	v.check(r.PresyncEvery.Std() != 0 && r.PresyncEvery.Std() < 5*time.Minute, "rescue.presync_every", fmt.Sprintf("%s would keep the nodes uploading", r.PresyncEvery), "set it to 5m or more, or 0 to turn it off")
 	v.check(r.Checksum != "CRC32C" && r.Checksum != "SHA256", "rescue.checksum", fmt.Sprintf("%q is not a checksum the agent computes", r.Checksum), "use CRC32C or SHA256")
 	for _, p := range r.Priority {

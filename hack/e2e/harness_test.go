@@ -108,6 +108,28 @@ func (e *env) startController(args ...string) *controller {
 // startControllerEnv is startController with extra environment.
 func (e *env) startControllerEnv(extraEnv []string, args ...string) *controller {
 	e.t.Helper()
+	c := e.launchController(extraEnv, args...)
+	lab.Eventually(e.t, 20*time.Second, "controller ready", func() bool {
+		code, _ := c.readyz()
+		return code == 200
+	})
+	return c
+}
+
+// readyz is the controller's /readyz status and body; 0 if it does not answer.
+func (c *controller) readyz() (int, string) {
+	resp, err := http.Get("http://" + c.metrics + "/readyz")
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// launchController starts the controller without waiting for it.
+func (e *env) launchController(extraEnv []string, args ...string) *controller {
+	e.t.Helper()
 	port := freePort(e.t)
 	c := &controller{log: &syncBuffer{}, metrics: fmt.Sprintf("127.0.0.1:%d", port)}
 	all := append([]string{"controller", "--state-table", e.table, "--queue-url", e.queueURL, "--metrics-listen", c.metrics, "--log-level", "debug"}, args...)
@@ -126,14 +148,6 @@ func (e *env) startControllerEnv(extraEnv []string, args ...string) *controller 
 		c.cmd.Process.Signal(syscall.SIGTERM)
 		stopping.Add(1)
 		go func() { defer stopping.Done(); c.wait(40 * time.Second) }()
-	})
-	lab.Eventually(e.t, 20*time.Second, "controller ready", func() bool {
-		resp, err := http.Get("http://" + c.metrics + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
 	})
 	return c
 }

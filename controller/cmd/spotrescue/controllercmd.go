@@ -103,6 +103,8 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) erro
 		Receivers:       cfg.Controller.Receivers,
 		Document:        cfg.SSM.Document,
 		DryRun:          cfg.DryRun,
+		LeaseTTL:        leaseTTL(cfg),
+		Holder:          holder(),
 		Policy: controller.Policy{
 			States: cfg.Rescue.States, Signal: cfg.Rescue.CheckpointSignal, Grace: cfg.Rescue.CheckpointGrace.Std(),
 			FallbackAfter: cfg.Fallback.After, FallbackPartition: cfg.Fallback.Partition, Presync: cfg.Rescue.PresyncOnRebalance,
@@ -122,6 +124,7 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) erro
 			Priority: cfg.Rescue.Priority, Checksum: cfg.Rescue.Checksum, Pack: cfg.Rescue.PackSmallFiles,
 		},
 		Manifests: rescue.S3Manifests{Client: s3c, Bucket: cfg.Bucket},
+		Lease:     state.New(db, cfg.StateTable),
 		Log:       log,
 		Metrics:   metrics,
 	})
@@ -135,7 +138,8 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) erro
 			cancel()
 		}
 	}()
-	go notifySystemd(ctx, log, ctrl.Ready, ctrl.Healthy)
+	// A standby is up too: systemd hears READY from it, /readyz answers 503.
+	go notifySystemd(ctx, log, func() bool { return ctrl.Ready() || ctrl.Standby() }, ctrl.Healthy)
 	err = ctrl.Run(ctx)
 	select {
 	case serr := <-serveErr:
@@ -177,4 +181,20 @@ func startCPUProfile(path string) (stop func(), err error) {
 		return nil, fmt.Errorf("--cpu-profile: %w", err)
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// leaseTTL is the lease's TTL; a dry run takes no lease, since it acts on
+// nothing another controller could be acting on.
+func leaseTTL(cfg *config.Config) time.Duration {
+	if cfg.DryRun {
+		return 0
+	}
+	return cfg.Controller.LeaseTTL.Std()
+}
+
+// holder names this controller in the lease: host and process, so two
+// controllers on one host (or a restarted one) are told apart.
+func holder() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s:%d", host, os.Getpid())
 }
