@@ -276,6 +276,7 @@ func squeueFormat() string {
 func parseSqueue(out string) ([]Job, error) {
 	chunks := strings.Split(out, recordSep)
 	jobs := make([]Job, 0, len(chunks))
+	seen := map[string]bool{}
 	for i, chunk := range chunks {
 		chunk = strings.TrimPrefix(chunk, "\n")
 		if i == len(chunks)-1 {
@@ -292,6 +293,13 @@ func parseSqueue(out string) ([]Job, error) {
 		if err != nil {
 			return nil, fmt.Errorf("squeue record %d: %w", i+1, err)
 		}
+		// squeue -t all lists every job once. A second record for an id
+		// was forged, by a job name holding the separators, to speak for
+		// another user's job: refuse the whole listing.
+		if seen[j.ID] {
+			return nil, fmt.Errorf("squeue record %d: job %s listed twice; a job name may hold the record separator", i+1, j.ID)
+		}
+		seen[j.ID] = true
 		jobs = append(jobs, j)
 	}
 	return jobs, nil

@@ -350,6 +350,21 @@ func TestSqueueTextRejectsBrokenRecords(t *testing.T) {
 	if jobs, err := parseSqueue(""); err != nil || len(jobs) != 0 {
 		t.Errorf("empty output: %+v, %v", jobs, err)
 	}
+	// A name that carries a whole forged record for job 9 (COMPLETED, so
+	// never requeued), with the column count kept right on every side.
+	forged := func(id, state string) string {
+		return strings.Join([]string{id, id, "N/A", "N/A", "N/A", "n", "u", "1", state, "None", "5", "1", "0", "1", "h", "h", "p", "a", "N/A", "N/A", "(null)"}, unitSep)
+	}
+	victim := forged("9", "RUNNING") + recordSep + "\n"
+	head := strings.Split(forged("8", "RUNNING"), unitSep)
+	name := strings.Join(head[5:], unitSep) + recordSep + "\n" + forged("9", "COMPLETED") + recordSep + "\n" + "10" + strings.Repeat(unitSep+"x", 5)
+	attacker := strings.Join(append(head[:5], name), unitSep) + unitSep + strings.Join(head[6:], unitSep) + recordSep + "\n"
+	if jobs, err := parseSqueue(attacker); err != nil || len(jobs) != 3 {
+		t.Fatalf("the forgery does not parse as 3 records (%v, %v): the test would prove nothing", jobs, err)
+	}
+	if jobs, err := parseSqueue(victim + attacker); err == nil {
+		t.Errorf("a forged second record for job 9 was accepted: %+v", jobs)
+	}
 }
 
 // runnerFunc builds a Client on a scripted runner with fast retries.
