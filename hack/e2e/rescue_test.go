@@ -228,9 +228,12 @@ func TestMalformedMessageGoesToDLQ(t *testing.T) {
 // the job still ends rescued and requeued exactly once.
 func TestControllerKilledMidRescue(t *testing.T) {
 	e := setup(t)
-	id, node := e.submit("")
+	// Enough small files, uploaded one at a time, that the upload takes
+	// seconds: a small job's whole rescue takes a fraction of one, too
+	// short to be caught in the middle.
+	id, node := e.submit(",SMALL_FILES=1500")
 	want := sums(t, filepath.Join(e.Scratch(node), id))
-	c := e.startController()
+	c := e.startController("--rescue-concurrency", "1")
 	e.send(warning(e.Instances[node], time.Now()))
 	lab.Eventually(t, 30*time.Second, "job held", func() bool {
 		r, err := e.store.Get(context.Background(), state.Key{Cluster: "lab", JobID: id})
