@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
 )
@@ -560,6 +561,14 @@ func (s *session) finish(js *jobState) (*Manifest, error) {
 	return &m, nil
 }
 
+// manifestRetries gives the manifest, without which nothing saved can be
+// restored, more and quicker attempts than other requests: the SDK's
+// backoff grows to 20 s, and a few unlucky throttles in a row would spend
+// the whole 10 s the write has.
+func manifestRetries(o *s3.Options) {
+	o.Retryer = retry.AddWithMaxAttempts(retry.AddWithMaxBackoffDelay(o.Retryer, 500*time.Millisecond), 10)
+}
+
 // writeManifest uploads the job's manifest as it stands. It runs on its own
 // short context: it must be written even when the deadline or the caller
 // has cancelled the uploads.
@@ -585,7 +594,7 @@ func (s *session) writeManifest(js *jobState, complete bool) error {
 		Key:         aws.String(ManifestKey(js.pj.Prefix)),
 		Body:        bytes.NewReader(data),
 		ContentType: aws.String("application/json"),
-	})
+	}, manifestRetries)
 	if err != nil {
 		return fmt.Errorf("write manifest of job %s: %w", js.pj.JobID, err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/spotrescue/spotrescue/hack/lab"
 	"github.com/spotrescue/spotrescue/rescue"
@@ -84,6 +85,7 @@ func (b *burst) check(timeout time.Duration) {
 		rec := e.record(id, 0, state.Done, timeout)
 		if rec.Outcome != state.OutcomeComplete {
 			t.Errorf("job %s: outcome %s, errors %v", id, rec.Outcome, rec.Errors)
+			b.agentOutput(rec)
 		}
 		if runs, _ := e.store.Runs(ctx, "lab", id); len(runs) != 1 {
 			t.Errorf("job %s: %d records, want exactly 1", id, len(runs))
@@ -220,4 +222,22 @@ func (e *env) faultStats() string {
 	n, _ := resp.Body.Read(buf)
 	b.Write(buf[:n])
 	return b.String()
+}
+
+// agentOutput logs what the agents of a record printed, as SSM keeps it.
+func (b *burst) agentOutput(rec *state.Record) {
+	e, t := b.e, b.e.t
+	for _, n := range rec.Nodes {
+		if n.Command == "" {
+			t.Logf("job %s on %s: no agent was sent", rec.JobID, n.Name)
+			continue
+		}
+		out, err := e.SSM().GetCommandInvocation(context.Background(), &ssm.GetCommandInvocationInput{CommandId: aws.String(n.Command), InstanceId: aws.String(n.Instance)})
+		if err != nil {
+			t.Logf("job %s on %s: agent %s: %v", rec.JobID, n.Name, n.Command, err)
+			continue
+		}
+		t.Logf("job %s on %s: agent %s %s\n%s\n%s", rec.JobID, n.Name, n.Command, out.Status,
+			tail(aws.ToString(out.StandardOutputContent), 60), tail(aws.ToString(out.StandardErrorContent), 60))
+	}
 }
