@@ -427,7 +427,8 @@ func (s *session) save(u upload) {
 		s.savePacked(u)
 		return
 	}
-	for attempt := 1; ; attempt++ {
+	changed, failed := 0, 0
+	for {
 		if s.hard.Err() != nil {
 			u.job.skip(u.rel, s.stopReason())
 			return
@@ -439,11 +440,32 @@ func (s *session) save(u upload) {
 			s.done.files.Add(1)
 			s.done.bytes.Add(f.Size)
 			return
-		case errors.Is(err, errChanged) && attempt < 2:
+		case errors.Is(err, errChanged) && changed < 1:
+			changed++
+			continue
+		case s.classify(err) == SkipUploadFailed && failed < uploadRetries && s.agent.now().Before(s.d.Soft):
+			// The SDK has retried the request already; a file is worth
+			// a few more tries while the window lasts.
+			failed++
+			s.log.Info("upload failed; trying the file again", zap.String("job", u.job.pj.JobID), zap.String("file", u.rel), zap.Int("try", failed+1), zap.Error(err))
+			sleepCtx(s.hard, time.Duration(failed)*200*time.Millisecond)
 			continue
 		}
 		s.skipFailed(u, err)
 		return
+	}
+}
+
+// uploadRetries is how many times a file whose upload failed (each time
+// after the SDK's own retries) is tried again before the deadline.
+const uploadRetries = 2
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 

@@ -1,0 +1,74 @@
+//go:build lab
+
+package rescue_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/spotrescue/spotrescue/hack/lab"
+	"github.com/spotrescue/spotrescue/rescue"
+)
+
+// failPuts makes the first n PutObject operations (each after whatever
+// retries the SDK would make) of keys ending in suffix fail.
+func failPuts(l *lab.Lab, suffix string, n int) *s3.Client {
+	var mu sync.Mutex
+	opts := l.S3().Options()
+	opts.APIOptions = append(opts.APIOptions, func(st *middleware.Stack) error {
+		return st.Initialize.Add(middleware.InitializeMiddlewareFunc("failPuts", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			if p, ok := in.Parameters.(*s3.PutObjectInput); ok && awsmiddleware.GetOperationName(ctx) == "PutObject" && strings.HasSuffix(*p.Key, suffix) {
+				mu.Lock()
+				fail := n > 0
+				n--
+				mu.Unlock()
+				if fail {
+					return middleware.InitializeOutput{}, middleware.Metadata{}, errors.New("exceeded maximum number of attempts (injected)")
+				}
+			}
+			return next.HandleInitialize(ctx, in)
+		}), middleware.After)
+	})
+	return s3.New(opts)
+}
+
+// A file whose upload fails is tried again while the window lasts; one
+// that keeps failing is listed as not saved, and the rest is complete.
+func TestFailedUploadIsTriedAgain(t *testing.T) {
+	l := lab.Get(t)
+	for _, c := range []struct {
+		failures int
+		complete bool
+	}{{2, true}, {3, false}} {
+		root := t.TempDir()
+		src := filepath.Join(root, "node-a", "job")
+		writeFile(t, filepath.Join(src, "flaky.bin"), randomBytes(t, 64<<10))
+		writeFile(t, filepath.Join(src, "fine.bin"), randomBytes(t, 64<<10))
+		prefix := nodePrefix(t, l)
+		a := newAgent(t, l, filepath.Join(root, "{node}"))
+		a.S3 = failPuts(l, "/flaky.bin", c.failures)
+		plan := &rescue.Plan{ID: "retry", Node: "node-a", Bucket: "spotrescue-lab", Jobs: []rescue.PlanJob{{JobID: "5", Dir: src, Prefix: prefix}}}
+		res := a.Rescue(context.Background(), plan, rescue.Deadlines{Soft: time.Now().Add(time.Minute), Hard: time.Now().Add(90 * time.Second)})
+		m := res[0].Manifest
+		if m == nil || m.Complete != c.complete {
+			t.Fatalf("%d failures: manifest %+v, %v; want complete=%v", c.failures, m, res[0].Err, c.complete)
+		}
+		if !c.complete && (len(m.Skipped) != 1 || m.Skipped[0].Path != "flaky.bin" || m.Skipped[0].Reason != rescue.SkipUploadFailed) {
+			t.Errorf("%d failures: skipped %+v, want flaky.bin as upload failed", c.failures, m.Skipped)
+		}
+		if c.complete {
+			if _, err := object(t, l, prefix+"flaky.bin"); err != nil {
+				t.Errorf("%d failures: flaky.bin not in S3: %v", c.failures, err)
+			}
+		}
+	}
+}
