@@ -167,14 +167,14 @@ func (c *Controller) dispatchNew(ctx context.Context, ws []*warning) {
 	wg.Wait()
 }
 
-// dispatchWarning sends the agents of one warning's new records in one
+// dispatchWarning sends the agents of one warning's fresh records in one
 // request to the dispatcher, so the jobs of a node share one plan and one
 // command. A record whose dispatch fails stays Held and reconcile retries.
-func (c *Controller) dispatchWarning(ctx context.Context, w *warning, new []*state.Record) {
+func (c *Controller) dispatchWarning(ctx context.Context, w *warning, fresh []*state.Record) {
 	now := c.Now()
 	var reqs []rescue.Request
 	var recs []*state.Record
-	for _, r := range new {
+	for _, r := range fresh {
 		if now.After(r.Deadline) {
 			continue // too late to start: reconcile records the failure
 		}
@@ -317,8 +317,8 @@ func (c *Controller) newRecords(ctx context.Context, w *warning, received time.T
 	return recs
 }
 
-// recordWarnings writes the batch's new records, as few calls as DynamoDB
-// allows, each only if it is not there yet. A warning whose records could
+// recordWarnings writes the batch's new records together (Store.CreateAll),
+// each only if it is not there yet. A warning whose records could
 // not be written gives its holds back; its message is redelivered.
 func (c *Controller) recordWarnings(ctx context.Context, ws []*warning, held bool) {
 	var recs []*state.Record
