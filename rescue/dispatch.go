@@ -191,6 +191,12 @@ func (d *Dispatcher) send(ctx context.Context, b *batch, presync bool, instances
 		return
 	}
 	cmd, err := d.sendCommand(ctx, id, targets)
+	if err != nil {
+		// No agent will read them; a retry writes plans of its own.
+		for _, inst := range targets {
+			d.Layout.RemovePlan(id, inst)
+		}
+	}
 	if err != nil && len(targets) > 1 {
 		d.Log.Warn("SendCommand failed for the batch; retrying each instance", zap.Int("instances", len(targets)), zap.Error(err))
 		for _, inst := range targets {

@@ -112,6 +112,13 @@ func (l Layout) PlanPath(id, instance string) string {
 	return filepath.Join(l.planDir(id), instance+".json")
 }
 
+// RemovePlan deletes the plan of a command that was never sent, and its
+// directory once empty.
+func (l Layout) RemovePlan(id, instance string) {
+	os.Remove(l.PlanPath(id, instance))
+	os.Remove(l.planDir(id)) // fails, harmlessly, while other plans remain
+}
+
 // WritePlan stores p where the agent on p.Instance will find it. Plans are
 // readable by root only: they name other users' directories.
 func (l Layout) WritePlan(p *Plan) error {

@@ -165,6 +165,12 @@ func TestDispatcherIsolatesABadInstance(t *testing.T) {
 	if len(cmds) != 2 || cmds[f.bad] != "" {
 		t.Fatalf("commands = %v", cmds)
 	}
+	// Only the plans of commands that were sent stay: one per instance
+	// that got an agent, none for the failed batch or the bad instance.
+	plans, _ := filepath.Glob(filepath.Join(d.Layout.Spool, "plans", "*", "*.json"))
+	if len(plans) != 2 {
+		t.Errorf("%d plan files left, want 2: %v", len(plans), plans)
+	}
 }
 
 func (f *fakeSSM) CancelCommand(context.Context, *ssm.CancelCommandInput, ...func(*ssm.Options)) (*ssm.CancelCommandOutput, error) {
