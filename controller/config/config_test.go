@@ -147,7 +147,7 @@ deadline:
 dry_run: maybe
 metrics: 9464
 `)
-	_, probs, err := Load(Sources{File: file, Env: []string{"SPOTRESCUE_BUKET=x", "SPOTRESCUE_RESCUE_CONCURRENCY=many"}})
+	_, probs, err := Load(Sources{File: file, Env: []string{"SPOTRESCUE_BUKET=x", "SPOTRESCUE_RESCUE_CONCURRENCY=many", "SPOTRESCUE_X\nc.yaml:1: forged=1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +160,7 @@ metrics: 9464
 		`c.yaml:10: dry_run: "maybe" is not true or false`,
 		"c.yaml:11: metrics: expected a mapping of settings",
 		"env: SPOTRESCUE_BUKET: unknown setting",
+		`env: "SPOTRESCUE_X\nc.yaml:1: forged": unknown setting`,
 		`env SPOTRESCUE_RESCUE_CONCURRENCY: rescue.concurrency: "many" is not a whole number`,
 	}
 	assertProblems(t, probs, want)

@@ -39,7 +39,9 @@ func TestHostileConfigFiles(t *testing.T) {
 		{name: "section as a value", yaml: "metrics: 5", fields: []string{"metrics"}},
 		{name: "value as a section", yaml: "cluster:\n  name: hpc", fields: []string{"cluster"}},
 		{name: "typo", yaml: "bukcet: x", fields: []string{"bukcet"}},
-		{name: "key with a newline", yaml: "? \"a\\nb\"\n: 1", fields: []string{"a\nb"}},
+		// Quoted, so a key cannot start a line of its own in the report.
+		{name: "key with a newline", yaml: "? \"a\\nb\"\n: 1", fields: []string{`"a\nb"`}},
+		{name: "blank key", yaml: "\" \": 1", fields: []string{`" "`}},
 		{name: "dotted key at the top", yaml: "scratch.root: /data", check: func(c *Config) bool { return c.Scratch.Root == "/data" }},
 		{name: "key given twice (last wins, not reported)", yaml: "bucket: first\nbucket: second", check: func(c *Config) bool { return c.Bucket == "second" }},
 		{name: "NUL in a string", yaml: "cluster: \"a\\0b\"", check: func(c *Config) bool { return c.Cluster == "a\x00b" }},

@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
@@ -138,16 +140,25 @@ func nodeKind(n *yaml.Node) string {
 	return "a single value"
 }
 
-// keyName is how a problem names a key: its text, or what it is when it has
-// none to show (an empty string, a list or a mapping used as a key).
+// keyName is how a problem names a key: its text, quoted when the text would
+// not show (empty, blank, edge spaces, control characters), or what it is
+// when it is not text (a list or a mapping used as a key).
 func keyName(key *yaml.Node) string {
-	switch {
-	case key.Kind != yaml.ScalarNode && key.Kind != yaml.AliasNode:
+	if key.Kind != yaml.ScalarNode && key.Kind != yaml.AliasNode {
 		return "(" + nodeKind(key) + " as a key)"
-	case key.Value == "":
-		return `""`
 	}
-	return key.Value
+	return shown(key.Value)
+}
+
+// shown quotes a name that would not show as itself in a report: empty,
+// blank, with edge spaces or with control characters (which could also
+// forge a line of their own).
+func shown(name string) string {
+	unprintable := strings.IndexFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0
+	if name == "" || strings.TrimSpace(name) != name || unprintable {
+		return strconv.Quote(name)
+	}
+	return name
 }
 
 // decodeNode walks the YAML mapping against the known fields so that every
@@ -237,7 +248,7 @@ func applyEnv(byPath map[string]field, env []string) Problems {
 		}
 		f, ok := byEnv[name]
 		if !ok {
-			probs = append(probs, Problem{Field: name, Source: "env", Msg: "unknown setting", Fix: "unset it or use one of the names in `spotrescue config validate --help`"})
+			probs = append(probs, Problem{Field: shown(name), Source: "env", Msg: "unknown setting", Fix: "unset it or use one of the names in `spotrescue config validate --help`"})
 			continue
 		}
 		if err := f.set(val); err != nil {
