@@ -275,11 +275,16 @@ func applyFlags(byPath map[string]field, fs *pflag.FlagSet) Problems {
 	return probs
 }
 
-// BindFlags registers one flag per setting on fs. Values are kept as
+// BindFlags registers one flag per setting on fs, or only for the settings
+// named in only (a section such as "scratch" stands for all of its
+// settings), so a command's --help lists what it reads. Values are kept as
 // strings and parsed by Load, so flags, env and YAML share one parser.
-func BindFlags(fs *pflag.FlagSet) {
+func BindFlags(fs *pflag.FlagSet, only ...string) {
 	c := Default()
 	for _, f := range fields(&c) {
+		if !selected(f.Path, only) {
+			continue
+		}
 		if f.isBool() {
 			help := f.Help
 			if f.get() == "true" {
@@ -294,6 +299,15 @@ func BindFlags(fs *pflag.FlagSet) {
 		}
 		fs.String(f.FlagName(), "", help)
 	}
+}
+
+func selected(path string, only []string) bool {
+	for _, o := range only {
+		if path == o || strings.HasPrefix(path, o+".") {
+			return true
+		}
+	}
+	return len(only) == 0
 }
 
 // suggest offers the closest known key for a typo.

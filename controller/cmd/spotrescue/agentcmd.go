@@ -55,7 +55,7 @@ Prints one summary line per job.`,
 			return runAgentRescue(cmd.Context(), cfg, log, planID, instance)
 		},
 	}
-	withConfig(cmd)
+	withConfig(cmd, agentSettings...)
 	cmd.Flags().StringVar(&planID, "plan", "", "rescue plan id (from the SSM document's Plan parameter)")
 	cmd.Flags().StringVar(&instance, "instance", "", "this instance's id (default $AWS_SSM_INSTANCE_ID, else IMDS)")
 	cmd.MarkFlagRequired("plan")
@@ -143,7 +143,7 @@ SLURM_JOB_UID, SLURM_JOB_USER, SLURMD_NODENAME and SLURM_JOB_NODELIST.`,
 			return runAgentRestore(cmd.Context(), cfg, log, prologEnv())
 		},
 	}
-	withConfig(cmd)
+	withConfig(cmd, agentSettings...)
 	return cmd
 }
 

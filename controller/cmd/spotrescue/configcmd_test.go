@@ -83,3 +83,58 @@ func TestConfigValidateChecksSlurmCommands(t *testing.T) {
 		t.Fatalf("err = %v, want a missing scontrol", err)
 	}
 }
+
+// A command's flags are the settings it reads: the daemon and config
+// validate take every one, the others only theirs (simulate's --help is not
+// a page of upload tuning).
+func TestCommandsOfferTheSettingsTheyRead(t *testing.T) {
+	all := config.Settings()
+	flagsOf := func(path ...string) []string {
+		cmd, _, err := newRootCommand().Find(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, s := range all {
+			if cmd.Flags().Lookup(strings.TrimPrefix(s.Flag, "--")) != nil {
+				got = append(got, s.Path)
+			}
+		}
+		return got
+	}
+	everything := flagsOf("controller")
+	if len(everything) != len(all) || len(flagsOf("config", "validate")) != len(all) {
+		t.Errorf("controller and config validate take %d and %d of %d settings", len(everything), len(flagsOf("config", "validate")), len(all))
+	}
+	want := map[string]string{
+		"simulate":      "cluster region queue_url node_table",
+		"jobs list":     "cluster region state_table",
+		"jobs show":     "cluster region state_table",
+		"agent rescue":  "cluster region spool_dir scratch.root scratch.path_template rescue.concurrency restore.enabled",
+		"agent restore": "cluster region spool_dir scratch.root scratch.path_template rescue.concurrency restore.enabled",
+		"taskprolog":    "cluster region spool_dir scratch.root scratch.path_template rescue.concurrency restore.enabled",
+		"inspect":       "cluster region node_table bucket prefix slurm.bin_dir scratch.root scratch.path_template rescue.states",
+	}
+	for cmd, paths := range want {
+		got := flagsOf(strings.Fields(cmd)...)
+		if !sameSet(got, strings.Fields(paths)) {
+			t.Errorf("%s offers %v, want %s", cmd, got, paths)
+		}
+	}
+}
+
+func sameSet(a, b []string) bool {
+	seen := map[string]int{}
+	for _, x := range a {
+		seen[x]++
+	}
+	for _, x := range b {
+		seen[x]--
+	}
+	for _, n := range seen {
+		if n != 0 {
+			return false
+		}
+	}
+	return true
+}

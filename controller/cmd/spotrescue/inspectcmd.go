@@ -83,7 +83,7 @@ jobs it would leave alone, with the reason. It changes nothing.`,
 			return in.table(cmd.OutOrStdout())
 		},
 	}
-	withConfig(cmd)
+	withConfig(cmd, inspectSettings...)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table or json")
 	return cmd
 }

@@ -51,7 +51,7 @@ Query on the ByCluster index, never a Scan). --cluster selects another cluster.`
 			return listJobs(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), s, cfg, f)
 		},
 	}
-	withConfig(cmd)
+	withConfig(cmd, clientSettings...)
 	fl := cmd.Flags()
 	fl.DurationVar(&f.since, "since", 7*24*time.Hour, "only runs detected within this long ago")
 	fl.StringVar(&f.phase, "phase", "", "only runs in this phase (Detected, Held, Dispatched, Rescued, Partial, Failed, Requeued, Done)")
@@ -88,7 +88,7 @@ func newJobsShowCommand(g *globals) *cobra.Command {
 			return render(cmd.OutOrStdout(), out, views(runs), "", showTable)
 		},
 	}
-	withConfig(cmd)
+	withConfig(cmd, clientSettings...)
 	cmd.Flags().StringVarP(&out, "output", "o", "table", "table, json or yaml")
 	return cmd
 }

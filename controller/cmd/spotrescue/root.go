@@ -47,9 +47,24 @@ next run resumes from the rescued data.`,
 	return root
 }
 
-// withConfig gives cmd one flag per configuration setting.
-func withConfig(cmd *cobra.Command) *cobra.Command {
-	config.BindFlags(cmd.Flags())
+// The settings each kind of command reads; its flags are these, so --help
+// lists only what matters to it. The file and SPOTRESCUE_* variables may hold
+// every setting whatever the command (one file serves the whole cluster).
+var (
+	// agentSettings: agent rescue, agent restore and taskprolog on compute nodes.
+	agentSettings = []string{"cluster", "region", "scratch", "spool_dir", "rescue.concurrency", "restore"}
+	// clientSettings: jobs list and jobs show.
+	clientSettings = []string{"cluster", "region", "state_table"}
+	// drillSettings: simulate.
+	drillSettings = []string{"cluster", "region", "queue_url", "node_table"}
+	// inspectSettings: inspect, which asks the node table, Slurm and S3.
+	inspectSettings = []string{"cluster", "region", "node_table", "bucket", "prefix", "scratch", "slurm", "rescue.states"}
+)
+
+// withConfig gives cmd a flag for each configuration setting it reads:
+// those of settings, or all of them when none are named.
+func withConfig(cmd *cobra.Command, settings ...string) *cobra.Command {
+	config.BindFlags(cmd.Flags(), settings...)
 	return cmd
 }
 

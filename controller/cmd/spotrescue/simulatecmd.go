@@ -79,7 +79,7 @@ simulated reclaim (EC2 gives 120s).`,
 			return nil
 		},
 	}
-	withConfig(cmd)
+	withConfig(cmd, drillSettings...)
 	cmd.Flags().StringVar(&node, "node", "", "Slurm node whose instance is interrupted")
 	cmd.Flags().StringVar(&instance, "instance", "", "EC2 instance id to interrupt")
 	cmd.Flags().StringVar(&kind, "kind", "warning", "warning, rebalance or terminated")

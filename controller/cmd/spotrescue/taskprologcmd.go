@@ -32,7 +32,7 @@ SPOT_RESCUE_DIR (where the data was restored, when it was).`,
 			return printTaskEnv(cmd.Context(), cmd.OutOrStdout(), cfg, prologEnv())
 		},
 	}
-	withConfig(cmd)
+	withConfig(cmd, agentSettings...)
 	return cmd
 }
 
