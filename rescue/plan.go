@@ -62,6 +62,16 @@ type PlanJob struct {
 	Prefix string `json:"prefix"` // S3 key prefix for this node's data, ending in "/"
 }
 
+// subset is the plan for the jobs at idx.
+func (p *Plan) subset(idx []int) *Plan {
+	q := *p
+	q.Jobs = make([]PlanJob, len(idx))
+	for k, i := range idx {
+		q.Jobs[k] = p.Jobs[i]
+	}
+	return &q
+}
+
 var planIDRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // ValidPlanID reports whether id matches the SSM document's allowedPattern.

@@ -26,12 +26,18 @@ type JobResult struct {
 	URI      string // s3:// prefix of the job's data on this node
 	Manifest *Manifest
 	Err      error // the job could not be rescued at all (bad directory, manifest not written)
+	// LeftToOther: another agent on the node was rescuing the job; Manifest,
+	// if any, is the one it wrote.
+	LeftToOther bool
 }
 
 // Summary is the line a person reads in the SSM command output.
 func (r JobResult) Summary() string {
 	m := r.Manifest
-	if m == nil {
+	switch {
+	case m == nil && r.Err == nil && r.LeftToOther:
+		return fmt.Sprintf("job %s: left to the pre-sync already running on this node; %s", r.JobID, r.URI)
+	case m == nil:
 		return fmt.Sprintf("job %s: not rescued: %v", r.JobID, r.Err)
 	}
 	state := "complete"
@@ -40,6 +46,9 @@ func (r JobResult) Summary() string {
 		state = "pre-sync"
 	case !m.Complete:
 		state = "PARTIAL"
+	}
+	if r.LeftToOther {
+		state += " (by another agent on this node)"
 	}
 	secs := m.Finished.Sub(m.Started).Seconds()
 	line := fmt.Sprintf("job %s: %s: %d entries, %s; sent %s in %.1fs (%s)", r.JobID, state, len(m.Files),
@@ -190,8 +199,32 @@ const putGrace = 2 * time.Second
 // farAway stands in for "no deadline" in a pre-sync.
 const farAway = 30 * 24 * time.Hour
 
-// Rescue uploads every job of the plan and writes each job's manifest last.
+// Rescue uploads every job of the plan and writes each job's manifest
+// last. A job another agent on the node is rescuing is left to it (see
+// lock.go); results come in the plan's order.
 func (a *Agent) Rescue(ctx context.Context, p *Plan, d Deadlines) []JobResult {
+	log := a.Log.With(zap.String("node", p.Node), zap.String("instance", p.Instance), zap.String("plan", p.ID))
+	held, mine, theirs := a.lockJobs(p, log)
+	defer held.unlock()
+	results := make([]JobResult, len(p.Jobs))
+	var wg sync.WaitGroup
+	if len(theirs) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.afterOthers(ctx, p, d, theirs, results, log)
+		}()
+	}
+	if len(mine) > 0 {
+		for k, r := range a.rescue(ctx, p.subset(mine), d) {
+			results[mine[k]] = r
+		}
+	}
+	wg.Wait()
+	return results
+}
+
+func (a *Agent) rescue(ctx context.Context, p *Plan, d Deadlines) []JobResult {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s, release := a.newSession(ctx, p, d)

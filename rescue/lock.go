@@ -1,0 +1,204 @@
+package rescue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// A node can get two agents for one job: a controller that dies between
+// SendCommand and writing its record sends the command again when it
+// resumes, and a timer pre-sync can overlap one started by a Rebalance
+// Recommendation. Two agents writing one prefix race on the manifest: the
+// later one may list a checksum the other's upload has replaced. So each
+// job run has a lock on the node, taken with flock(2) on a root-owned file
+// under the scratch root: the kernel drops it when its agent dies, however
+// it dies, and users (who cannot write there) cannot hold it.
+//
+// A final rescue that finds the lock held waits for it (the holder works to
+// the same deadline), then leaves the job to the holder if it wrote a final
+// manifest, and rescues it itself if it did not (it died). A pre-sync that
+// finds another pre-sync of the job leaves the job to it. Final rescues and
+// pre-syncs lock apart: a final rescue must never wait on a pre-sync, which
+// has no deadline and stops by itself once a final manifest is written.
+
+// lockDir is the agent's directory in the node's scratch root. A job's
+// directory cannot be it: the path template puts {job_id} below the root,
+// and no job id or user name starts with a dot.
+const lockDir = ".spotrescue"
+
+// lockNameRe keeps a job id that names a lock file to a plain file name.
+var lockNameRe = regexp.MustCompile(`^[0-9A-Za-z_+]{1,32}$`)
+
+// lockPoll is how often a held lock is tried again.
+const lockPoll = 100 * time.Millisecond
+
+// jobLock is one job run's lock on this node.
+type jobLock struct{ f *os.File }
+
+// lockPath is where the lock of a job run lives for this kind of plan.
+func (a *Agent) lockPath(node string, presync bool, pj PlanJob) string {
+	kind := "rescue"
+	if presync {
+		kind = "presync"
+	}
+	return filepath.Join(a.root(node), lockDir, fmt.Sprintf("%s-%d.%s.lock", pj.JobID, pj.Run, kind))
+}
+
+// tryLock takes the job's lock if it is free. held reports another agent
+// holding it; err a lock that cannot be taken at all (then the rescue goes
+// on unlocked: a read-only root must not cost the data).
+func (a *Agent) tryLock(node string, presync bool, pj PlanJob) (l *jobLock, held bool, err error) {
+	if !lockNameRe.MatchString(pj.JobID) {
+		return nil, false, fmt.Errorf("job id %q cannot name a lock file", pj.JobID)
+	}
+	path := a.lockPath(node, presync, pj)
+	if err := ownDir(filepath.Dir(path)); err != nil {
+		return nil, false, fmt.Errorf("lock job %s: %w", pj.JobID, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("lock job %s: %w", pj.JobID, err)
+	}
+	switch err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); {
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		f.Close()
+		return nil, true, nil
+	case err != nil:
+		f.Close()
+		return nil, false, fmt.Errorf("lock job %s: %w", pj.JobID, err)
+	}
+	return &jobLock{f: f}, false, nil
+}
+
+// ownDir makes the lock directory, or checks the one that is there: the
+// scratch root is often world-writable (like /tmp), and a directory someone
+// else made, or a symlink, would let them hold or move the locks. The root
+// itself is never made: a node without it has nothing to lock.
+func ownDir(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%s is not a directory of this user's with mode 0700; remove it", dir)
+	}
+	return nil
+}
+
+// waitLock takes the job's lock once its holder lets go, or gives up when
+// ctx ends.
+func (a *Agent) waitLock(ctx context.Context, node string, presync bool, pj PlanJob) (*jobLock, error) {
+	tick := time.NewTicker(lockPoll)
+	defer tick.Stop()
+	for {
+		l, held, err := a.tryLock(node, presync, pj)
+		if !held {
+			return l, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// unlock lets the next agent in. The file stays: removing it would let a
+// waiter lock the removed file while a newcomer locks a new one.
+func (l *jobLock) unlock() {
+	if l != nil {
+		l.f.Close()
+	}
+}
+
+// locks is the set of job locks one Rescue holds.
+type locks []*jobLock
+
+func (ls locks) unlock() {
+	for _, l := range ls {
+		l.unlock()
+	}
+}
+
+// lockJobs splits the plan's jobs into those this agent holds now and those
+// another agent is rescuing.
+func (a *Agent) lockJobs(p *Plan, log *zap.Logger) (held locks, mine, theirs []int) {
+	for i, pj := range p.Jobs {
+		l, busy, err := a.tryLock(p.Node, p.Presync, pj)
+		switch {
+		case busy:
+			theirs = append(theirs, i)
+			continue
+		case err != nil:
+			log.Warn("cannot lock the job; rescuing it unlocked", zap.String("job", pj.JobID), zap.Error(err))
+		default:
+			held = append(held, l)
+		}
+		mine = append(mine, i)
+	}
+	return held, mine, theirs
+}
+
+// lockWait is how long past the hard deadline a final rescue waits for
+// another agent's lock: that agent's grace for uploads under way, then its
+// manifest write.
+const lockWait = putGrace + 12*time.Second
+
+// afterOthers settles the jobs another agent held when this one started.
+// A pre-sync leaves them to it. A final rescue waits for the lock, then
+// reports the manifest the other agent wrote, or, if it wrote none (it
+// died), rescues the job itself in whatever time is left.
+func (a *Agent) afterOthers(ctx context.Context, p *Plan, d Deadlines, idx []int, results []JobResult, log *zap.Logger) {
+	for _, i := range idx {
+		pj := p.Jobs[i]
+		results[i] = JobResult{JobID: pj.JobID, URI: "s3://" + p.Bucket + "/" + pj.Prefix, LeftToOther: true}
+		log := log.With(zap.String("job", pj.JobID))
+		if p.Presync {
+			log.Info("another pre-sync of the job is running on this node; leaving the job to it")
+			continue
+		}
+		log.Info("another agent on this node is rescuing the job; waiting for it")
+		wait, cancel := context.WithDeadline(ctx, d.Hard.Add(lockWait))
+		l, err := a.waitLock(wait, p.Node, false, pj)
+		cancel()
+		if err != nil {
+			results[i].Err = fmt.Errorf("another agent on this node held it past the deadline: %w", err)
+			continue
+		}
+		m, err := a.finalManifest(ctx, p.Bucket, pj.Prefix)
+		if m != nil {
+			log.Info("the other agent's rescue stands", zap.Bool("complete", m.Complete))
+			results[i].Manifest = m
+			l.unlock()
+			continue
+		}
+		log.Warn("the other agent left no final manifest; rescuing the job", zap.NamedError("read", err))
+		results[i] = a.rescue(ctx, p.subset([]int{i}), d)[0]
+		l.unlock()
+	}
+}
+
+// finalManifest returns the final rescue's manifest at prefix, nil if there
+// is none (or only a pre-sync's).
+func (a *Agent) finalManifest(ctx context.Context, bucket, prefix string) (*Manifest, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := ReadManifest(ctx, a.client(), bucket, prefix)
+	if err != nil || m.Presync {
+		return nil, err
+	}
+	return m, nil
+}

@@ -1,0 +1,113 @@
+//go:build lab
+
+package rescue_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/spotrescue/spotrescue/hack/lab"
+	"github.com/spotrescue/spotrescue/rescue"
+)
+
+// A controller that dies between SendCommand and its record write sends the
+// command again: the second agent must not race the first on the job's
+// prefix. It waits, then reports the first one's manifest as the outcome,
+// and S3 holds exactly what that manifest lists.
+func TestSecondAgentLeavesTheJobToTheFirst(t *testing.T) {
+	l := lab.Get(t)
+	root := t.TempDir()
+	src := filepath.Join(root, "node-a", "job")
+	for i := range 20 {
+		writeFile(t, filepath.Join(src, fmt.Sprintf("f-%02d.dat", i)), randomBytes(t, 100<<10))
+	}
+	prefix := nodePrefix(t, l)
+	d := rescue.Deadlines{Soft: time.Now().Add(time.Minute), Hard: time.Now().Add(time.Minute)}
+	job := rescue.PlanJob{JobID: "77", Run: 1, Dir: src, Prefix: prefix}
+
+	first := newAgent(t, l, filepath.Join(root, "{node}"))
+	reading, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	rescue.SetAfterRead(first, func(string) {
+		once.Do(func() { close(reading) })
+		<-release
+	})
+	var firstResult rescue.JobResult
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		firstResult = first.Rescue(context.Background(), &rescue.Plan{ID: "first", Node: "node-a", Bucket: bucket, Jobs: []rescue.PlanJob{job}}, d)[0]
+	}()
+	<-reading
+
+	second := newAgent(t, l, filepath.Join(root, "{node}"))
+	core, logs := observer.New(zap.InfoLevel)
+	second.Log = zap.New(core)
+	secondDone := make(chan rescue.JobResult)
+	go func() {
+		secondDone <- second.Rescue(context.Background(), &rescue.Plan{ID: "second", Node: "node-a", Bucket: bucket, Jobs: []rescue.PlanJob{job}}, d)[0]
+	}()
+	for logs.FilterMessageSnippet("waiting for it").Len() == 0 {
+		select {
+		case r := <-secondDone:
+			t.Fatalf("the second agent did not wait for the first: %+v", r)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	close(release)
+	<-done
+	r := <-secondDone
+	t.Log(firstResult.Summary())
+	t.Log(r.Summary())
+	if firstResult.Err != nil || !firstResult.Manifest.Complete || firstResult.LeftToOther {
+		t.Fatalf("first agent: %+v", firstResult)
+	}
+	if r.Err != nil || !r.LeftToOther || r.Manifest == nil || !r.Manifest.Started.Equal(firstResult.Manifest.Started) {
+		t.Fatalf("second agent did not leave the job to the first: %+v", r)
+	}
+	stored, err := rescue.ReadManifest(context.Background(), l.S3(), bucket, prefix)
+	if err != nil || !stored.Started.Equal(firstResult.Manifest.Started) || len(stored.Files) != 20 {
+		t.Fatalf("manifest in S3: %+v, %v", stored, err)
+	}
+	assertExact(t, l, stored, prefix)
+}
+
+// An agent that dies holding a job's lock lets go of it with its life; the
+// agent waiting on it finds no final manifest and rescues the job itself.
+func TestAgentRescuesAJobWhoseHolderDied(t *testing.T) {
+	l := lab.Get(t)
+	root := t.TempDir()
+	src := filepath.Join(root, "node-a", "job")
+	for i := range 5 {
+		writeFile(t, filepath.Join(src, fmt.Sprintf("f-%d.dat", i)), randomBytes(t, 50<<10))
+	}
+	prefix := nodePrefix(t, l)
+	// What a killed agent leaves: the lock it held, for as long as it lived.
+	os.Mkdir(filepath.Join(root, "node-a", ".spotrescue"), 0o700)
+	lock, err := os.Create(filepath.Join(root, "node-a", ".spotrescue", "78-0.rescue.lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(500*time.Millisecond, func() { lock.Close() })
+
+	a := newAgent(t, l, filepath.Join(root, "{node}"))
+	d := rescue.Deadlines{Soft: time.Now().Add(time.Minute), Hard: time.Now().Add(time.Minute)}
+	r := a.Rescue(context.Background(), &rescue.Plan{ID: "after", Node: "node-a", Bucket: bucket, Jobs: []rescue.PlanJob{{JobID: "78", Dir: src, Prefix: prefix}}}, d)[0]
+	t.Log(r.Summary())
+	if r.Err != nil || r.LeftToOther || r.Manifest == nil || !r.Manifest.Complete || len(r.Manifest.Files) != 5 {
+		t.Fatalf("result: %+v", r)
+	}
+	assertExact(t, l, r.Manifest, prefix)
+}
