@@ -191,13 +191,14 @@ func (a *Agent) afterOthers(ctx context.Context, p *Plan, d Deadlines, idx []int
 	}
 }
 
-// finalManifest returns the final rescue's manifest at prefix, nil if there
-// is none (or only a pre-sync's).
+// finalManifest returns the last manifest a final rescue wrote at prefix,
+// nil if there is none (only a pre-sync's, or the interim one of an agent
+// that died mid-rescue).
 func (a *Agent) finalManifest(ctx context.Context, bucket, prefix string) (*Manifest, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	m, err := ReadManifest(ctx, a.client(), bucket, prefix)
-	if err != nil || m.Presync {
+	if err != nil || m.Presync || m.Interim {
 		return nil, err
 	}
 	return m, nil

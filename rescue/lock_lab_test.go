@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -82,7 +85,8 @@ func TestSecondAgentLeavesTheJobToTheFirst(t *testing.T) {
 }
 
 // An agent that dies holding a job's lock lets go of it with its life; the
-// agent waiting on it finds no final manifest and rescues the job itself.
+// agent waiting on it finds only the dead one's interim manifest and
+// rescues the job itself.
 func TestAgentRescuesAJobWhoseHolderDied(t *testing.T) {
 	l := lab.Get(t)
 	root := t.TempDir()
@@ -91,7 +95,12 @@ func TestAgentRescuesAJobWhoseHolderDied(t *testing.T) {
 		writeFile(t, filepath.Join(src, fmt.Sprintf("f-%d.dat", i)), randomBytes(t, 50<<10))
 	}
 	prefix := nodePrefix(t, l)
-	// What a killed agent leaves: the lock it held, for as long as it lived.
+	// What a killed agent leaves: an interim manifest, and the lock it held
+	// for as long as it lived.
+	interim := `{"version":1,"job_id":"78","run":0,"node":"node-a","complete":false,"interim":true,"checksum_algorithm":"CRC32C","files":[]}`
+	if _, err := l.S3().PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(rescue.ManifestKey(prefix)), Body: strings.NewReader(interim)}); err != nil {
+		t.Fatal(err)
+	}
 	os.Mkdir(filepath.Join(root, "node-a", ".spotrescue"), 0o700)
 	lock, err := os.Create(filepath.Join(root, "node-a", ".spotrescue", "78-0.rescue.lock"))
 	if err != nil {

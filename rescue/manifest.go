@@ -24,7 +24,11 @@ type Manifest struct {
 	Complete bool   `json:"complete"`
 	// Presync marks a copy taken ahead of an interruption (on a Rebalance
 	// Recommendation): never complete, the base of the final rescue.
-	Presync  bool      `json:"presync,omitempty"`
+	Presync bool `json:"presync,omitempty"`
+	// Interim marks a manifest written while the rescue was still going
+	// (every few seconds, so an instance that dies mid-rescue leaves a
+	// truthful record); the last one an agent writes has it false.
+	Interim  bool      `json:"interim,omitempty"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
 	Deadline time.Time `json:"deadline"`

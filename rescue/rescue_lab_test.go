@@ -618,3 +618,58 @@ func mustRead(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+// While a rescue runs, the manifest at the prefix is an interim one that
+// says so and lists only what is already in S3; the last one is not interim.
+func TestInterimManifestsSayWhatIsSavedSoFar(t *testing.T) {
+	l := lab.Get(t)
+	root := t.TempDir()
+	src := filepath.Join(root, "node-a", "job")
+	for i := range 4 {
+		writeFile(t, filepath.Join(src, fmt.Sprintf("f-%d.dat", i)), randomBytes(t, 10<<10))
+	}
+	prefix := nodePrefix(t, l)
+	a := newAgent(t, l, filepath.Join(root, "{node}"))
+	a.Concurrency, a.Checkpoint = 1, 20*time.Millisecond
+	seen := make(chan *rescue.Manifest, 1)
+	rescue.SetAfterRead(a, func(rel string) {
+		if rel != "f-3.dat" { // the oldest, sent last
+			return
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if m, err := rescue.ReadManifest(context.Background(), l.S3(), bucket, prefix); err == nil && len(m.Files) >= 3 {
+				seen <- m
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		close(seen)
+	})
+	// Oldest last: f-3 is sent after f-0..f-2.
+	for i := range 4 {
+		mt := time.Now().Add(-time.Duration(i) * time.Hour)
+		os.Chtimes(filepath.Join(src, fmt.Sprintf("f-%d.dat", i)), mt, mt)
+	}
+	d := rescue.Deadlines{Soft: time.Now().Add(time.Minute), Hard: time.Now().Add(time.Minute)}
+	r := a.Rescue(context.Background(), &rescue.Plan{ID: "interim", Node: "node-a", Bucket: bucket, Jobs: []rescue.PlanJob{{JobID: "79", Dir: src, Prefix: prefix}}}, d)[0]
+	mid, ok := <-seen
+	if !ok {
+		t.Fatal("no interim manifest listed the first files while the last one was being sent")
+	}
+	if !mid.Interim || mid.Complete {
+		t.Errorf("mid-rescue manifest: interim=%v complete=%v", mid.Interim, mid.Complete)
+	}
+	for _, f := range mid.Files {
+		if f.Path == "f-3.dat" {
+			t.Error("the interim manifest lists a file not yet sent")
+		}
+	}
+	if r.Err != nil || r.Manifest.Interim || !r.Manifest.Complete {
+		t.Fatalf("last manifest: %+v, %v", r.Manifest, r.Err)
+	}
+	stored, err := rescue.ReadManifest(context.Background(), l.S3(), bucket, prefix)
+	if err != nil || stored.Interim || !stored.Complete || len(stored.Files) != 4 {
+		t.Fatalf("manifest in S3: %+v, %v", stored, err)
+	}
+}

@@ -569,7 +569,7 @@ func (s *session) checkpoint(jobs []*jobState) {
 		if js == nil {
 			continue
 		}
-		if err := s.writeManifest(js, false); err != nil {
+		if err := s.writeManifest(js, false, true); err != nil {
 			s.log.Warn("interim manifest not written", zap.String("job", js.pj.JobID), zap.Error(err))
 		}
 	}
@@ -605,7 +605,7 @@ func mibps(b int64, secs float64) string {
 func (s *session) finish(js *jobState) (*Manifest, error) {
 	s.deleteUnlisted(js)
 	s.sweep(js)
-	if err := s.writeManifest(js, !s.plan.Presync && js.complete()); err != nil {
+	if err := s.writeManifest(js, !s.plan.Presync && js.complete(), false); err != nil {
 		return nil, err
 	}
 	m := js.snapshot()
@@ -627,7 +627,7 @@ func manifestRetries(o *s3.Options) {
 // writeManifest uploads the job's manifest as it stands. It runs on its own
 // short context: it must be written even when the deadline or the caller
 // has cancelled the uploads.
-func (s *session) writeManifest(js *jobState, complete bool) error {
+func (s *session) writeManifest(js *jobState, complete, interim bool) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 10*time.Second)
 	defer cancel()
 	if s.plan.Presync {
@@ -636,7 +636,7 @@ func (s *session) writeManifest(js *jobState, complete bool) error {
 		}
 	}
 	js.mu.Lock()
-	js.man.Complete = complete
+	js.man.Complete, js.man.Interim = complete, interim
 	js.man.Finished = s.agent.now().UTC()
 	js.mu.Unlock()
 	m := js.snapshot()
