@@ -30,9 +30,7 @@ func TestSecondAgentLeavesTheJobToTheFirst(t *testing.T) {
 	l := lab.Get(t)
 	root := t.TempDir()
 	src := filepath.Join(root, "node-a", "job")
-	for i := range 20 {
-		writeFile(t, filepath.Join(src, fmt.Sprintf("f-%02d.dat", i)), randomBytes(t, 100<<10))
-	}
+	writeFiles(t, src, 20, 100<<10)
 	prefix := nodePrefix(t, l)
 	d := rescue.Deadlines{Soft: time.Now().Add(time.Minute), Hard: time.Now().Add(time.Minute)}
 	job := rescue.PlanJob{JobID: "77", Run: 1, Dir: src, Prefix: prefix}
@@ -91,9 +89,7 @@ func TestAgentRescuesAJobWhoseHolderDied(t *testing.T) {
 	l := lab.Get(t)
 	root := t.TempDir()
 	src := filepath.Join(root, "node-a", "job")
-	for i := range 5 {
-		writeFile(t, filepath.Join(src, fmt.Sprintf("f-%d.dat", i)), randomBytes(t, 50<<10))
-	}
+	writeFiles(t, src, 5, 50<<10)
 	prefix := nodePrefix(t, l)
 	// What a killed agent leaves: an interim manifest, and the lock it held
 	// for as long as it lived.
@@ -119,4 +115,12 @@ func TestAgentRescuesAJobWhoseHolderDied(t *testing.T) {
 		t.Fatalf("result: %+v", r)
 	}
 	assertExact(t, l, r.Manifest, prefix)
+}
+
+// writeFiles puts n files of size random bytes, f-0.dat ... f-<n-1>.dat, in dir.
+func writeFiles(t *testing.T, dir string, n, size int) {
+	t.Helper()
+	for i := range n {
+		writeFile(t, filepath.Join(dir, fmt.Sprintf("f-%d.dat", i)), randomBytes(t, size))
+	}
 }

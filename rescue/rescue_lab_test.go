@@ -625,9 +625,7 @@ func TestInterimManifestsSayWhatIsSavedSoFar(t *testing.T) {
 	l := lab.Get(t)
 	root := t.TempDir()
 	src := filepath.Join(root, "node-a", "job")
-	for i := range 4 {
-		writeFile(t, filepath.Join(src, fmt.Sprintf("f-%d.dat", i)), randomBytes(t, 10<<10))
-	}
+	writeFiles(t, src, 4, 10<<10)
 	prefix := nodePrefix(t, l)
 	a := newAgent(t, l, filepath.Join(root, "{node}"))
 	a.Concurrency, a.Checkpoint = 1, 20*time.Millisecond
