@@ -242,8 +242,9 @@ func applyEnv(byPath map[string]field, env []string) Problems {
 	}
 	var probs Problems
 	for _, kv := range env {
-		name, val, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, EnvPrefix) || name == EnvConfigPath {
+		name, val, ok := strings.Cut(kv, "=")
+		// An entry without "=" assigns nothing; os.Getenv ignores it too.
+		if !ok || !strings.HasPrefix(name, EnvPrefix) || name == EnvConfigPath {
 			continue
 		}
 		f, ok := byEnv[name]
