@@ -158,10 +158,13 @@ func (a *Agent) lockJobs(p *Plan, log *zap.Logger) (held locks, mine, theirs []i
 const lockWait = putGrace + 12*time.Second
 
 // afterOthers settles the jobs another agent held when this one started.
-// A pre-sync leaves them to it. A final rescue waits for the lock, then
-// reports the manifest the other agent wrote, or, if it wrote none (it
-// died), rescues the job itself in whatever time is left.
+// A pre-sync leaves them to it. A final rescue waits for their locks, then
+// reports the manifests the other agent wrote, and rescues itself, in
+// whatever time is left, the jobs it left none for (it died).
 func (a *Agent) afterOthers(ctx context.Context, p *Plan, d Deadlines, idx []int, results []JobResult, log *zap.Logger) {
+	var held locks
+	defer held.unlock()
+	var orphans []int
 	for _, i := range idx {
 		pj := p.Jobs[i]
 		results[i] = JobResult{JobID: pj.JobID, URI: "s3://" + p.Bucket + "/" + pj.Prefix, LeftToOther: true}
@@ -174,20 +177,27 @@ func (a *Agent) afterOthers(ctx context.Context, p *Plan, d Deadlines, idx []int
 		wait, cancel := context.WithDeadline(ctx, d.Hard.Add(lockWait))
 		l, err := a.waitLock(wait, p.Node, false, pj)
 		cancel()
-		if err != nil {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 			results[i].Err = fmt.Errorf("another agent on this node held it past the deadline: %w", err)
 			continue
+		case err != nil:
+			log.Warn("cannot lock the job; rescuing it unlocked", zap.Error(err))
+		default:
+			held = append(held, l)
 		}
-		m, err := a.finalManifest(ctx, p.Bucket, pj.Prefix)
-		if m != nil {
+		if m, err := a.finalManifest(ctx, p.Bucket, pj.Prefix); m != nil {
 			log.Info("the other agent's rescue stands", zap.Bool("complete", m.Complete))
 			results[i].Manifest = m
-			l.unlock()
-			continue
+		} else {
+			log.Warn("the other agent left no final manifest; rescuing the job", zap.NamedError("read", err))
+			orphans = append(orphans, i)
 		}
-		log.Warn("the other agent left no final manifest; rescuing the job", zap.NamedError("read", err))
-		results[i] = a.rescue(ctx, p.subset([]int{i}), d)[0]
-		l.unlock()
+	}
+	if len(orphans) > 0 {
+		for k, r := range a.rescue(ctx, p.subset(orphans), d) {
+			results[orphans[k]] = r
+		}
 	}
 }
 
