@@ -82,39 +82,46 @@ func TestSecondAgentLeavesTheJobToTheFirst(t *testing.T) {
 	assertExact(t, l, stored, prefix)
 }
 
-// An agent that dies holding a job's lock lets go of it with its life; the
-// agent waiting on it finds only the dead one's interim manifest and
-// rescues the job itself.
-func TestAgentRescuesAJobWhoseHolderDied(t *testing.T) {
+// An agent that dies holding jobs' locks lets go of them with its life; the
+// agent waiting on them finds only an interim manifest (job 78) or none
+// (job 80) and rescues both itself, alongside the job nobody held (81).
+func TestAgentRescuesJobsWhoseHolderDied(t *testing.T) {
 	l := lab.Get(t)
 	root := t.TempDir()
-	src := filepath.Join(root, "node-a", "job")
-	writeFiles(t, src, 5, 50<<10)
-	prefix := nodePrefix(t, l)
-	// What a killed agent leaves: an interim manifest, and the lock it held
-	// for as long as it lived.
+	var jobs []rescue.PlanJob
+	for _, id := range []string{"78", "80", "81"} {
+		src := filepath.Join(root, "node-a", id)
+		writeFiles(t, src, 5, 50<<10)
+		jobs = append(jobs, rescue.PlanJob{JobID: id, Dir: src, Prefix: nodePrefix(t, l)})
+	}
+	// What a killed agent leaves: an interim manifest, and the locks it
+	// held for as long as it lived.
 	interim := `{"version":1,"job_id":"78","run":0,"node":"node-a","complete":false,"interim":true,"checksum_algorithm":"CRC32C","files":[]}`
-	if _, err := l.S3().PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(rescue.ManifestKey(prefix)), Body: strings.NewReader(interim)}); err != nil {
+	if _, err := l.S3().PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(rescue.ManifestKey(jobs[0].Prefix)), Body: strings.NewReader(interim)}); err != nil {
 		t.Fatal(err)
 	}
 	os.Mkdir(filepath.Join(root, "node-a", ".spotrescue"), 0o700)
-	lock, err := os.Create(filepath.Join(root, "node-a", ".spotrescue", "78-0.rescue.lock"))
-	if err != nil {
-		t.Fatal(err)
+	for _, id := range []string{"78", "80"} {
+		lock, err := os.Create(filepath.Join(root, "node-a", ".spotrescue", id+"-0.rescue.lock"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+		time.AfterFunc(500*time.Millisecond, func() { lock.Close() })
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	time.AfterFunc(500*time.Millisecond, func() { lock.Close() })
 
 	a := newAgent(t, l, filepath.Join(root, "{node}"))
 	d := rescue.Deadlines{Soft: time.Now().Add(time.Minute), Hard: time.Now().Add(time.Minute)}
-	r := a.Rescue(context.Background(), &rescue.Plan{ID: "after", Node: "node-a", Bucket: bucket, Jobs: []rescue.PlanJob{{JobID: "78", Dir: src, Prefix: prefix}}}, d)[0]
-	t.Log(r.Summary())
-	if r.Err != nil || r.LeftToOther || r.Manifest == nil || !r.Manifest.Complete || len(r.Manifest.Files) != 5 {
-		t.Fatalf("result: %+v", r)
+	results := a.Rescue(context.Background(), &rescue.Plan{ID: "after", Node: "node-a", Bucket: bucket, Jobs: jobs}, d)
+	for i, r := range results {
+		t.Log(r.Summary())
+		if r.JobID != jobs[i].JobID || r.Err != nil || r.LeftToOther || r.Manifest == nil || !r.Manifest.Complete || r.Manifest.Interim || len(r.Manifest.Files) != 5 {
+			t.Fatalf("job %s: %+v", jobs[i].JobID, r)
+		}
+		assertExact(t, l, r.Manifest, jobs[i].Prefix)
 	}
-	assertExact(t, l, r.Manifest, prefix)
 }
 
 // writeFiles puts n files of size random bytes, f-0.dat ... f-<n-1>.dat, in dir.

@@ -276,30 +276,35 @@ func applyFlags(byPath map[string]field, fs *pflag.FlagSet) Problems {
 	return probs
 }
 
-// BindFlags registers one flag per setting on fs, or only for the settings
-// named in only (a section such as "scratch" stands for all of its
-// settings), so a command's --help lists what it reads. Values are kept as
-// strings and parsed by Load, so flags, env and YAML share one parser.
+// BindFlags registers one flag per setting on fs. When only names some
+// settings (a section such as "scratch" stands for all of its settings),
+// the others are hidden: a command's --help lists what it reads, and a
+// script that passes one set of flags to every command still works.
+// Values are kept as strings and parsed by Load, so flags, env and YAML
+// share one parser.
 func BindFlags(fs *pflag.FlagSet, only ...string) {
 	c := Default()
 	for _, f := range fields(&c) {
+		bindFlag(fs, f)
 		if !selected(f.Path, only) {
-			continue
+			fs.MarkHidden(f.FlagName())
 		}
-		if f.isBool() {
-			help := f.Help
-			if f.get() == "true" {
-				help += " (default true)"
-			}
-			fs.Bool(f.FlagName(), false, help)
-			continue
-		}
-		help := f.Help
-		if d := f.get(); d != "" {
-			help = fmt.Sprintf("%s (default %q)", help, d)
-		}
-		fs.String(f.FlagName(), "", help)
 	}
+}
+
+func bindFlag(fs *pflag.FlagSet, f field) {
+	help := f.Help
+	if f.isBool() {
+		if f.get() == "true" {
+			help += " (default true)"
+		}
+		fs.Bool(f.FlagName(), false, help)
+		return
+	}
+	if d := f.get(); d != "" {
+		help = fmt.Sprintf("%s (default %q)", help, d)
+	}
+	fs.String(f.FlagName(), "", help)
 }
 
 func selected(path string, only []string) bool {

@@ -84,9 +84,10 @@ func TestConfigValidateChecksSlurmCommands(t *testing.T) {
 	}
 }
 
-// A command's flags are the settings it reads: the daemon and config
-// validate take every one, the others only theirs (simulate's --help is not
-// a page of upload tuning).
+// A command's --help lists the settings it reads: the daemon's and config
+// validate's every one, the others only theirs (simulate's is not a page of
+// upload tuning). Every command still accepts every setting's flag, so a
+// script passing one set of flags to all of them keeps working.
 func TestCommandsOfferTheSettingsTheyRead(t *testing.T) {
 	all := config.Settings()
 	flagsOf := func(path ...string) []string {
@@ -96,7 +97,10 @@ func TestCommandsOfferTheSettingsTheyRead(t *testing.T) {
 		}
 		var got []string
 		for _, s := range all {
-			if cmd.Flags().Lookup(strings.TrimPrefix(s.Flag, "--")) != nil {
+			f := cmd.Flags().Lookup(strings.TrimPrefix(s.Flag, "--"))
+			if f == nil {
+				t.Errorf("%s does not accept %s", cmd.CommandPath(), s.Flag)
+			} else if !f.Hidden {
 				got = append(got, s.Path)
 			}
 		}

@@ -47,9 +47,9 @@ next run resumes from the rescued data.`,
 	return root
 }
 
-// The settings each kind of command reads; its flags are these, so --help
-// lists only what matters to it. The file and SPOTRESCUE_* variables may hold
-// every setting whatever the command (one file serves the whole cluster).
+// The settings each kind of command reads: its --help lists these flags and
+// hides the others, which it still accepts (one file, and one set of flags
+// in a script, may serve every command).
 var (
 	// agentSettings: agent rescue, agent restore and taskprolog on compute nodes.
 	agentSettings = []string{"cluster", "region", "scratch", "spool_dir", "rescue.concurrency", "restore"}
@@ -61,8 +61,8 @@ var (
 	inspectSettings = []string{"cluster", "region", "node_table", "bucket", "prefix", "scratch", "slurm", "rescue.states"}
 )
 
-// withConfig gives cmd a flag for each configuration setting it reads:
-// those of settings, or all of them when none are named.
+// withConfig gives cmd a flag per configuration setting, and shows in its
+// --help those of settings (all of them when none are named).
 func withConfig(cmd *cobra.Command, settings ...string) *cobra.Command {
 	config.BindFlags(cmd.Flags(), settings...)
 	return cmd
