@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -33,7 +34,7 @@ func TestHappyPath(t *testing.T) {
 	e := setup(t)
 	id, node := e.submit("")
 	want := sums(t, filepath.Join(e.Scratch(node), id))
-	e.startController()
+	c := e.startController()
 	e.send(warning(e.Instances[node], time.Now()))
 
 	rec := e.record(id, 0, state.Done, 90*time.Second)
@@ -86,6 +87,83 @@ func TestHappyPath(t *testing.T) {
 	if fi, err := os.Stat(envFile); err != nil || fi.Mode().Perm() != 0o400 {
 		t.Errorf("env file %s: %v %v", envFile, fi, err)
 	}
+	checkAgentLog(t, e, rec)
+	checkJSONLines(t, "controller", c.log.String())
+}
+
+// checkAgentLog: what the agent logged, as SSM keeps it, is JSON lines with
+// each key once, and its summary of the job names the node, instance, plan
+// and job.
+func checkAgentLog(t *testing.T, e *env, rec *state.Record) {
+	t.Helper()
+	n := rec.Nodes[0]
+	out, err := e.SSM().GetCommandInvocation(context.Background(), &ssm.GetCommandInvocationInput{CommandId: aws.String(n.Command), InstanceId: aws.String(n.Instance)})
+	if err != nil {
+		t.Fatalf("agent output: %v", err)
+	}
+	log := aws.ToString(out.StandardErrorContent)
+	finished := false
+	for _, line := range checkJSONLines(t, "agent", log) {
+		if line["msg"] == "rescue finished" {
+			_, node := line["node"]
+			_, instance := line["instance"]
+			_, plan := line["plan"]
+			_, job := line["job"]
+			finished = node && instance && plan && job
+		}
+	}
+	if !finished {
+		t.Errorf("no 'rescue finished' line with node, instance, plan and job in:\n%s", log)
+	}
+}
+
+// checkJSONLines fails unless every whole line of log is one JSON object
+// with each key once (log tools keep one of two, silently), and returns the
+// lines. A running process may be mid-line at the end: that part is left.
+func checkJSONLines(t *testing.T, who, log string) []map[string]any {
+	t.Helper()
+	var lines []map[string]any
+	whole := log[:strings.LastIndexByte(log, '\n')+1]
+	for _, line := range strings.Split(strings.TrimSpace(whole), "\n") {
+		keys, err := jsonKeys(line)
+		if err != nil {
+			t.Errorf("%s log line is not one JSON object (%v): %s", who, err, line)
+			continue
+		}
+		seen := map[string]bool{}
+		for _, k := range keys {
+			if seen[k] {
+				t.Errorf("%s log line has %q twice: %s", who, k, line)
+			}
+			seen[k] = true
+		}
+		var fields map[string]any
+		json.Unmarshal([]byte(line), &fields)
+		lines = append(lines, fields)
+	}
+	return lines
+}
+
+// jsonKeys returns the top-level keys of a JSON object in order, repeats included.
+func jsonKeys(line string) ([]string, error) {
+	dec := json.NewDecoder(strings.NewReader(line))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, fmt.Errorf("not an object: %v", err)
+	}
+	var keys []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		k, _ := tok.(string) // an object's keys are strings
+		keys = append(keys, k)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
 }
 
 // Two jobs on one node: each job's data under its own prefix, never mixed.

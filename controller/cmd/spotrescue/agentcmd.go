@@ -90,6 +90,8 @@ func runAgentRescue(ctx context.Context, cfg *config.Config, log *zap.Logger, pl
 	if plan.Region != "" {
 		awsCfg.Region = plan.Region
 	}
+	// The agent adds the plan's node, instance and id to its own lines.
+	agent := &rescue.Agent{S3: newS3(awsCfg), Log: log, Root: cfg.Scratch.Root, Concurrency: cfg.Rescue.Concurrency}
 	log = log.With(zap.String("node", plan.Node), zap.String("instance", instance), zap.String("plan", plan.ID))
 	d := rescue.ResolveDeadlines(plan.Deadline, plan.Reclaim.Sub(plan.Deadline), time.Time{})
 	if !plan.Presync {
@@ -97,7 +99,6 @@ func runAgentRescue(ctx context.Context, cfg *config.Config, log *zap.Logger, pl
 		// asked when the instance is really going.
 		d = rescue.ResolveDeadlines(plan.Deadline, plan.Reclaim.Sub(plan.Deadline), instanceAction(ctx, meta, log))
 	}
-	agent := &rescue.Agent{S3: newS3(awsCfg), Log: log, Root: cfg.Scratch.Root, Concurrency: cfg.Rescue.Concurrency}
 	var failed []error
 	for _, r := range agent.Rescue(ctx, plan, d) {
 		if r.Err != nil {
