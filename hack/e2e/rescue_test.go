@@ -89,6 +89,27 @@ func TestHappyPath(t *testing.T) {
 	}
 	checkAgentLog(t, e, rec)
 	checkJSONLines(t, "controller", c.log.String())
+	checkRestoreLog(t, e, id)
+}
+
+// checkRestoreLog: the Prolog's restore of the job logged JSON lines with
+// each key once (the lab's Prolog log holds every node's).
+func checkRestoreLog(t *testing.T, e *env, id string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(e.Dir, "log", "prolog.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, `"job":"`+id+`"`) {
+			mine = append(mine, line)
+		}
+	}
+	if len(mine) == 0 {
+		t.Fatalf("the Prolog logged nothing about job %s", id)
+	}
+	checkJSONLines(t, "restore", strings.Join(mine, "\n")+"\n")
 }
 
 // checkAgentLog: what the agent logged, as SSM keeps it, is JSON lines with

@@ -191,7 +191,6 @@ func (e jobEnv) scratchDir(cfg *config.Config) (string, error) {
 }
 
 func runAgentRestore(ctx context.Context, cfg *config.Config, log *zap.Logger, env jobEnv) error {
-	log = log.With(zap.String("job", env.JobID), zap.String("node", env.Node))
 	dir, err := env.scratchDir(cfg)
 	if err != nil {
 		return err
@@ -219,7 +218,9 @@ func runAgentRestore(ctx context.Context, cfg *config.Config, log *zap.Logger, e
 // skipped the Prolog (it does for a requeued job that comes back to a node
 // within the credential lifetime).
 func restoreJob(ctx context.Context, cfg *config.Config, log *zap.Logger, env jobEnv, dir string, saved *rescue.JobEnv) (*rescue.Restored, error) {
+	// The agent adds the job and node to its own lines.
 	agent := &rescue.Agent{Log: log, Root: cfg.Scratch.Root, Concurrency: cfg.Rescue.Concurrency}
+	log = log.With(zap.String("job", env.JobID), zap.String("node", env.Node))
 	res := &rescue.Restored{JobID: env.JobID, Run: env.Restarts, From: saved.Run, Dir: dir, Status: "none"}
 	from := rankPeer(env, saved.Nodes)
 	switch {
