@@ -613,6 +613,9 @@ func (c *Controller) onCommandStatus(e event.Event) {
 		c.Metrics.ignored("other_document")
 		return
 	}
+	if event.TerminalStatus(e.Status) {
+		c.presyncEnded(e.Command, e.Instance)
+	}
 	for _, key := range c.observe(e.Command, e.Instance, e.Status) {
 		c.queue.Add(key)
 	}

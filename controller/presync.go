@@ -109,7 +109,9 @@ func (c *Controller) startPresyncs(ctx context.Context, log *zap.Logger, reqs []
 }
 
 // presyncRunning reports whether the last pre-sync sent to instance may
-// still run; one that cannot be asked about counts as running.
+// still run. SSM's status event usually said already (presyncEnded); SSM
+// is asked only about a pre-sync no event has ended, and one that cannot be
+// asked about counts as running.
 func (c *Controller) presyncRunning(ctx context.Context, instance string) bool {
 	c.mu.Lock()
 	cmd, ok := c.presyncs[instance]
@@ -121,12 +123,17 @@ func (c *Controller) presyncRunning(ctx context.Context, instance string) bool {
 	if err != nil || !event.TerminalStatus(st) {
 		return true
 	}
+	c.presyncEnded(cmd, instance)
+	return false
+}
+
+// presyncEnded forgets a pre-sync once its command has finished on instance.
+func (c *Controller) presyncEnded(command, instance string) {
 	c.mu.Lock()
-	if c.presyncs[instance] == cmd {
+	if c.presyncs[instance] == command {
 		delete(c.presyncs, instance)
 	}
 	c.mu.Unlock()
-	return false
 }
 
 // rescuingInstances are the instances of the records being rescued.

@@ -3,6 +3,8 @@ package controller
 import (
 	"context"
 	"testing"
+
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
 // The timer pre-syncs the running jobs of every node, once per node at a
@@ -33,5 +35,17 @@ func TestPresyncAllNodes(t *testing.T) {
 	h.c.presyncAll(ctx)
 	if n := len(h.disp.requests()) - sent; n != 2 {
 		t.Fatalf("%d pre-sync requests after the first finished, want 2", n)
+	}
+	// SSM's status event says the second is done while its API still says
+	// InProgress (its view lags): the event is believed, and the next pass
+	// sends a third.
+	cmds := h.disp.commandsTo(instA)
+	h.disp.setStatus(instA, "InProgress")
+	h.c.handle(ctx, []sqstypes.Message{
+		message("s1", commandStatusBody("ev-s1", cmds[len(cmds)-1], testDocument, instA, "Success", h.clock.Now())),
+	}, h.clock.Now())
+	h.c.presyncAll(ctx)
+	if n := len(h.disp.requests()) - sent; n != 3 {
+		t.Fatalf("%d pre-sync requests after SSM's event ended the second, want 3", n)
 	}
 }

@@ -116,7 +116,7 @@ func (s *Store) Update(ctx context.Context, r *Record) error {
 		return err
 	}
 	cond := "Version = :v"
-	values := map[string]types.AttributeValue{":v": &types.AttributeValueMemberN{Value: strconv.FormatInt(prev, 10)}}
+	values := map[string]types.AttributeValue{":v": nval(prev)}
 	if f := s.fence.Load(); f > 0 {
 		// Fencing: a controller whose lease was taken over writes nothing
 		// over what the new holder wrote.
