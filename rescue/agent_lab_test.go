@@ -172,7 +172,7 @@ func TestRefusesJobDirOutsideRoot(t *testing.T) {
 		{JobID: "3", Dir: filepath.Join(root, "n", "job"), Prefix: "test/escape/"},
 		{JobID: "4", Dir: "/etc", Prefix: "test/escape2/"},
 	}}
-	res := newAgent(t, l, filepath.Join(root, "{node}")).Rescue(context.Background(), plan, rescue.Deadlines{Soft: time.Now().Add(time.Minute), Hard: time.Now().Add(time.Minute)})
+	res := newAgent(t, l, filepath.Join(root, "{node}")).Rescue(context.Background(), plan, inAMinute())
 	for _, r := range res {
 		if r.Err == nil {
 			t.Errorf("job %s: rescued a directory outside the scratch root", r.JobID)

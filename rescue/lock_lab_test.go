@@ -32,7 +32,7 @@ func TestSecondAgentLeavesTheJobToTheFirst(t *testing.T) {
 	src := filepath.Join(root, "node-a", "job")
 	writeFiles(t, src, 20, 100<<10)
 	prefix := nodePrefix(t, l)
-	d := rescue.Deadlines{Soft: time.Now().Add(time.Minute), Hard: time.Now().Add(time.Minute)}
+	d := inAMinute()
 	job := rescue.PlanJob{JobID: "77", Run: 1, Dir: src, Prefix: prefix}
 
 	first := newAgent(t, l, filepath.Join(root, "{node}"))
@@ -113,7 +113,7 @@ func TestAgentRescuesJobsWhoseHolderDied(t *testing.T) {
 	}
 
 	a := newAgent(t, l, filepath.Join(root, "{node}"))
-	d := rescue.Deadlines{Soft: time.Now().Add(time.Minute), Hard: time.Now().Add(time.Minute)}
+	d := inAMinute()
 	results := a.Rescue(context.Background(), &rescue.Plan{ID: "after", Node: "node-a", Bucket: bucket, Jobs: jobs}, d)
 	for i, r := range results {
 		t.Log(r.Summary())

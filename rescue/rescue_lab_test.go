@@ -348,7 +348,7 @@ func TestFileChangedWhileReadIsCaught(t *testing.T) {
 				}
 			})
 			plan := &rescue.Plan{ID: "hot", Node: "n", Bucket: bucket, Pack: c.pack, Jobs: []rescue.PlanJob{{JobID: "13", Dir: src, Prefix: prefix}}}
-			m := a.Rescue(context.Background(), plan, rescue.Deadlines{Soft: time.Now().Add(time.Minute), Hard: time.Now().Add(time.Minute)})[0].Manifest
+			m := a.Rescue(context.Background(), plan, inAMinute())[0].Manifest
 			assertExact(t, l, m, prefix)
 			if calm, ok := entry(m, "calm.dat"); !ok || string(content(t, l, prefix, calm)) != "calm\n" || (calm.Pack != "") != c.pack {
 				t.Fatalf("calm.dat: %+v", calm)
@@ -400,7 +400,7 @@ func TestSymlinkToPasswdIsStoredNotFollowed(t *testing.T) {
 	prefix := nodePrefix(t, l)
 	a := newAgent(t, l, filepath.Join(root, "{node}"))
 	plan := &rescue.Plan{ID: "link", Node: "node-a", Bucket: bucket, Jobs: []rescue.PlanJob{{JobID: "14", Dir: src, Prefix: prefix}}}
-	m := a.Rescue(context.Background(), plan, rescue.Deadlines{Soft: time.Now().Add(time.Minute), Hard: time.Now().Add(time.Minute)})[0].Manifest
+	m := a.Rescue(context.Background(), plan, inAMinute())[0].Manifest
 	got := manifestTree(m)
 	if got["passwd-link"] != "symlink -> /etc/passwd" || got["etc-link"] != "symlink -> /etc" || !m.Complete {
 		t.Fatalf("manifest: %v complete=%v", got, m.Complete)
@@ -457,7 +457,7 @@ func TestPresyncThenFinalMovesOnlyChanges(t *testing.T) {
 	writeFile(t, filepath.Join(src, "new.dat"), randomBytes(t, 30<<10))
 
 	plan.Presync = false
-	final := a.Rescue(context.Background(), plan, rescue.Deadlines{Soft: time.Now().Add(time.Minute), Hard: time.Now().Add(time.Minute)})[0]
+	final := a.Rescue(context.Background(), plan, inAMinute())[0]
 	m := final.Manifest
 	moved := int64(110<<10 + 100<<10 + 30<<10) // grows.log, sneaky.dat, new.dat
 	if final.Err != nil || !m.Complete || m.Presync || m.Uploaded != moved || m.Carried != 6 || m.Algorithm != rescue.ChecksumSHA256 {
@@ -490,7 +490,7 @@ func TestPresyncNeverOverwritesAFinalManifest(t *testing.T) {
 	prefix := nodePrefix(t, l)
 	a := newAgent(t, l, filepath.Join(root, "{node}"))
 	plan := &rescue.Plan{ID: "late", Node: "node-a", Bucket: bucket, Jobs: []rescue.PlanJob{{JobID: "16", Dir: src, Prefix: prefix}}}
-	d := rescue.Deadlines{Soft: time.Now().Add(time.Minute), Hard: time.Now().Add(time.Minute)}
+	d := inAMinute()
 	if r := a.Rescue(context.Background(), plan, d)[0]; r.Err != nil || !r.Manifest.Complete {
 		t.Fatalf("final rescue: %+v", r)
 	}
@@ -518,7 +518,7 @@ func TestRestoreRefusesBadManifests(t *testing.T) {
 	prefix := nodePrefix(t, l)
 	a := newAgent(t, l, filepath.Join(root, "{node}"))
 	plan := &rescue.Plan{ID: "bad", Node: "node-a", Bucket: bucket, Jobs: []rescue.PlanJob{{JobID: "17", Dir: src, Prefix: prefix}}}
-	if r := a.Rescue(context.Background(), plan, rescue.Deadlines{Soft: time.Now().Add(time.Minute), Hard: time.Now().Add(time.Minute)})[0]; r.Err != nil {
+	if r := a.Rescue(context.Background(), plan, inAMinute())[0]; r.Err != nil {
 		t.Fatal(r.Err)
 	}
 	put := func(key, body string) {
@@ -570,7 +570,7 @@ func TestPackedRescue(t *testing.T) {
 	a := newAgent(t, l, filepath.Join(root, "{node}"))
 	a.PartSize = 5 << 20
 	plan := &rescue.Plan{ID: "pack", Node: "node-a", Bucket: bucket, Pack: true, Presync: true, Jobs: []rescue.PlanJob{{JobID: "18", Dir: src, Prefix: prefix}}}
-	d := rescue.Deadlines{Soft: time.Now().Add(time.Minute), Hard: time.Now().Add(time.Minute)}
+	d := inAMinute()
 	pre := a.Rescue(context.Background(), plan, d)[0].Manifest
 	assertExact(t, l, pre, prefix)
 	packs := map[string]bool{}
@@ -649,7 +649,7 @@ func TestInterimManifestsSayWhatIsSavedSoFar(t *testing.T) {
 		mt := time.Now().Add(-time.Duration(i) * time.Hour)
 		os.Chtimes(filepath.Join(src, fmt.Sprintf("f-%d.dat", i)), mt, mt)
 	}
-	d := rescue.Deadlines{Soft: time.Now().Add(time.Minute), Hard: time.Now().Add(time.Minute)}
+	d := inAMinute()
 	r := a.Rescue(context.Background(), &rescue.Plan{ID: "interim", Node: "node-a", Bucket: bucket, Jobs: []rescue.PlanJob{{JobID: "79", Dir: src, Prefix: prefix}}}, d)[0]
 	mid, ok := <-seen
 	if !ok {
@@ -670,4 +670,10 @@ func TestInterimManifestsSayWhatIsSavedSoFar(t *testing.T) {
 	if err != nil || stored.Interim || !stored.Complete || len(stored.Files) != 4 {
 		t.Fatalf("manifest in S3: %+v, %v", stored, err)
 	}
+}
+
+// inAMinute is a deadline no test here reaches.
+func inAMinute() rescue.Deadlines {
+	t := time.Now().Add(time.Minute)
+	return rescue.Deadlines{Soft: t, Hard: t}
 }
