@@ -17,6 +17,7 @@ build:
 	$(GO) build -o bin/labinit ./hack/labinit
 	$(GO) build -o bin/faultproxy ./hack/faultproxy
 	$(GO) build -o bin/slurmreplay ./hack/slurmreplay
+	$(GO) build -o bin/hostile ./hack/hostile
 
 # The top level is fixed by DESIGN.md; a stray file (a binary built in the
 # wrong directory, a pid file) fails here instead of landing.

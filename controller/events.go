@@ -29,6 +29,11 @@ func (c *Controller) handleEvent(ctx context.Context, e event.Event) error {
 		c.Log.Warn("ignoring an event from another region", eventFields(e, zap.String("region", e.Region))...)
 		return nil
 	}
+	if (e.Kind == event.Rebalance || e.Kind == event.StateChange) && c.expired(e) {
+		c.Metrics.ignored("expired")
+		c.Log.Warn("event older than a Spot instance's two minutes; nothing it says can still be acted on", eventFields(e, zap.Time("event_time", e.Time))...)
+		return nil
+	}
 	switch e.Kind {
 	case event.Rebalance:
 		return c.onRebalance(ctx, e)
@@ -38,6 +43,13 @@ func (c *Controller) handleEvent(ctx context.Context, e event.Event) error {
 		c.onCommandStatus(e)
 	}
 	return nil
+}
+
+// expired reports an event older than the two minutes a warned instance
+// has: an old or replayed message must not drain nodes or finish rescues.
+// The same bound holds for every kind.
+func (c *Controller) expired(e event.Event) bool {
+	return c.Now().After(e.Time.Add(Reclaim))
 }
 
 // warning is one interruption warning on its way through onWarnings.
@@ -257,7 +269,7 @@ func (c *Controller) finishWarnings(ctx context.Context, ws []*warning) {
 // (with the reason counted) when there is nothing to do.
 func (c *Controller) resolve(ctx context.Context, e event.Event) *warning {
 	w := &warning{e: e, log: c.Log.With(eventFields(e)...)}
-	if c.Now().After(e.Time.Add(Reclaim)) {
+	if c.expired(e) {
 		c.Metrics.ignored("expired")
 		w.log.Warn("warning arrived after the instance was reclaimed; nothing left to rescue", zap.Time("event_time", e.Time))
 		w.done = true

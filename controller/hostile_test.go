@@ -155,6 +155,12 @@ func hostileCases() []hostileCase {
 		{name: "warning from 2001", body: func(time.Time) string {
 			return warningBody("ev-hostile", instA, time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC))
 		}, want: ignored, moves: ign("expired", "spot_interruption")},
+		{name: "rebalance recommendation 121 s old (expired)", body: func(at time.Time) string {
+			return rebalanceBody("ev-hostile", instA, at.Add(-Reclaim-time.Second))
+		}, want: ignored, moves: ign("expired", "rebalance_recommendation")},
+		{name: "terminated state change 121 s old (expired)", setup: firstWarning, body: func(at time.Time) string {
+			return stateChangeBody("ev-hostile", instA, "terminated", at.Add(-Reclaim-time.Second))
+		}, want: ignored, moves: ign("expired", "state_change")},
 		{name: "instance not in the node table", body: func(at time.Time) string { return warningBody("ev-hostile", foreignI, at) }, want: ignored, moves: ign("foreign_instance", "spot_interruption")},
 		{name: "drill mark on a foreign instance", body: func(at time.Time) string {
 			return strings.Replace(warningBody("ev-hostile", foreignI, at), `"version"`, `"spotrescue-drill":true,"version"`, 1)

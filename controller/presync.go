@@ -82,7 +82,7 @@ func (c *Controller) presyncRequests(log *zap.Logger, jobs []slurm.Job, instance
 			continue
 		}
 		reqs = append(reqs, rescue.Request{Instance: instance, Node: node, Presync: true, Deadline: far, Reclaim: far,
-			Job: rescue.PlanJob{JobID: u.Job.ID, Run: u.Job.Restarts, Dir: dir, Prefix: c.Layout.NodePrefix(u.Job.ID, u.Job.Restarts, node)}})
+			Job: rescue.PlanJob{JobID: u.Job.ID, Run: u.Job.Restarts, Dir: dir, Prefix: c.Layout.NodePrefix(u.Job.ID, u.Job.Restarts, node), UID: &u.Job.UID}})
 	}
 	return reqs
 }

@@ -289,7 +289,7 @@ func (c *Controller) requests(rec *state.Record) ([]rescue.Request, error) {
 		}
 		reqs = append(reqs, rescue.Request{
 			Instance: n.Instance, Node: n.Name,
-			Job:      rescue.PlanJob{JobID: rec.JobID, Run: rec.Run, Dir: dir, Prefix: c.Layout.NodePrefix(rec.JobID, rec.Run, n.Name)},
+			Job:      rescue.PlanJob{JobID: rec.JobID, Run: rec.Run, Dir: dir, Prefix: c.Layout.NodePrefix(rec.JobID, rec.Run, n.Name), UID: &rec.UID},
 			Deadline: rec.Deadline, Reclaim: rec.EventTime.Add(Reclaim),
 		})
 	}

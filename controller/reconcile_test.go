@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,12 +95,13 @@ func TestRescueEndToEnd(t *testing.T) {
 	if len(reqs) != 1 {
 		t.Fatalf("%d agent requests, want 1", len(reqs))
 	}
+	uid := os.Getuid() // the job's user, whom the agent reads the files as
 	want := rescue.Request{
 		Instance: instA, Node: nodeA,
-		Job:      rescue.PlanJob{JobID: "101", Run: 0, Dir: "/scratch/alice/101", Prefix: "spot/lab/101/run-0/" + nodeA + "/"},
+		Job:      rescue.PlanJob{JobID: "101", Run: 0, Dir: "/scratch/alice/101", Prefix: "spot/lab/101/run-0/" + nodeA + "/", UID: &uid},
 		Deadline: rec.Deadline, Reclaim: rec.EventTime.Add(Reclaim),
 	}
-	if got := reqs[0]; got.Instance != want.Instance || got.Node != want.Node || got.Job != want.Job ||
+	if got := reqs[0]; got.Instance != want.Instance || got.Node != want.Node || !reflect.DeepEqual(got.Job, want.Job) ||
 		!got.Deadline.Equal(want.Deadline) || !got.Reclaim.Equal(want.Reclaim) {
 		t.Errorf("agent request\n got  %+v\n want %+v", got, want)
 	}
@@ -148,8 +151,8 @@ func TestRescueEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.Mode().Perm() != 0o400 {
-		t.Errorf("env file mode %v, want 0400: the URI is the user's business", fi.Mode().Perm())
+	if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o444 || int(st.Uid) != os.Geteuid() {
+		t.Errorf("env file mode %v owner %d, want 0444 and the controller's: root restores what it names, so only root writes it", fi.Mode().Perm(), st.Uid)
 	}
 
 	for _, m := range []struct {

@@ -98,7 +98,11 @@ func (c *Controller) tellNextRun(ctx context.Context, log *zap.Logger, rec *stat
 		}
 		nodes[n.Group] = append(nodes[n.Group], n.Name)
 	}
-	env := rescue.JobEnv{URI: rec.URI, Status: status, Run: rec.Run, Nodes: nodes}
+	uri := rec.URI
+	if uri == "" { // nothing was dispatched: say where the data would have been
+		uri = c.Layout.RunURI(rec.JobID, rec.Run)
+	}
+	env := rescue.JobEnv{URI: uri, Status: status, Run: rec.Run, Nodes: nodes}
 	if rec.Outcome == state.OutcomeFailed {
 		// Nothing of this run was saved: an earlier rescued run of the job
 		// is still the best the next run can start from.
@@ -107,7 +111,7 @@ func (c *Controller) tellNextRun(ctx context.Context, log *zap.Logger, rec *stat
 			env = *prev
 		}
 	}
-	err := c.act(log, "write the job's env file", func() error { return c.Layout.WriteJobEnv(rec.JobID, env, rec.UID, -1) })
+	err := c.act(log, "write the job's env file", func() error { return c.Layout.WriteJobEnv(rec.JobID, env) })
 	if err != nil {
 		return fmt.Errorf("env file of job %s: %w", rec.JobID, err)
 	}

@@ -552,7 +552,8 @@ var variants = map[string]map[string]string{
 	"created bucket, no KMS": {"ClusterName": "hpc"},
 	"created bucket, KMS": {"ClusterName": "hpc", "KmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
 		"Prefix": "teams/rescue", "InstallDir": "/shared/tools/sr", "MaxReceiveCount": "7", "RetentionDays": "3", "BucketVersioning": "Enabled"},
-	"given bucket, no KMS": {"ClusterName": "genomics-2", "BucketName": "lab-scratch-rescue"},
+	"given bucket, no KMS": {"ClusterName": "genomics-2", "BucketName": "lab-scratch-rescue",
+		"DrillSenderArn": "arn:aws:iam::123456789012:role/parallelcluster/genomics-2/*"},
 	"given bucket, KMS": {"ClusterName": "genomics-2", "BucketName": "lab-scratch-rescue",
 		"KmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
 }

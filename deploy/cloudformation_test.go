@@ -123,7 +123,7 @@ func queuePolicyProblems(st *stack, rules []string) []string {
 	if pol == nil {
 		return []string{"no AWS::SQS::QueuePolicy for the queue"}
 	}
-	allows, tls := 0, false
+	allows, tls, others := 0, false, false
 	for _, s := range path(pol.Properties, "PolicyDocument", "Statement").([]any) {
 		switch str(path(s, "Effect")) {
 		case "Allow":
@@ -146,7 +146,11 @@ func queuePolicyProblems(st *stack, rules []string) []string {
 				slices.Equal(strs(path(s, "Resource")), []string{queue}) && slices.Equal(strs(path(s, "Action")), []string{"sqs:*"}) {
 				tls = true
 			}
+			others = others || denyOthers(st, s, queue, rules)
 		}
+	}
+	if !others {
+		probs = append(probs, "no explicit Deny of sqs:SendMessage to every principal but the rules (and the drill sender): an IAM user with sqs:* could forge warnings")
 	}
 	if allows != 1 {
 		probs = append(probs, fmt.Sprintf("%d Allow statements, want exactly the EventBridge one", allows))
@@ -155,6 +159,27 @@ func queuePolicyProblems(st *stack, rules []string) []string {
 		probs = append(probs, "no Deny of sqs:* when aws:SecureTransport is false")
 	}
 	return probs
+}
+
+// denyOthers reports a statement that denies SendMessage on the queue to
+// everyone whose request is not from one of the rules, except, when the
+// stack names one, the drill sender: a Deny whose conditions are exactly
+// ArnNotEquals aws:SourceArn <the rules> and ArnNotLike aws:PrincipalArn
+// <the drill sender>.
+func denyOthers(st *stack, s any, queue string, rules []string) bool {
+	if str(path(s, "Principal")) != "*" || !slices.Equal(strs(path(s, "Resource")), []string{queue}) ||
+		!slices.Equal(strs(path(s, "Action")), []string{"sqs:SendMessage"}) {
+		return false
+	}
+	cond, _ := path(s, "Condition").(map[string]any)
+	want := 1
+	if drill := st.Params["DrillSenderArn"]; drill != "" {
+		want = 2
+		if str(path(cond, "ArnNotLike", "aws:PrincipalArn")) != drill {
+			return false
+		}
+	}
+	return len(cond) == want && slices.Equal(sortedStrs(path(cond, "ArnNotEquals", "aws:SourceArn")), rules)
 }
 
 func TestQueuePolicyTrustsOnlyTheStacksRules(t *testing.T) {
@@ -207,7 +232,19 @@ func TestQueuePolicyCheckCatchesMistakes(t *testing.T) {
 		t.Error("an Allow of sqs:* went unnoticed")
 	}
 	allow["Action"] = "sqs:SendMessage"
-	st.Resources["QueuePolicy"].Properties["PolicyDocument"].(map[string]any)["Statement"] = stmts[:1]
+	st.Resources["QueuePolicy"].Properties["PolicyDocument"].(map[string]any)["Statement"] = []any{stmts[0], stmts[2]}
+	if probs := queuePolicyProblems(st, rules); len(probs) != 1 || !strings.Contains(probs[0], "forge") {
+		t.Errorf("a missing Deny of other senders: %v", probs)
+	}
+	deny := stmts[1].(map[string]any)
+	denyCond := path(deny, "Condition", "ArnNotEquals").(map[string]any)
+	denyCond["aws:SourceArn"] = append(append([]any{}, orig.([]any)...), "arn:aws:events:eu-west-1:999999999999:rule/other")
+	st.Resources["QueuePolicy"].Properties["PolicyDocument"].(map[string]any)["Statement"] = stmts
+	if len(queuePolicyProblems(st, rules)) == 0 {
+		t.Error("a Deny that spares a foreign rule went unnoticed")
+	}
+	denyCond["aws:SourceArn"] = orig
+	st.Resources["QueuePolicy"].Properties["PolicyDocument"].(map[string]any)["Statement"] = stmts[:2]
 	if len(queuePolicyProblems(st, rules)) == 0 {
 		t.Error("a missing TLS deny went unnoticed")
 	}

@@ -11,6 +11,8 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
+
+	"github.com/spotrescue/spotrescue/rescue/confine"
 )
 
 // Agent runs on a compute node: it uploads jobs' scratch data (Rescue) and
@@ -52,6 +54,9 @@ type Agent struct {
 	// afterRead, in tests, runs when a file has been read and before it is
 	// checked for changes: the moment a writer would have to strike.
 	afterRead func(rel string)
+	// afterOpen, in tests, runs when a small file has been opened and
+	// measured for its pack and before it is read.
+	afterOpen func(rel string)
 	// beforePart, in tests, runs before a part is sent: it can hold a
 	// multipart upload open across the hard deadline.
 	beforePart func(rel string, part int32)
@@ -114,6 +119,12 @@ func (a *Agent) readHook(rel string) {
 	}
 }
 
+func (a *Agent) openHook(rel string) {
+	if a.afterOpen != nil {
+		a.afterOpen(rel)
+	}
+}
+
 func (a *Agent) partHook(rel string, part int32) {
 	if a.beforePart != nil {
 		a.beforePart(rel, part)
@@ -148,26 +159,67 @@ func (a *Agent) root(node string) string {
 	return filepath.Clean(strings.ReplaceAll(a.Root, "{node}", node))
 }
 
-// jobDir checks that dir is a real directory inside the node's scratch root
-// (not a symlink leading elsewhere) and returns its cleaned path.
-func (a *Agent) jobDir(node, dir string) (string, error) {
+// openJob opens a job's directory beneath the node's scratch root by
+// handle, without following a symlink at any component, and returns it
+// with the identity its files are read as: the job's user (see
+// readerCreds). fs.ErrNotExist means the job has no directory here.
+func (a *Agent) openJob(node string, pj PlanJob) (*confine.Dir, *confine.Identity, error) {
 	root := a.root(node)
-	dir = filepath.Clean(dir)
-	if !strings.HasPrefix(dir, root+string(filepath.Separator)) {
-		return "", fmt.Errorf("job directory %s is outside the scratch root %s", dir, root)
+	rel, ok := strings.CutPrefix(filepath.Clean(pj.Dir), root+string(filepath.Separator))
+	if !ok || confine.CheckName(rel) != nil {
+		return nil, nil, fmt.Errorf("job directory %s is outside the scratch root %s", pj.Dir, root)
 	}
-	realRoot, err := filepath.EvalSymlinks(root)
+	r, err := confine.OpenRoot(root)
 	if err != nil {
-		return "", fmt.Errorf("scratch root: %w", err)
+		return nil, nil, fmt.Errorf("scratch root: %w", err)
 	}
-	realDir, err := filepath.EvalSymlinks(dir)
+	defer r.Close()
+	d, err := r.OpenDir(rel)
+	if confine.IsSymlinkErr(err) {
+		return nil, nil, fmt.Errorf("job directory %s is not a directory of the scratch root (a symlink on the way is never followed): %w", pj.Dir, err)
+	}
 	if err != nil {
-		return "", err
+		return nil, nil, err
 	}
-	if !strings.HasPrefix(realDir, realRoot+string(filepath.Separator)) {
-		return "", fmt.Errorf("job directory %s resolves to %s, outside the scratch root", dir, realDir)
+	info, err := d.Stat()
+	if err == nil && !info.Mode.IsDir() {
+		err = fmt.Errorf("job directory %s is not a directory", pj.Dir)
 	}
-	return dir, nil
+	var creds confine.Creds
+	if err == nil {
+		creds, err = readerCreds(pj, info)
+	}
+	var id *confine.Identity
+	if err == nil {
+		id, err = confine.NewIdentity(creds, readers)
+	}
+	if err != nil {
+		d.Close()
+		return nil, nil, err
+	}
+	return d.As(id), id, nil
+}
+
+// readers is how many threads open a job's files as its user: an open is
+// short, and the uploads themselves run on the agent's own goroutines.
+const readers = 4
+
+// readerCreds are the credentials a job's files are read with: those of
+// the job's user, so the kernel refuses whatever the user could not have
+// read themselves (a hard link to another user's file, a directory they
+// may not search). The plan names the user; the directory's group, which
+// the Prolog set from SLURM_JOB_GID, is the job's. A directory owned by
+// someone else is not the job's: it was planted, and nothing in it is read.
+func readerCreds(pj PlanJob, dir confine.Info) (confine.Creds, error) {
+	switch {
+	case pj.UID == nil: // a plan from a controller that did not say: the directory's owner
+		return confine.LookupCreds(dir.UID, dir.GID), nil
+	case dir.UID == *pj.UID:
+		return confine.LookupCreds(*pj.UID, dir.GID), nil
+	case dir.UID == 0: // made by root (an administrator, or a Prolog of old)
+		return confine.LookupCreds(*pj.UID, -1), nil
+	}
+	return confine.Creds{}, fmt.Errorf("job directory %s is owned by uid %d, not the job's user (uid %d): not read", pj.Dir, dir.UID, *pj.UID)
 }
 
 // Deadlines are when the agent stops starting files (Soft) and when it

@@ -61,6 +61,8 @@ func newAgent(t *testing.T, l *lab.Lab, root string) *rescue.Agent {
 }
 
 // Both checksum algorithms: recorded in the manifest, verified on restore.
+// HOSTILE.md: "a FIFO in the job's tree": listed as skipped, never opened
+// (an open would block the agent).
 func TestRescueAndRestoreRoundTrip(t *testing.T) {
 	for _, alg := range []string{"", rescue.ChecksumSHA256} {
 		t.Run("checksum="+alg, func(t *testing.T) { roundTrip(t, alg) })
@@ -107,7 +109,7 @@ func roundTrip(t *testing.T, alg string) {
 	}
 
 	dst := filepath.Join(root, "node-b", "job-1")
-	r, err := a.Restore(ctx, rescue.RestoreRequest{JobID: "1", Node: "node-b", From: "node-a", URI: "s3://spotrescue-lab/" + prefix[:len(prefix)-len("node-a/")], Target: dst, UID: os.Getuid(), GID: os.Getgid()})
+	r, err := restoreInto(t, a, dst, rescue.RestoreRequest{JobID: "1", Node: "node-b", From: "node-a", URI: "s3://spotrescue-lab/" + prefix[:len(prefix)-len("node-a/")], UID: os.Getuid(), GID: os.Getgid()})
 	if err != nil || r.Status != "complete" {
 		t.Fatalf("restore: %+v, %v", r, err)
 	}
@@ -162,7 +164,9 @@ func TestDeadlineLeavesAnHonestManifest(t *testing.T) {
 	assertExact(t, l, m, prefix)
 }
 
-// A job directory that is a symlink out of the scratch root is refused.
+// HOSTILE.md: "a job directory that is a symlink out of the scratch root".
+// It is refused: the job directory is opened beneath the scratch root
+// without following a symlink at any component.
 func TestRefusesJobDirOutsideRoot(t *testing.T) {
 	l := lab.Get(t)
 	root := t.TempDir()

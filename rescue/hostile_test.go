@@ -53,10 +53,16 @@ func TestHostileManifests(t *testing.T) {
 		{"symlink to ../../etc", manifest("CRC32C", rescue.File{Path: "up", Type: rescue.TypeSymlink, Target: "../../etc"}), true},
 		{"mode with setuid bits (restore applies permission bits only)", manifest("CRC32C", rescue.File{Path: "x", Type: rescue.TypeFile, Mode: 0o4755, Checksum: crcSum}), true},
 		{"unknown fields", []byte(`{"version":1,"checksum_algorithm":"CRC32C","zz":[1],"files":[{"path":"a","type":"dir","zz":{}}]}`), true},
-		// "." names the job directory itself: it does not escape, and the
-		// restore cannot create it (it exists), so the restore fails
-		// safely; see the report on issue 8 for tightening checkRelPath.
-		{"the directory itself as .", manifest("CRC32C", rescue.File{Path: ".", Type: rescue.TypeDir}), true},
+		// "." names the job directory itself: a restore applying its owner
+		// and mode would change the directory it stages in.
+		{"the directory itself as .", manifest("CRC32C", rescue.File{Path: ".", Type: rescue.TypeDir}), false},
+		{". as a file", manifest("CRC32C", file(".")), false},
+		// Names the agent never saves: they would shadow its manifest or
+		// its staging directory and marker.
+		{"reserved _spotrescue", manifest("CRC32C", file("_spotrescue/manifest.json")), false},
+		{"reserved staging name", manifest("CRC32C", rescue.File{Path: ".spotrescue-restore-x", Type: rescue.TypeDir}), false},
+		{"reserved marker name", manifest("CRC32C", file(".spotrescue-restored.json")), false},
+		{"reserved name below a directory is a plain name", manifest("CRC32C", rescue.File{Path: "d", Type: rescue.TypeDir}, file("d/.spotrescue-x")), true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

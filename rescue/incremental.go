@@ -125,7 +125,7 @@ var errDiffers = errors.New("content differs from the previous manifest")
 // with the same size and mtime, and returns its entry if the content is
 // the same.
 func (s *session) verify(ctx context.Context, u upload) (File, error) {
-	f, before, err := openFile(u.abs)
+	f, before, err := openFile(u.job, u.rel)
 	if err != nil {
 		return File{}, err
 	}
@@ -140,7 +140,7 @@ func (s *session) verify(ctx context.Context, u upload) (File, error) {
 	if err != nil {
 		return File{}, err
 	}
-	if n != before.size || unchanged(f, u.abs, before) != nil || encodeSum(h) != u.base.Checksum {
+	if n != before.size || unchanged(f, u.job, u.rel, before) != nil || encodeSum(h) != u.base.Checksum {
 		return File{}, errDiffers
 	}
 	carried := *u.base // the same bytes, in the same object (or pack)

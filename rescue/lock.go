@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"regexp"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/spotrescue/spotrescue/rescue/confine"
 )
 
 // A node can get two agents for one job: a controller that dies between
@@ -20,8 +21,8 @@ import (
 // Recommendation. Two agents writing one prefix race on the manifest: the
 // later one may list a checksum the other's upload has replaced. So each
 // job run has a lock on the node, taken with flock(2) on a root-owned file
-// under the scratch root: the kernel drops it when its agent dies, however
-// it dies, and users (who cannot write there) cannot hold it.
+// under the scratch root (see stateDir): the kernel drops it when its agent
+// dies, however it dies, and users (who cannot open it) cannot hold it.
 //
 // A final rescue that finds the lock held waits for it (the holder works to
 // the same deadline), then leaves the job to the holder if it wrote a final
@@ -44,13 +45,13 @@ const lockPoll = 100 * time.Millisecond
 // jobLock is one job run's lock on this node.
 type jobLock struct{ f *os.File }
 
-// lockPath is where the lock of a job run lives for this kind of plan.
-func (a *Agent) lockPath(node string, presync bool, pj PlanJob) string {
+// lockName is the lock file of a job run for this kind of plan.
+func lockName(presync bool, pj PlanJob) string {
 	kind := "rescue"
 	if presync {
 		kind = "presync"
 	}
-	return filepath.Join(a.root(node), lockDir, fmt.Sprintf("%s-%d.%s.lock", pj.JobID, pj.Run, kind))
+	return fmt.Sprintf("%s-%d.%s.lock", pj.JobID, pj.Run, kind)
 }
 
 // tryLock takes the job's lock if it is free. held reports another agent
@@ -60,11 +61,12 @@ func (a *Agent) tryLock(node string, presync bool, pj PlanJob) (l *jobLock, held
 	if !lockNameRe.MatchString(pj.JobID) {
 		return nil, false, fmt.Errorf("job id %q cannot name a lock file", pj.JobID)
 	}
-	path := a.lockPath(node, presync, pj)
-	if err := ownDir(filepath.Dir(path)); err != nil {
+	dir, err := a.stateDir(node)
+	if err != nil {
 		return nil, false, fmt.Errorf("lock job %s: %w", pj.JobID, err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	defer dir.Close()
+	f, err := dir.Open(lockName(presync, pj), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, false, fmt.Errorf("lock job %s: %w", pj.JobID, err)
 	}
@@ -79,23 +81,45 @@ func (a *Agent) tryLock(node string, presync bool, pj PlanJob) (l *jobLock, held
 	return &jobLock{f: f}, false, nil
 }
 
-// ownDir makes the lock directory, or checks the one that is there: the
-// scratch root is often world-writable (like /tmp), and a directory someone
-// else made, or a symlink, would let them hold or move the locks. The root
-// itself is never made: a node without it has nothing to lock.
-func ownDir(dir string) error {
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	fi, err := os.Lstat(dir)
+// stateDirMode lets users open a file there by name (a restore marker,
+// 0644) but neither list nor write the directory, nor open a lock (0600).
+const stateDirMode = 0o711
+
+// stateDir opens the agent's directory in the node's scratch root, making
+// it if needed: root's own, mode 0711, reached by handle. A scratch root is
+// often world-writable (like /tmp), so what is at that name may be a
+// user's directory or a symlink planted to hold or move the locks: the
+// agent, as root, moves such an entry aside (it is evidence, not ours to
+// delete) and makes its own. The root itself is never made: a node
+// without it has nothing to lock.
+func (a *Agent) stateDir(node string) (*confine.Dir, error) {
+	root, err := confine.OpenRoot(a.root(node))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("%s is not a directory of this user's with mode 0700; remove it", dir)
+	defer root.Close()
+	for range 3 {
+		if err := root.Mkdir(lockDir, stateDirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, err
+		}
+		d, err := root.OpenDir(lockDir)
+		if err == nil {
+			info, serr := d.Stat()
+			if serr == nil && info.UID == os.Geteuid() && info.Mode.Perm() == stateDirMode {
+				return d, nil
+			}
+			d.Close()
+		} else if !confine.IsSymlinkErr(err) && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed between our mkdir and open: make it again
+		}
+		if err := plantedAside(root, lockDir, a.Log); err != nil {
+			return nil, err
+		}
 	}
-	return nil
+	return nil, fmt.Errorf("%s/%s keeps being replaced by another user", root.Name(), lockDir)
 }
 
 // waitLock takes the job's lock once its holder lets go, or gives up when

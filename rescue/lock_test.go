@@ -48,8 +48,10 @@ func TestJobLockIsOnePerJobRunAndKind(t *testing.T) {
 }
 
 // A scratch root is often world-writable: a lock directory that is not the
-// agent's own is refused (the rescue then goes on unlocked), and a missing
-// root is not created.
+// agent's own, or a symlink, cannot hold or move the locks. Root moves the
+// planted entry aside (kept, not deleted) and locks in a directory of its
+// own; anyone else refuses it (the rescue then goes on unlocked). A
+// missing root is not created.
 func TestJobLockRefusesADirectoryItDoesNotOwn(t *testing.T) {
 	root := t.TempDir()
 	a := &Agent{Root: filepath.Join(root, "{node}")}
@@ -59,11 +61,34 @@ func TestJobLockRefusesADirectoryItDoesNotOwn(t *testing.T) {
 	os.Mkdir(filepath.Join(root, "open", lockDir), 0o777)
 	os.Chmod(filepath.Join(root, "open", lockDir), 0o777)
 	os.Mkdir(filepath.Join(root, "linked"), 0o755)
-	os.Symlink(t.TempDir(), filepath.Join(root, "linked", lockDir))
-	for _, node := range []string{"open", "linked", "missing"} {
-		if _, held, err := a.tryLock(node, false, job); err == nil || held {
-			t.Errorf("%s: lock taken (held=%v, err=%v)", node, held, err)
+	elsewhere := t.TempDir()
+	os.Symlink(elsewhere, filepath.Join(root, "linked", lockDir))
+	for _, node := range []string{"open", "linked"} {
+		l, held, err := a.tryLock(node, false, job)
+		if os.Geteuid() != 0 {
+			if err == nil || held {
+				t.Errorf("%s: lock taken (held=%v, err=%v)", node, held, err)
+			}
+			continue
 		}
+		if err != nil || held {
+			t.Fatalf("%s: root did not take the lock in a directory of its own: held=%v, err=%v", node, held, err)
+		}
+		l.unlock()
+		info, err := os.Lstat(filepath.Join(root, node, lockDir))
+		if err != nil || !info.IsDir() || info.Mode().Perm() != 0o711 {
+			t.Errorf("%s: lock directory %v, %v; want root's, 0711", node, info.Mode(), err)
+		}
+		aside, _ := filepath.Glob(filepath.Join(root, node, lockDir+".planted-*"))
+		if len(aside) != 1 {
+			t.Errorf("%s: the planted entry was not kept aside: %v", node, aside)
+		}
+	}
+	if entries, _ := os.ReadDir(elsewhere); len(entries) != 0 {
+		t.Errorf("a lock was written through the planted symlink: %v", entries)
+	}
+	if _, _, err := a.tryLock("missing", false, job); err == nil {
+		t.Error("locked on a node without a scratch root")
 	}
 	if _, err := os.Stat(filepath.Join(root, "missing")); !os.IsNotExist(err) {
 		t.Errorf("the missing scratch root was created: %v", err)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/spotrescue/spotrescue/rescue/confine"
 )
 
 // Manifest describes what one node saved of one job run. The agent writes it
@@ -140,6 +142,9 @@ func checkEntry(f File, alg checksum) error {
 	if err := checkRelPath(f.Path); err != nil {
 		return err
 	}
+	if reserved(f.Path) {
+		return fmt.Errorf("path %q is a name the agent never saves", f.Path)
+	}
 	switch f.Type {
 	case TypeFile:
 		if f.Size < 0 || !alg.valid(f.Checksum) {
@@ -162,10 +167,23 @@ func checkEntry(f File, alg checksum) error {
 	return nil
 }
 
-// checkRelPath accepts only clean, relative, slash-separated paths.
+// checkRelPath accepts only clean, relative, slash-separated paths of an
+// entry below the job directory: not "." (the directory itself), "..", an
+// empty component, a backslash or a NUL.
 func checkRelPath(p string) error {
-	if p == "" || path.IsAbs(p) || path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../") || strings.ContainsAny(p, "\x00\\") {
+	if confine.CheckName(p) != nil || strings.Contains(p, "\\") {
 		return fmt.Errorf("path %q is not a clean relative path inside the job directory", p)
+	}
+	return nil
+}
+
+// belongsTo checks that the manifest is the one a restore asked for: the
+// job's, of the rescued run, of the node whose data is wanted. Compute
+// nodes can write under the cluster's prefix, so a manifest at the right
+// key is not proof enough.
+func (m *Manifest) belongsTo(jobID string, run int, node string) error {
+	if m.JobID != jobID || m.Run != run || m.Node != node {
+		return fmt.Errorf("manifest is of job %q run %d node %q, not job %s run %d node %s: refused", m.JobID, m.Run, m.Node, jobID, run, node)
 	}
 	return nil
 }

@@ -39,24 +39,32 @@ func (s *session) packs() *packer {
 	return s.packer
 }
 
+// errTooBig says a file scanned as small has grown past the pack limit
+// by the time it was opened: it is saved as an object of its own instead.
+var errTooBig = errors.New("grew past the pack limit")
+
 // savePacked adds one small file to its job's pack, reading it again once
-// if it changed while read, and sends the pack it filled, if any.
-func (s *session) savePacked(u upload) {
+// if it changed while read, and sends the pack it filled, if any. It
+// reports false when the file is no longer small, for the caller to save
+// it on its own.
+func (s *session) savePacked(u upload) bool {
 	for attempt := 1; ; attempt++ {
 		if s.hard.Err() != nil {
 			u.job.skip(u.rel, s.stopReason())
-			return
+			return true
 		}
 		full, err := s.addToPack(u)
 		if full != nil {
 			s.sendPack(full)
 		}
-		if err == nil {
-			return
-		}
-		if !errors.Is(err, errChanged) || attempt == 2 {
+		switch {
+		case err == nil:
+			return true
+		case errors.Is(err, errTooBig):
+			return false
+		case !errors.Is(err, errChanged) || attempt == 2:
 			s.skipFailed(u, err)
-			return
+			return true
 		}
 	}
 }
@@ -67,11 +75,16 @@ func (s *session) addToPack(u upload) (full *pack, err error) {
 	pk := s.packs()
 	pk.mu.Lock()
 	defer pk.mu.Unlock()
-	f, before, err := openFile(u.abs)
+	f, before, err := openFile(u.job, u.rel)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	// The size that counts is the open file's, not the scan's: the file
+	// may have grown since, past what a pack buffer holds.
+	if before.size >= s.packLimit() {
+		return nil, errTooBig
+	}
 	p := pk.open[u.job]
 	if p == nil || int64(len(p.buf))+before.size > int64(cap(p.buf)) {
 		buf, err := s.pool.get(s.hard, s.partSize)
@@ -93,14 +106,21 @@ func (s *session) addToPack(u upload) (full *pack, err error) {
 	return full, nil
 }
 
+// readInto reads the file's size as opened into the pack; a file that
+// grows or shrinks meanwhile reads short or long, which unchanged and
+// readError report as a change.
 func (s *session) readInto(f *os.File, u upload, p *pack, before ident) error {
 	off := len(p.buf)
+	if before.size > int64(cap(p.buf)-off) {
+		return errTooBig // never reached: addToPack opened a pack with room
+	}
 	p.buf = p.buf[:off+int(before.size)]
+	s.agent.openHook(u.rel)
 	if _, err := io.ReadFull(f, p.buf[off:]); err != nil {
 		return readError(u, err)
 	}
 	s.agent.readHook(u.rel)
-	return unchanged(f, u.abs, before)
+	return unchanged(f, u.job, u.rel, before)
 }
 
 // flushPacks sends the packs still open once no more files come.

@@ -60,6 +60,9 @@ type PlanJob struct {
 	Run    int    `json:"run"`
 	Dir    string `json:"dir"`    // the job's scratch directory on this node
 	Prefix string `json:"prefix"` // S3 key prefix for this node's data, ending in "/"
+	// UID is the job's user: the agent reads the job's files as this user
+	// and refuses a directory someone else owns. Absent: the directory's owner.
+	UID *int `json:"uid,omitempty"`
 }
 
 // subset is the plan for the jobs at idx.

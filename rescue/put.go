@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spotrescue/spotrescue/rescue/confine"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -33,27 +35,24 @@ type ident struct {
 	regular  bool
 }
 
-func identOf(fi fs.FileInfo) ident {
-	id := ident{size: fi.Size(), mtime: fi.ModTime(), mode: fi.Mode().Perm(), regular: fi.Mode().IsRegular()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		id.dev, id.ino = uint64(st.Dev), st.Ino
-		id.ctime = st.Ctim.Nano()
-	}
-	return id
+func identOf(i confine.Info) ident {
+	return ident{dev: i.Dev, ino: i.Ino, size: i.Size, mtime: i.ModTime, ctime: i.Ctime, mode: i.Mode.Perm(), regular: i.Mode.IsRegular()}
 }
 
 func (a ident) same(b ident) bool {
 	return a.dev == b.dev && a.ino == b.ino && a.size == b.size && a.mtime.Equal(b.mtime) && a.ctime == b.ctime && a.regular == b.regular
 }
 
-// openFile opens a regular file without following a symlink (one may have
-// replaced it since the scan) and without blocking on a FIFO.
-func openFile(abs string) (*os.File, ident, error) {
-	f, err := os.OpenFile(abs, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+// openFile opens a regular file of the job's tree by handle, as the job's
+// user, without following a symlink at any component (one may have
+// replaced the file, or a directory above it, since the scan) and without
+// blocking on a FIFO.
+func openFile(js *jobState, rel string) (*os.File, ident, error) {
+	f, err := js.tree.Open(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, ident{}, err
 	}
-	fi, err := f.Stat()
+	fi, err := confine.FileInfo(f)
 	if err != nil {
 		f.Close()
 		return nil, ident{}, err
@@ -66,19 +65,19 @@ func openFile(abs string) (*os.File, ident, error) {
 	return f, id, nil
 }
 
-// unchanged checks, after every byte was read, that the file at abs is
-// still the one that was opened, in the state it was opened in: then the
-// bytes read are a consistent copy of it.
-func unchanged(f *os.File, abs string, before ident) error {
+// unchanged checks, after every byte was read, that the entry at rel in
+// the job's tree is still the file that was opened, in the state it was
+// opened in: then the bytes read are a consistent copy of it.
+func unchanged(f *os.File, js *jobState, rel string, before ident) error {
 	var one [1]byte
 	if n, _ := f.Read(one[:]); n > 0 {
 		return errChanged // it grew
 	}
-	now, err := f.Stat()
+	now, err := confine.FileInfo(f)
 	if err != nil {
-		return fmt.Errorf("stat %s: %w", abs, err)
+		return fmt.Errorf("stat %s: %w", rel, err)
 	}
-	there, err := os.Lstat(abs)
+	there, err := js.tree.Lstat(rel)
 	if err != nil || !identOf(now).same(before) || !identOf(there).same(before) {
 		return errChanged
 	}
@@ -87,7 +86,7 @@ func unchanged(f *os.File, abs string, before ident) error {
 
 // put saves one regular file and returns its manifest entry.
 func (s *session) put(u upload) (File, error) {
-	f, before, err := openFile(u.abs)
+	f, before, err := openFile(u.job, u.rel)
 	if err != nil {
 		return File{}, err
 	}
@@ -125,7 +124,7 @@ func (s *session) putSingle(f *os.File, u upload, key string, before ident) (str
 		return "", readError(u, err)
 	}
 	s.agent.readHook(u.rel)
-	if err := unchanged(f, u.abs, before); err != nil {
+	if err := unchanged(f, u.job, u.rel, before); err != nil {
 		return "", err
 	}
 	sum := s.alg.sum(buf)
@@ -223,7 +222,7 @@ func (s *session) sendParts(f *os.File, u upload, m *multipart, before ident) (s
 	}
 	if m.failed() == nil {
 		s.agent.readHook(u.rel)
-		if err := unchanged(f, u.abs, before); err != nil {
+		if err := unchanged(f, u.job, u.rel, before); err != nil {
 			m.fail(err)
 			cancel() // the parts in flight are of a copy that will not be kept
 		}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/spotrescue/spotrescue/hack/lab"
 	"github.com/spotrescue/spotrescue/rescue"
+	"github.com/spotrescue/spotrescue/rescue/confine"
 )
 
 const bucket = "spotrescue-lab"
@@ -124,6 +125,22 @@ func assertExact(t *testing.T, l *lab.Lab, m *rescue.Manifest, prefix string) {
 	if err != nil || stored.Complete != m.Complete || len(stored.Files) != len(m.Files) || len(stored.Skipped) != len(m.Skipped) {
 		t.Errorf("manifest in S3 differs from the one returned: %+v, %v", stored, err)
 	}
+}
+
+// restoreInto restores into dst, made if missing and opened by handle as
+// the Prolog's scratch directory is.
+func restoreInto(t *testing.T, a *rescue.Agent, dst string, req rescue.RestoreRequest) (*rescue.Restored, error) {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	d, err := confine.OpenRoot(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	req.Dir = d
+	return a.Restore(context.Background(), req)
 }
 
 func writeFile(t *testing.T, p string, data []byte) {
@@ -294,7 +311,7 @@ func TestRestoreOfPartialRescueIsExact(t *testing.T) {
 
 	dst := filepath.Join(root, "node-b", "job")
 	os.MkdirAll(dst, 0o700) // the Prolog creates it before restoring
-	r, err := a.Restore(context.Background(), rescue.RestoreRequest{JobID: "12", Node: "node-b", From: "node-a", URI: runURI(prefix), Target: dst, UID: os.Getuid(), GID: os.Getgid()})
+	r, err := restoreInto(t, a, dst, rescue.RestoreRequest{JobID: "12", Node: "node-b", From: "node-a", URI: runURI(prefix), UID: os.Getuid(), GID: os.Getgid()})
 	if err != nil || r.Status != "partial" || r.Files != len(m.Files) {
 		t.Fatalf("restore: %+v, %v", r, err)
 	}
@@ -314,8 +331,9 @@ func TestRestoreOfPartialRescueIsExact(t *testing.T) {
 	}
 }
 
-// A file written while the agent reads it is read again; one that never
-// stops changing is skipped, and leaves no object and no open upload.
+// HOSTILE.md: "a file rewritten while the agent reads it". It is read
+// again; one that never stops changing is skipped, and leaves no object
+// and no open upload.
 func TestFileChangedWhileReadIsCaught(t *testing.T) {
 	l := lab.Get(t)
 	for _, c := range []struct {
@@ -388,8 +406,9 @@ func rewriteKeepingMtime(t *testing.T, p string) {
 	os.Chtimes(p, fi.ModTime(), fi.ModTime())
 }
 
-// A symlink to /etc/passwd is saved as the link it is; the agent never
-// reads through it, and a restore recreates the link.
+// HOSTILE.md: "a symlink in the tree to /etc/passwd". It is saved as the
+// link it is; the agent never reads through it, and a restore recreates
+// the link.
 func TestSymlinkToPasswdIsStoredNotFollowed(t *testing.T) {
 	l := lab.Get(t)
 	root := t.TempDir()
@@ -413,7 +432,7 @@ func TestSymlinkToPasswdIsStoredNotFollowed(t *testing.T) {
 		}
 	}
 	dst := filepath.Join(root, "node-b", "job")
-	if _, err := a.Restore(context.Background(), rescue.RestoreRequest{JobID: "14", Node: "node-b", From: "node-a", URI: runURI(prefix), Target: dst, UID: os.Getuid(), GID: os.Getgid()}); err != nil {
+	if _, err := restoreInto(t, a, dst, rescue.RestoreRequest{JobID: "14", Node: "node-b", From: "node-a", URI: runURI(prefix), UID: os.Getuid(), GID: os.Getgid()}); err != nil {
 		t.Fatal(err)
 	}
 	if target, err := os.Readlink(filepath.Join(dst, "passwd-link")); err != nil || target != "/etc/passwd" {
@@ -473,7 +492,7 @@ func TestPresyncThenFinalMovesOnlyChanges(t *testing.T) {
 		}
 	}
 	dst := filepath.Join(root, "node-b", "job")
-	r, err := a.Restore(context.Background(), rescue.RestoreRequest{JobID: "15", Node: "node-b", From: "node-a", URI: runURI(prefix), Target: dst, UID: os.Getuid(), GID: os.Getgid()})
+	r, err := restoreInto(t, a, dst, rescue.RestoreRequest{JobID: "15", Run: 2, Node: "node-b", From: "node-a", URI: runURI(prefix), UID: os.Getuid(), GID: os.Getgid()})
 	if err != nil || r.Status != "complete" {
 		t.Fatalf("restore: %+v, %v", r, err)
 	}
@@ -506,9 +525,9 @@ func TestPresyncNeverOverwritesAFinalManifest(t *testing.T) {
 	}
 }
 
-// A restore refuses a manifest that points outside the target, and one
-// whose objects do not match their checksums; either way the target is
-// left as it was and no temporary directory remains.
+// HOSTILE.md: "a manifest whose paths escape the directory" and "objects
+// that do not match their checksums". A restore refuses either; the target
+// is left as it was and no staging directory remains.
 func TestRestoreRefusesBadManifests(t *testing.T) {
 	l := lab.Get(t)
 	root := t.TempDir()
@@ -529,7 +548,7 @@ func TestRestoreRefusesBadManifests(t *testing.T) {
 	restore := func() error {
 		dst := filepath.Join(root, "node-b", "job")
 		os.MkdirAll(dst, 0o700)
-		_, err := a.Restore(context.Background(), rescue.RestoreRequest{JobID: "17", Node: "node-b", From: "node-a", URI: runURI(prefix), Target: dst, UID: os.Getuid(), GID: os.Getgid()})
+		_, err := restoreInto(t, a, dst, rescue.RestoreRequest{JobID: "17", Node: "node-b", From: "node-a", URI: runURI(prefix), UID: os.Getuid(), GID: os.Getgid()})
 		if entries, _ := os.ReadDir(dst); len(entries) != 0 {
 			t.Errorf("a failed restore left %d entries in the target", len(entries))
 		}
@@ -550,6 +569,30 @@ func TestRestoreRefusesBadManifests(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "node-b", "escape")); err == nil {
 		t.Error("a file was written outside the target")
+	}
+
+	// HOSTILE.md: "a manifest of another job, run or node at the job's
+	// prefix". Compute nodes can write anywhere under the cluster's prefix;
+	// a well-formed manifest that is not the one asked for is refused.
+	good := fmt.Sprintf(`{"version":1,"job_id":%%q,"run":%%d,"node":%%q,"checksum_algorithm":"CRC32C","files":[{"path":"x","type":"dir","mode":493}]}`)
+	for _, forged := range []string{fmt.Sprintf(good, "18", 0, "node-a"), fmt.Sprintf(good, "17", 1, "node-a"), fmt.Sprintf(good, "17", 0, "node-c")} {
+		put(rescue.ManifestKey(prefix), forged)
+		if err := restore(); err == nil || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("a manifest of another job, run or node (%s): %v", forged, err)
+		}
+	}
+
+	// HOSTILE.md: "a scratch directory that already holds data". What a run
+	// of the job left there since the rescue is at least as new: nothing is
+	// restored over it, and it stays as it is.
+	put(rescue.ManifestKey(prefix), fmt.Sprintf(good, "17", 0, "node-a"))
+	dst := filepath.Join(root, "node-b", "busy")
+	writeFile(t, filepath.Join(dst, "newer.dat"), []byte("written by run 1"))
+	if _, err := restoreInto(t, a, dst, rescue.RestoreRequest{JobID: "17", Node: "node-b", From: "node-a", URI: runURI(prefix), UID: os.Getuid(), GID: os.Getgid()}); !errors.Is(err, rescue.ErrInUse) {
+		t.Errorf("restore into a directory in use: %v, want ErrInUse", err)
+	}
+	if got := tree(t, dst); len(got) != 1 || got["newer.dat"] == "" {
+		t.Errorf("the directory in use changed: %v", got)
 	}
 }
 
@@ -598,7 +641,7 @@ func TestPackedRescue(t *testing.T) {
 	}
 
 	dst := filepath.Join(root, "node-b", "job")
-	r, err := a.Restore(context.Background(), rescue.RestoreRequest{JobID: "18", Node: "node-b", From: "node-a", URI: runURI(prefix), Target: dst, UID: os.Getuid(), GID: os.Getgid()})
+	r, err := restoreInto(t, a, dst, rescue.RestoreRequest{JobID: "18", Node: "node-b", From: "node-a", URI: runURI(prefix), UID: os.Getuid(), GID: os.Getgid()})
 	if err != nil || r.Status != "complete" {
 		t.Fatalf("restore: %+v, %v", r, err)
 	}

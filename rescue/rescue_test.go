@@ -42,12 +42,12 @@ func TestScratchDirRefusesPathTricks(t *testing.T) {
 func TestJobEnvRoundTrip(t *testing.T) {
 	l := Layout{Spool: t.TempDir()}
 	in := JobEnv{URI: "s3://b/p/c/42/run-1/", Status: "partial", Run: 1, Nodes: [][]string{{"q-dy-c5-1", "q-dy-c5-2"}, {"q-dy-r6-1"}}}
-	if err := l.WriteJobEnv("42", in, os.Getuid(), -1); err != nil {
+	if err := l.WriteJobEnv("42", in); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(l.EnvPath("42"))
-	if err != nil || fi.Mode().Perm() != 0o400 {
-		t.Fatalf("env file mode %v, %v", fi.Mode(), err)
+	if err != nil || fi.Mode().Perm() != 0o444 {
+		t.Fatalf("env file mode %v, %v; want read-only to all, written by root", fi.Mode(), err)
 	}
 	out, err := l.ReadJobEnv("42")
 	if err != nil || out.URI != in.URI || out.Status != in.Status || out.Run != 1 || fmt.Sprint(out.Nodes) != "[[q-dy-c5-1 q-dy-c5-2] [q-dy-r6-1]]" {
@@ -56,8 +56,17 @@ func TestJobEnvRoundTrip(t *testing.T) {
 	if _, err := l.ReadJobEnv("43"); err != ErrNoEnv {
 		t.Fatalf("missing env: %v", err)
 	}
-	if err := l.WriteJobEnv("44", JobEnv{URI: "s3://b/x\nexport LD_PRELOAD=/evil"}, os.Getuid(), -1); err == nil {
-		t.Fatal("a newline in a value was written")
+	for _, bad := range []JobEnv{
+		{URI: "s3://b/x\nexport LD_PRELOAD=/evil", Status: "complete"},
+		{URI: "s3://b/p/", Status: "complete; id"},
+		{URI: "s3://b/p/", Status: "skipped"},
+		{URI: "/etc/passwd", Status: "complete"},
+		{URI: "s3://b/p/", Status: "complete", Run: -1},
+		{URI: "s3://b/p/", Status: "complete", Nodes: [][]string{{"../x"}}},
+	} {
+		if err := l.WriteJobEnv("44", bad); err == nil {
+			t.Errorf("%+v was written", bad)
+		}
 	}
 }
 

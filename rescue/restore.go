@@ -8,7 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -18,16 +18,21 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
+
+	"github.com/spotrescue/spotrescue/rescue/confine"
 )
 
 // RestoreRequest says which rescued data goes where.
 type RestoreRequest struct {
-	JobID    string
-	Node     string // this node, for the scratch root
-	From     string // node whose rescued data this node gets (same rank in the node list)
-	URI      string // SPOT_RESCUE_URI of the rescued run
-	Target   string // the job's scratch directory on this node
-	UID, GID int
+	JobID string
+	Run   int    // the rescued run (SPOT_RESCUE_RUN): its manifest must say so
+	Node  string // this node
+	From  string // node whose rescued data this node gets (same rank in the node list)
+	URI   string // SPOT_RESCUE_URI of the rescued run
+	// Dir is the job's scratch directory on this node, opened by
+	// Scratch.Prepare; everything the restore writes is beneath it.
+	Dir      *confine.Dir
+	UID, GID int // the job's user, who gets the restored files
 }
 
 // Restored is the outcome of a restore, kept on the node for the TaskProlog.
@@ -37,24 +42,30 @@ type Restored struct {
 	From  int    `json:"rescued"` // the rescued run it came from
 	Dir   string `json:"dir"`
 	// Status is complete, partial or failed: the rescued data's state as
-	// restored; none when this node has nothing to get back.
+	// restored; none when this node has nothing to get back, kept when
+	// the scratch directory already held the job's data (see Restore).
 	Status string `json:"status"`
 	Files  int    `json:"files"`
 	Bytes  int64  `json:"bytes"`
 	Error  string `json:"error,omitempty"`
 }
 
-// Restore downloads the files the manifest lists into a temporary directory
-// beside the target, verifies every checksum, and renames the result into
-// place, so the job sees all of the data or none of it.
+// ErrInUse means the job's scratch directory already holds data: a run of
+// the job has used this node's directory since the rescue, and what it left
+// is at least as new as what was rescued, so nothing is restored over it.
+var ErrInUse = errors.New("the scratch directory already holds data")
+
+// Restore downloads the files the manifest lists into a staging directory
+// inside the job's scratch directory, verifies every checksum, gives every
+// entry its owner, mode and time through its open handle, and only then
+// moves the entries into place. The staging directory is root's, mode
+// 0700, until the end: the job's user, who owns the scratch directory, can
+// neither see nor swap anything in it while root works there. A restore
+// goes only into an empty scratch directory.
 func (a *Agent) Restore(ctx context.Context, req RestoreRequest) (*Restored, error) {
 	log := a.Log.With(zap.String("job", req.JobID), zap.String("node", req.Node), zap.String("from", req.From))
 	started := time.Now()
 	bucket, prefix, err := splitURI(req.URI)
-	if err != nil {
-		return nil, err
-	}
-	target, err := a.restoreTarget(req)
 	if err != nil {
 		return nil, err
 	}
@@ -63,31 +74,45 @@ func (a *Agent) Restore(ctx context.Context, req RestoreRequest) (*Restored, err
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(target), ".spotrescue-restore-"+req.JobID+"-")
-	if errors.Is(err, fs.ErrPermission) {
-		// Restoring as the job's user (the TaskProlog, when slurmd skipped
-		// the Prolog), who may not write the scratch root but owns the
-		// job's directory: stage inside it.
-		tmp, err = os.MkdirTemp(target, ".spotrescue-restore-")
+	if err := m.belongsTo(req.JobID, req.Run, req.From); err != nil {
+		return nil, fmt.Errorf("restore job %s: s3://%s/%s: %w", req.JobID, bucket, ManifestKey(nodePrefix), err)
 	}
+	if err := checkEmpty(req.Dir); err != nil {
+		return nil, err
+	}
+	stage, name, err := newStage(req.Dir, req.JobID)
 	if err != nil {
 		return nil, fmt.Errorf("restore job %s: %w", req.JobID, err)
 	}
-	defer os.RemoveAll(tmp) // empty after a successful rename
-	if err := a.download(ctx, bucket, nodePrefix, m, tmp); err != nil {
+	defer stage.Close()
+	err = a.fill(ctx, bucket, nodePrefix, m, stage, req)
+	if err == nil {
+		err = moveInto(stage, req.Dir)
+	}
+	if err != nil {
+		removeAll(stage)
+		req.Dir.Remove(name)
 		return nil, fmt.Errorf("restore job %s: %w", req.JobID, err)
 	}
-	if err := finishTree(tmp, m, req.UID, req.GID); err != nil {
-		return nil, fmt.Errorf("restore job %s: %w", req.JobID, err)
+	if err := req.Dir.Remove(name); err != nil {
+		log.Warn("staging directory not removed", zap.String("name", name), zap.Error(err))
 	}
-	if err := moveInto(tmp, target); err != nil {
-		return nil, fmt.Errorf("restore job %s: %w", req.JobID, err)
-	}
-	r := &Restored{JobID: req.JobID, Dir: target, Status: string(statusOf(m)), Files: len(m.Files), Bytes: m.Bytes}
+	r := &Restored{JobID: req.JobID, Dir: req.Dir.Name(), Status: statusOf(m), Files: len(m.Files), Bytes: m.Bytes}
 	took := time.Since(started)
-	log.Info("restored", zap.String("dir", target), zap.String("status", r.Status), zap.Int("files", r.Files), zap.Int64("bytes", r.Bytes),
+	log.Info("restored", zap.String("dir", r.Dir), zap.String("status", r.Status), zap.Int("files", r.Files), zap.Int64("bytes", r.Bytes),
 		zap.Duration("took", took.Round(time.Millisecond)), zap.String("rate", mibps(r.Bytes, took.Seconds())))
 	return r, nil
+}
+
+// fill builds the manifest's tree in the staging directory.
+func (a *Agent) fill(ctx context.Context, bucket, nodePrefix string, m *Manifest, stage *confine.Dir, req RestoreRequest) error {
+	if err := makeDirs(stage, m); err != nil {
+		return err
+	}
+	if err := a.download(ctx, bucket, nodePrefix, m, stage, req.UID, req.GID); err != nil {
+		return err
+	}
+	return finishTree(stage, m, req.UID, req.GID)
 }
 
 func statusOf(m *Manifest) string {
@@ -97,17 +122,79 @@ func statusOf(m *Manifest) string {
 	return "partial"
 }
 
-// restoreTarget checks the target is inside the node's scratch root.
-func (a *Agent) restoreTarget(req RestoreRequest) (string, error) {
-	root := a.root(req.Node)
-	target := filepath.Clean(req.Target)
-	if !strings.HasPrefix(target, root+string(filepath.Separator)) {
-		return "", fmt.Errorf("restore job %s: target %s is outside the scratch root %s", req.JobID, target, root)
+// checkEmpty refuses a scratch directory that holds anything but our own
+// reserved entries.
+func checkEmpty(dir *confine.Dir) error {
+	names, err := dir.ReadDirNames()
+	if err != nil {
+		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-		return "", fmt.Errorf("restore job %s: %w", req.JobID, err)
+	for _, n := range names {
+		if !reserved(n) {
+			return fmt.Errorf("%s: %w (%q and %d more entries)", dir.Name(), ErrInUse, n, len(names)-1)
+		}
 	}
-	return target, nil
+	return nil
+}
+
+// newStage makes the staging directory inside the scratch directory and
+// checks, through its handle, that it is the one we made: the scratch
+// directory is the user's, who could replace an entry between our mkdir
+// and our open.
+func newStage(dir *confine.Dir, jobID string) (*confine.Dir, string, error) {
+	for range 3 {
+		name := reservedPrefix + "restore-" + NewPlanID()
+		if err := dir.Mkdir(name, 0o700); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				continue
+			}
+			return nil, "", err
+		}
+		stage, err := dir.OpenDir(name)
+		if err != nil {
+			return nil, "", err
+		}
+		info, err := stage.Stat()
+		if err == nil && (info.UID != os.Geteuid() || info.Mode.Perm() != 0o700) {
+			err = fmt.Errorf("staging directory %s was replaced (owner %d, mode %s)", name, info.UID, info.Mode)
+		}
+		if err != nil {
+			stage.Close()
+			return nil, "", err
+		}
+		return stage, name, nil
+	}
+	return nil, "", fmt.Errorf("no free staging directory name in %s", dir.Name())
+}
+
+// makeDirs creates the manifest's directories, and those its entries are
+// below, shallowest first.
+func makeDirs(stage *confine.Dir, m *Manifest) error {
+	dirs := map[string]bool{}
+	for _, f := range m.Files {
+		if f.Type == TypeDir {
+			dirs[f.Path] = true
+		}
+		for d := path.Dir(f.Path); d != "."; d = path.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	list := make([]string, 0, len(dirs))
+	for d := range dirs {
+		list = append(list, d)
+	}
+	sort.Slice(list, func(i, j int) bool {
+		if di, dj := strings.Count(list[i], "/"), strings.Count(list[j], "/"); di != dj {
+			return di < dj
+		}
+		return list[i] < list[j]
+	})
+	for _, d := range list {
+		if err := stage.Mkdir(d, 0o700); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func splitURI(uri string) (bucket, prefix string, err error) {
@@ -126,6 +213,14 @@ func (a *Agent) readManifest(ctx context.Context, bucket, nodePrefix string) (*M
 // ErrNoManifest means nothing was saved under a prefix (or not even a checkpoint).
 var ErrNoManifest = errors.New("no manifest")
 
+// ErrBadManifest means the object at a manifest's key is not a manifest an
+// agent wrote: not JSON, a path that escapes, over the size limit. Reading
+// it again will not help; nothing under that prefix can be restored.
+var ErrBadManifest = errors.New("not a usable manifest")
+
+// maxManifest bounds a manifest read: a few million entries.
+const maxManifest = 64 << 20
+
 // ReadManifest fetches and checks the manifest under a node prefix.
 func ReadManifest(ctx context.Context, c *s3.Client, bucket, nodePrefix string) (*Manifest, error) {
 	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(ManifestKey(nodePrefix))})
@@ -137,24 +232,32 @@ func ReadManifest(ctx context.Context, c *s3.Client, bucket, nodePrefix string) 
 		return nil, fmt.Errorf("read manifest s3://%s/%s: %w", bucket, ManifestKey(nodePrefix), err)
 	}
 	defer out.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(out.Body, 64<<20))
+	where := "s3://" + bucket + "/" + ManifestKey(nodePrefix)
+	data, err := io.ReadAll(io.LimitReader(out.Body, maxManifest+1))
 	if err != nil {
-		return nil, fmt.Errorf("read manifest s3://%s/%s: %w", bucket, ManifestKey(nodePrefix), err)
+		return nil, fmt.Errorf("read manifest %s: %w", where, err)
 	}
-	return ParseManifest(data)
+	if len(data) > maxManifest {
+		return nil, fmt.Errorf("manifest %s: over %d MiB: %w", where, maxManifest>>20, ErrBadManifest)
+	}
+	m, err := ParseManifest(data)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w: %w", where, ErrBadManifest, err)
+	}
+	return m, nil
 }
 
 // download fetches the manifest's regular files into dir, several at once,
 // and verifies each against the manifest's checksum. The first failure
 // stops the rest: a restore is all or nothing.
-func (a *Agent) download(ctx context.Context, bucket, nodePrefix string, m *Manifest, dir string) error {
+func (a *Agent) download(ctx context.Context, bucket, nodePrefix string, m *Manifest, stage *confine.Dir, uid, gid int) error {
 	alg, err := checksumFor(m.Algorithm)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	d := &downloader{agent: a, s3: a.client(), alg: alg, bucket: bucket, prefix: nodePrefix, dir: dir,
+	d := &downloader{agent: a, s3: a.client(), alg: alg, bucket: bucket, prefix: nodePrefix, stage: stage, uid: uid, gid: gid,
 		streams: make(chan struct{}, a.concurrency()*a.partsInFlight())}
 	work := make(chan []File)
 	var wg sync.WaitGroup
@@ -225,7 +328,8 @@ type downloader struct {
 	s3             *s3.Client
 	alg            checksum
 	bucket, prefix string
-	dir            string
+	stage          *confine.Dir // the staging directory, root's until the end
+	uid, gid       int
 	streams        chan struct{} // GET streams open at once, across files
 }
 
@@ -235,17 +339,19 @@ func noResponseChecksum(o *s3.Options) {
 	o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 }
 
-// create makes a file of the restore, which must not exist yet.
+// create makes a file of the restore, which must not exist yet, in the
+// staging directory (its directories exist: see makeDirs).
 func (d *downloader) create(f File) (*os.File, error) {
-	local := filepath.Join(d.dir, filepath.FromSlash(f.Path))
-	if err := os.MkdirAll(filepath.Dir(local), 0o700); err != nil {
-		return nil, fmt.Errorf("restore %s: %w", f.Path, err)
-	}
-	out, err := os.OpenFile(local, os.O_CREATE|os.O_EXCL|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
+	out, err := d.stage.Open(f.Path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("restore %s: %w", f.Path, err)
 	}
 	return out, nil
+}
+
+// done gives a verified file its owner, mode and time through its handle.
+func (d *downloader) done(f File, out *os.File) error {
+	return confine.SetAttrs(out, d.uid, d.gid, fs.FileMode(f.Mode).Perm(), f.MTime)
 }
 
 // fetchPack streams one pack object once and cuts its files out of it in
@@ -288,7 +394,7 @@ func (d *downloader) cut(f File, body io.Reader) error {
 	if sum := encodeSum(h); sum != f.Checksum {
 		return fmt.Errorf("verify %s: checksum %s, manifest says %s", f.Path, sum, f.Checksum)
 	}
-	return nil
+	return d.done(f, out)
 }
 
 func (d *downloader) fetch(ctx context.Context, f File) error {
@@ -312,7 +418,7 @@ func (d *downloader) fetch(ctx context.Context, f File) error {
 	if sum != f.Checksum {
 		return fmt.Errorf("verify %s: checksum %s, manifest says %s", f.Path, sum, f.Checksum)
 	}
-	return nil
+	return d.done(f, out)
 }
 
 // stream fetches a whole object in one GET, writing and checksumming it in
@@ -398,47 +504,54 @@ func copyTo(w io.Writer, want int64) func(io.Reader) error {
 	}
 }
 
-// finishTree creates directories and symlinks, then applies modes, times and
-// ownership, deepest first so a read-only directory does not block its children.
-func finishTree(dir string, m *Manifest, uid, gid int) error {
-	for _, f := range m.Files {
-		local := filepath.Join(dir, filepath.FromSlash(f.Path))
-		switch f.Type {
-		case TypeDir:
-			if err := os.MkdirAll(local, 0o700); err != nil {
-				return err
-			}
-		case TypeSymlink:
-			if err := os.MkdirAll(filepath.Dir(local), 0o700); err != nil {
-				return err
-			}
-			if err := os.Symlink(f.Target, local); err != nil {
-				return err
-			}
-		}
-	}
-	files := append([]File(nil), m.Files...)
-	// Deepest paths first: children get their times before the parent's are set.
-	sortByDepth(files)
-	for _, f := range files {
-		local := filepath.Join(dir, filepath.FromSlash(f.Path))
-		if err := os.Lchown(local, uid, gid); err != nil {
-			return err
-		}
+// finishTree creates the symlinks, then gives every other entry its owner,
+// mode and time through its own handle, deepest first so that a read-only
+// directory does not block its children and a directory's time is set
+// after its entries are made. Files got theirs when written. No name is
+// looked up anywhere but in the staging directory, which only root can
+// write until moveInto.
+func finishTree(stage *confine.Dir, m *Manifest, uid, gid int) error {
+	entries := append([]File(nil), m.Files...)
+	for _, f := range entries {
 		if f.Type == TypeSymlink {
-			continue
-		}
-		if err := os.Chmod(local, os.FileMode(f.Mode).Perm()); err != nil {
-			return err
-		}
-		if err := os.Chtimes(local, f.MTime, f.MTime); err != nil {
-			return err
+			if err := stage.Symlink(f.Target, f.Path); err != nil {
+				return err
+			}
 		}
 	}
-	if err := os.Chown(dir, uid, gid); err != nil {
-		return err
+	listed := map[string]bool{}
+	for _, f := range entries {
+		listed[f.Path] = true
 	}
-	return os.Chmod(dir, 0o700)
+	// Directories the manifest implies but does not list are the user's, 0700.
+	for _, f := range m.Files {
+		for d := path.Dir(f.Path); d != "."; d = path.Dir(d) {
+			if !listed[d] {
+				listed[d] = true
+				entries = append(entries, File{Path: d, Type: TypeDir, Mode: 0o700})
+			}
+		}
+	}
+	sortByDepth(entries)
+	for _, f := range entries {
+		switch f.Type {
+		case TypeSymlink:
+			if err := stage.Lchown(f.Path, uid, gid); err != nil {
+				return err
+			}
+		case TypeDir:
+			d, err := stage.OpenDir(f.Path)
+			if err != nil {
+				return err
+			}
+			err = confine.SetAttrs(d.File(), uid, gid, fs.FileMode(f.Mode).Perm(), f.MTime)
+			d.Close()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func sortByDepth(fs []File) {
@@ -447,93 +560,145 @@ func sortByDepth(fs []File) {
 	sort.SliceStable(fs, func(i, j int) bool { return depth(fs[i].Path) > depth(fs[j].Path) })
 }
 
-// moveInto renames tmp to target when target is absent or empty; otherwise
-// it moves each top-level entry across, replacing what is there.
-func moveInto(tmp, target string) error {
-	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) && !isNotEmpty(err) {
-		return err
-	}
-	if err := os.Rename(tmp, target); err == nil {
-		return nil
-	} else if !isNotEmpty(err) && !errors.Is(err, os.ErrExist) {
-		return err
-	}
-	entries, err := os.ReadDir(tmp)
+// moveInto moves each top-level entry of the staging directory into the
+// scratch directory, by handle and without replacing anything: an entry the
+// user made there meanwhile fails the restore instead of being replaced
+// (or followed).
+func moveInto(stage, dir *confine.Dir) error {
+	names, err := stage.ReadDirNames()
 	if err != nil {
 		return err
 	}
-	for _, e := range entries {
-		dst := filepath.Join(target, e.Name())
-		if err := os.RemoveAll(dst); err != nil {
-			return err
-		}
-		if err := os.Rename(filepath.Join(tmp, e.Name()), dst); err != nil {
+	sort.Strings(names)
+	for _, n := range names {
+		if err := stage.Rename(n, dir, n, false); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func isNotEmpty(err error) bool {
-	var pe *os.PathError
-	var le *os.LinkError
-	return errors.As(err, &pe) && strings.Contains(pe.Err.Error(), "not empty") ||
-		errors.As(err, &le) && strings.Contains(le.Err.Error(), "not empty") ||
-		errors.Is(err, os.ErrExist)
+// removeAll empties a directory of the restore's own, by handle.
+func removeAll(d *confine.Dir) {
+	names, _ := d.ReadDirNames()
+	for _, n := range names {
+		if info, err := d.Lstat(n); err == nil && info.Mode.IsDir() {
+			if sub, err := d.OpenDir(n); err == nil {
+				removeAll(sub)
+				sub.Close()
+			}
+		}
+		d.Remove(n)
+	}
 }
 
-// LockMarker serialises restores of one job on one node (the tasks of a job
-// start their TaskProlog at once); unlock releases it. Without a place to
-// lock it returns a no-op.
-func (a *Agent) LockMarker(node, jobID string) (unlock func()) {
-	f, err := os.OpenFile(a.markerPath(node, jobID)+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+// A marker says what a restore did for a job run on a node, for the
+// TaskProlog. The Prolog, as root, keeps it in the agent's state directory
+// (root's, 0711: the job's user can read their marker by name and write
+// none); a TaskProlog that restores as the user, because slurmd skipped
+// the Prolog, keeps it in the job's own directory, where only the user
+// could have written it and only the user reads it.
+const markerSuffix = ".restored.json"
+
+// markerName is the marker in the job's own directory.
+const markerName = reservedPrefix + "restored.json"
+
+// maxMarker bounds what a marker read may take.
+const maxMarker = 64 << 10
+
+// LockScratch serialises restores of one job on one node (the tasks of a
+// job start their TaskProlog at once): an flock on the job's scratch
+// directory itself, which only its user and root can open. It gives up
+// after wait.
+func LockScratch(dir *confine.Dir, wait time.Duration) (unlock func(), err error) {
+	d, err := dir.OpenDir(".")
 	if err != nil {
-		return func() {}
+		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return func() {}
+	deadline := time.Now().Add(wait)
+	for {
+		err := syscall.Flock(d.Fd(), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { d.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			d.Close()
+			return nil, fmt.Errorf("lock %s: %w", dir.Name(), err)
+		}
+		time.Sleep(lockPoll)
 	}
-	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }
 }
 
-// Marker files tell the TaskProlog what the Prolog restored; they live on the
-// node, in a root-owned directory of the scratch root.
-func (a *Agent) markerPath(node, jobID string) string {
-	return filepath.Join(a.root(node), ".spotrescue", jobID+".json")
-}
-
-// WriteMarker records a restore's outcome for the TaskProlog.
-func (a *Agent) WriteMarker(node string, r *Restored) error {
-	p := a.markerPath(node, r.JobID)
-	// Sticky and world-writable, like /tmp: a TaskProlog restoring as the
-	// job's user writes its marker here too, and nobody can replace
-	// another's. Readers trust only markers owned by root or the job's user.
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return fmt.Errorf("write restore marker: %w", err)
-	}
-	if os.Geteuid() == 0 {
-		os.Chmod(filepath.Dir(p), os.ModeSticky|0o777)
-	}
+// WriteMarker records a restore's outcome for the TaskProlog: as root in the
+// state directory, else in the job's directory, by rename through a handle.
+func (a *Agent) WriteMarker(node string, job *confine.Dir, r *Restored) error {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(p, data, 0o644, -1, -1)
+	dir, name := job, markerName
+	if os.Geteuid() == 0 {
+		if !lockNameRe.MatchString(r.JobID) {
+			return fmt.Errorf("write restore marker: job id %q cannot name a file", r.JobID)
+		}
+		if dir, err = a.stateDir(node); err != nil {
+			return fmt.Errorf("write restore marker: %w", err)
+		}
+		defer dir.Close()
+		name = r.JobID + markerSuffix
+	}
+	tmp := name + "." + NewPlanID()
+	f, err := dir.Open(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("write restore marker: %w", err)
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = dir.Rename(tmp, dir, name, true)
+	}
+	if err != nil {
+		dir.Remove(tmp)
+		return fmt.Errorf("write restore marker: %w", err)
+	}
+	return nil
 }
 
-// ReadMarker returns the restore outcome for a job on this node, or nil. A
-// marker is trusted only if root or the job's user (uid) wrote it.
-func (a *Agent) ReadMarker(node, jobID string, uid int) *Restored {
-	p := a.markerPath(node, jobID)
-	fi, err := os.Lstat(p)
-	if err != nil || !fi.Mode().IsRegular() {
+// ReadMarker returns what was restored for the job's run on this node, from
+// the rescued run: root's marker in the state directory, else one the job's
+// user left in the job's directory; nil if neither is there, sound and of
+// that run.
+func (a *Agent) ReadMarker(node string, job *confine.Dir, jobID string, run, rescued int) *Restored {
+	mine := func(r *Restored) bool { return r != nil && r.JobID == jobID && r.Run == run && r.From == rescued }
+	if lockNameRe.MatchString(jobID) {
+		if root, err := confine.OpenRoot(a.root(node)); err == nil {
+			r := readMarker(root, lockDir+"/"+jobID+markerSuffix, 0)
+			root.Close()
+			if mine(r) {
+				return r
+			}
+		}
+	}
+	if r := readMarker(job, markerName, os.Geteuid()); mine(r) {
+		return r
+	}
+	return nil
+}
+
+// readMarker reads a marker that owner wrote, or nil.
+func readMarker(dir *confine.Dir, name string, owner int) *Restored {
+	f, err := dir.Open(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
 		return nil
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || (st.Uid != 0 && int(st.Uid) != uid) {
+	defer f.Close()
+	info, err := confine.FileInfo(f)
+	if err != nil || !info.Mode.IsRegular() || info.Size > maxMarker || info.UID != owner {
 		return nil
 	}
-	data, err := os.ReadFile(p)
+	data, err := io.ReadAll(io.LimitReader(f, maxMarker))
 	if err != nil {
 		return nil
 	}

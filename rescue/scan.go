@@ -4,78 +4,131 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/spotrescue/spotrescue/rescue/confine"
 )
 
 // upload is one regular file waiting to be saved.
 type upload struct {
 	job  *jobState
-	rel  string
-	abs  string
+	rel  string // slash path below the job directory
 	size int64
 	mod  time.Time
 	rank int   // index of the first priority pattern it matches; len(patterns) if none
 	base *File // the previous manifest's entry, when this file may be carried over
 }
 
-// scan walks a job directory without following symlinks and returns the
-// regular files to upload; directories, symlinks and special files are
-// recorded in the manifest directly.
-func scan(js *jobState, dir string) ([]upload, error) {
+// Reserved names at the top of a job directory. "_spotrescue" could shadow
+// the manifest and packs under the node prefix; ".spotrescue-" names the
+// restore's staging directory and marker, which are ours, not the job's.
+const (
+	reservedData   = "_spotrescue"
+	reservedPrefix = ".spotrescue-"
+)
+
+func reserved(rel string) bool {
+	top, _, _ := strings.Cut(rel, "/")
+	return top == reservedData || strings.HasPrefix(top, reservedPrefix)
+}
+
+// scan walks the job directory through its handle, with the identity the
+// job's files are read as, and returns the regular files to upload;
+// directories, symlinks and special files are recorded in the manifest
+// directly. Nothing is followed: a symlink is an entry of its own, and a
+// directory swapped for one while we walk is refused by the kernel, not
+// entered. Directories are read whole and closed before the walk goes
+// down, so a deep tree costs no descriptors.
+func scan(js *jobState) ([]upload, error) {
 	var out []upload
-	err := filepath.WalkDir(dir, func(abs string, de fs.DirEntry, err error) error {
-		if abs == dir {
-			return err // an unreadable job directory fails the job
-		}
-		rel, _ := filepath.Rel(dir, abs)
-		rel = filepath.ToSlash(rel)
-		if err != nil {
-			js.skip(rel, SkipUnreadable)
-			return nil
-		}
-		if !utf8.ValidString(rel) {
-			js.skip(rel, SkipNotUTF8)
-			return skipDirOf(de)
-		}
-		if rel == "_spotrescue" || strings.HasPrefix(rel, "_spotrescue/") {
-			js.skip(rel, SkipReserved)
-			return skipDirOf(de)
-		}
-		info, err := de.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // deleted since the directory was read: nothing to save
-		}
-		if err != nil {
-			js.skip(rel, SkipUnreadable)
-			return nil
-		}
-		if u, ok := record(js, rel, abs, info); ok {
-			out = append(out, u)
-		}
+	var err error
+	// One call on the identity's thread for the whole walk: thousands of
+	// entries are looked up as the user without a hand-off each.
+	doErr := js.ident.Do(func() error {
+		out, err = walkTree(js, js.tree.As(nil))
 		return nil
 	})
+	if doErr != nil {
+		return nil, doErr
+	}
 	return out, err
 }
 
-// record notes one directory entry in the manifest, or returns it as an
-// upload when it is a regular file.
-func record(js *jobState, rel, abs string, info fs.FileInfo) (upload, bool) {
-	mode, mtime := uint32(info.Mode().Perm()), info.ModTime().UTC()
+func walkTree(js *jobState, tree *confine.Dir) ([]upload, error) {
+	var out []upload
+	names, err := tree.ReadDirNames()
+	if err != nil {
+		return nil, err // an unreadable job directory fails the job
+	}
+	dirs := []string{""}
+	pending := map[string][]string{"": names}
+	for len(dirs) > 0 {
+		dir := dirs[len(dirs)-1]
+		dirs = dirs[:len(dirs)-1]
+		list := pending[dir]
+		delete(pending, dir)
+		sort.Sort(sort.Reverse(sort.StringSlice(list))) // popped from the end: lexical order
+		for _, name := range list {
+			rel := path.Join(dir, name)
+			if dir == "" {
+				rel = name
+			}
+			u, sub, ok := visit(js, tree, rel)
+			if ok {
+				out = append(out, u)
+			}
+			if sub != nil {
+				dirs = append(dirs, rel)
+				pending[rel] = sub
+			}
+		}
+	}
+	return out, nil
+}
+
+// visit notes one entry in the manifest, or returns it as an upload when it
+// is a regular file; for a directory it returns the names inside.
+func visit(js *jobState, tree *confine.Dir, rel string) (u upload, sub []string, ok bool) {
+	if !utf8.ValidString(rel) {
+		js.skip(rel, SkipNotUTF8)
+		return upload{}, nil, false
+	}
+	if reserved(rel) {
+		js.skip(rel, SkipReserved)
+		return upload{}, nil, false
+	}
+	info, err := tree.Lstat(rel)
 	switch {
-	case info.Mode().IsRegular():
-		return upload{job: js, rel: rel, abs: abs, size: info.Size(), mod: info.ModTime()}, true
-	case info.IsDir():
+	case errors.Is(err, fs.ErrNotExist):
+		return upload{}, nil, false // deleted since the directory was read: nothing to save
+	case err != nil:
+		js.skip(rel, SkipUnreadable)
+		return upload{}, nil, false
+	}
+	mode, mtime := uint32(info.Mode.Perm()), info.ModTime.UTC()
+	switch {
+	case info.Mode.IsRegular():
+		return upload{job: js, rel: rel, size: info.Size, mod: info.ModTime}, nil, true
+	case info.Mode.IsDir():
 		js.add(File{Path: rel, Type: TypeDir, Mode: mode, MTime: mtime})
-	case info.Mode()&fs.ModeSymlink != 0:
+		d, err := tree.OpenDir(rel)
+		if err == nil {
+			sub, err = d.ReadDirNames()
+			d.Close()
+		}
+		if err != nil {
+			js.skip(rel, SkipUnreadable)
+			return upload{}, nil, false
+		}
+		return upload{}, sub, false
+	case info.Mode&fs.ModeSymlink != 0:
 		// Stored as a link, never followed: a link to /etc/passwd is the
 		// string "/etc/passwd", not the file.
-		target, err := os.Readlink(abs)
+		target, err := tree.Readlink(rel)
 		if err != nil || target == "" {
 			js.skip(rel, SkipUnreadable)
 			break
@@ -84,14 +137,7 @@ func record(js *jobState, rel, abs string, info fs.FileInfo) (upload, bool) {
 	default:
 		js.skip(rel, SkipSpecial)
 	}
-	return upload{}, false
-}
-
-func skipDirOf(de fs.DirEntry) error {
-	if de.IsDir() {
-		return filepath.SkipDir
-	}
-	return nil
+	return upload{}, nil, false
 }
 
 // ValidPriority checks priority patterns. A pattern without "/" matches

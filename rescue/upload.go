@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
+
+	"github.com/spotrescue/spotrescue/rescue/confine"
 )
 
 // JobResult is what the agent saved of one job.
@@ -95,6 +97,10 @@ func humanBytes(b int64) string {
 // jobState collects one job's progress; mu guards the manifest and lost.
 type jobState struct {
 	pj PlanJob
+	// tree is the job's directory, by handle; ident reads it as the
+	// job's user. Both are nil for a job without a directory.
+	tree  *confine.Dir
+	ident *confine.Identity
 	// base holds the regular files of the manifest already at the prefix
 	// (a pre-sync's); carry says whether its checksums can be compared.
 	base  map[string]File
@@ -102,6 +108,14 @@ type jobState struct {
 	mu    sync.Mutex
 	man   Manifest
 	lost  []string // keys whose upload failed part-way: an object may exist there
+}
+
+// close lets go of the job's directory and the reader threads.
+func (j *jobState) close() {
+	if j.tree != nil {
+		j.tree.Close()
+		j.ident.Close()
+	}
 }
 
 func (j *jobState) add(f File) {
@@ -248,6 +262,11 @@ func (a *Agent) rescue(ctx context.Context, p *Plan, d Deadlines) []JobResult {
 		zap.Bool("presync", p.Presync), zap.String("checksum", string(s.alg)), zap.Strings("priority", s.patterns),
 		zap.Time("deadline", s.d.Soft), zap.Time("hard_stop", s.d.Hard))
 	s.run(queue, jobs)
+	for _, js := range jobs {
+		if js != nil {
+			js.close()
+		}
+	}
 	for i, js := range jobs {
 		if js == nil {
 			continue
@@ -304,13 +323,15 @@ func (a *Agent) priority(p *Plan, log *zap.Logger) []string {
 func (s *session) prepare(pj PlanJob) (*jobState, []upload, error) {
 	js := &jobState{pj: pj, man: Manifest{Version: manifestVersion, JobID: pj.JobID, Run: pj.Run, Node: s.plan.Node, Instance: s.plan.Instance,
 		Presync: s.plan.Presync, Started: s.started.UTC(), Deadline: s.d.Soft.UTC(), Algorithm: string(s.alg), Files: []File{}}}
-	dir, dirErr := s.agent.jobDir(s.plan.Node, pj.Dir)
+	tree, ident, dirErr := s.agent.openJob(s.plan.Node, pj)
 	if dirErr != nil && !errors.Is(dirErr, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("job %s: %w", pj.JobID, dirErr)
 	}
+	js.tree, js.ident = tree, ident
 	// Read before the directory is known to exist: a job whose directory
 	// is gone still owns what a pre-sync left under its prefix.
 	if err := s.loadBase(js); err != nil {
+		js.close()
 		return nil, nil, err
 	}
 	if dirErr != nil {
@@ -319,7 +340,7 @@ func (s *session) prepare(pj PlanJob) (*jobState, []upload, error) {
 		s.log.Info("job has no scratch directory", zap.String("job", pj.JobID), zap.String("dir", pj.Dir))
 		return js, nil, nil
 	}
-	files, err := scan(js, dir)
+	files, err := scan(js)
 	if err != nil {
 		err = fmt.Errorf("scan job %s: %w", pj.JobID, err)
 	}
@@ -456,8 +477,7 @@ func (f *feed) rest() []upload {
 
 // save uploads one file, reading it again once if it changed while read.
 func (s *session) save(u upload) {
-	if s.plan.Pack && u.size < s.packLimit() {
-		s.savePacked(u)
+	if s.plan.Pack && u.size < s.packLimit() && s.savePacked(u) {
 		return
 	}
 	changed, failed := 0, 0

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spotrescue/spotrescue/rescue"
+	"github.com/spotrescue/spotrescue/rescue/confine"
 )
 
 // childMode is the hidden first argument that makes this binary one agent
@@ -109,8 +110,15 @@ func child(ctx context.Context, op string, c childArgs) error {
 		}
 		return r.Err
 	case "restore":
-		a.Root = filepath.Dir(c.target)
-		r, err := a.Restore(ctx, rescue.RestoreRequest{JobID: "1", Node: agentNode, From: agentNode, URI: c.uri, Target: c.target, UID: os.Getuid(), GID: os.Getgid()})
+		if err := os.MkdirAll(c.target, 0o700); err != nil {
+			return err
+		}
+		dir, err := confine.OpenRoot(c.target)
+		if err != nil {
+			return err
+		}
+		defer dir.Close()
+		r, err := a.Restore(ctx, rescue.RestoreRequest{JobID: "1", Node: agentNode, From: agentNode, URI: c.uri, Dir: dir, UID: os.Getuid(), GID: os.Getgid()})
 		if err != nil {
 			return err
 		}

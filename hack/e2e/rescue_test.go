@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,8 +85,9 @@ func TestHappyPath(t *testing.T) {
 		t.Errorf("AdminComment %q lacks the URI (%v)", job.AdminComment, err)
 	}
 	envFile := filepath.Join(e.Dir, "shared/spotrescue/jobs", id+".env")
-	if fi, err := os.Stat(envFile); err != nil || fi.Mode().Perm() != 0o400 {
-		t.Errorf("env file %s: %v %v", envFile, fi, err)
+	// Root's and read-only: the Prolog restores what it names.
+	if fi, err := os.Stat(envFile); err != nil || fi.Mode().Perm() != 0o444 || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("env file %s: %v %v; want root's, 0444", envFile, fi, err)
 	}
 	checkAgentLog(t, e, rec)
 	checkJSONLines(t, "controller", c.log.String())

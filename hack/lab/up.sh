@@ -86,6 +86,19 @@ layout() {
 	chmod 755 "$LAB" "$LAB/etc"
 }
 
+# lab_users makes the unprivileged users that the node-side security tests
+# play (a job's owner and another user of the cluster): they must be real
+# users, as the kernel's checks are what those tests exercise.
+lab_users() {
+	local u
+	for u in spotrescue-alice spotrescue-mallory; do
+		id "$u" >/dev/null 2>&1 && continue
+		[[ $(id -u) == 0 ]] || die "user $u is missing; run as root to make it"
+		log "adding user $u"
+		useradd --system --user-group --no-create-home --shell /usr/sbin/nologin "$u"
+	done
+}
+
 start_munge() {
 	[[ -f $LAB/munge/munge.key ]] || { dd if=/dev/urandom of="$LAB/munge/munge.key" bs=1024 count=1 status=none && chmod 400 "$LAB/munge/munge.key"; }
 	alive "$LAB/run/munged.pid" && return 0
@@ -211,9 +224,10 @@ write_instances() {
 	} >"$LAB/etc/instances.json"
 }
 
-[[ -x $BIN/spotrescue && -x $BIN/ssmlocal && -x $BIN/labinit && -x $BIN/faultproxy ]] || die "build first: make build (looked in $BIN)"
+[[ -x $BIN/spotrescue && -x $BIN/ssmlocal && -x $BIN/labinit && -x $BIN/faultproxy && -x $BIN/hostile ]] || die "build first: make build (looked in $BIN)"
 install_packages
 install_aemm
+lab_users
 layout
 start_munge
 start_slurm

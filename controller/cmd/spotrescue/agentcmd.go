@@ -17,6 +17,7 @@ import (
 	"github.com/spotrescue/spotrescue/controller/event"
 	"github.com/spotrescue/spotrescue/controller/slurm"
 	"github.com/spotrescue/spotrescue/rescue"
+	"github.com/spotrescue/spotrescue/rescue/confine"
 )
 
 func newAgentCommand(g *globals) *cobra.Command {
@@ -82,8 +83,7 @@ func runAgentRescue(ctx context.Context, cfg *config.Config, log *zap.Logger, pl
 	if !event.ValidInstance(instance) {
 		return fmt.Errorf("instance id %q is not valid", instance)
 	}
-	layout := rescue.Layout{Spool: cfg.SpoolDir}
-	plan, err := layout.ReadPlan(planID, instance)
+	plan, err := layoutOf(cfg).ReadPlan(planID, instance)
 	if err != nil {
 		return err
 	}
@@ -181,27 +181,51 @@ func prologEnv() jobEnv {
 	restarts, _ := strconv.Atoi(firstEnv("SLURM_JOB_RESTART_COUNT", "SLURM_RESTART_COUNT")) // unset on a first run
 	return jobEnv{
 		JobID: jobID, Group: group, User: user, Restarts: restarts, Node: os.Getenv("SLURMD_NODENAME"),
-		NodeList: firstEnv("SLURM_JOB_NODELIST", "SLURM_NODELIST"), // the Prolog gets only the second ArrayJobID: os.Getenv("SLURM_ARRAY_JOB_ID"), ArrayTaskID: os.Getenv("SLURM_ARRAY_TASK_ID"),
-		UID:      uid, GID: gid,
+		// The Prolog gets only SLURM_NODELIST.
+		NodeList:   firstEnv("SLURM_JOB_NODELIST", "SLURM_NODELIST"),
+		ArrayJobID: os.Getenv("SLURM_ARRAY_JOB_ID"), ArrayTaskID: os.Getenv("SLURM_ARRAY_TASK_ID"),
+		UID: uid, GID: gid,
 	}
+}
+
+func (e jobEnv) scratchVars() rescue.ScratchVars {
+	return rescue.ScratchVars{JobID: e.JobID, User: e.User, ArrayJobID: e.ArrayJobID, ArrayTaskID: e.ArrayTaskID, Node: e.Node}
 }
 
 func (e jobEnv) scratchDir(cfg *config.Config) (string, error) {
-	return rescue.ScratchDir(cfg.Scratch.PathTemplate, rescue.ScratchVars{JobID: e.JobID, User: e.User, ArrayJobID: e.ArrayJobID, ArrayTaskID: e.ArrayTaskID, Node: e.Node})
+	return rescue.ScratchDir(cfg.Scratch.PathTemplate, e.scratchVars())
+}
+
+// scratch is the job's scratch directory on this node, made or opened by
+// handle (see rescue.Scratch.Prepare): as root in the Prolog, which gives
+// it to the job's user, and as that user in the TaskProlog.
+func (e jobEnv) scratch(cfg *config.Config, log *zap.Logger) (*confine.Dir, error) {
+	s, err := rescue.NewScratch(cfg.Scratch.Root, cfg.Scratch.PathTemplate, e.scratchVars())
+	if err != nil {
+		return nil, err
+	}
+	dir, err := s.Prepare(e.UID, e.GID, log)
+	if err != nil {
+		return nil, fmt.Errorf("scratch directory %s: %w", s.Path(), err)
+	}
+	return dir, nil
+}
+
+// layoutOf is where the cluster's rescued data and spool files are.
+func layoutOf(cfg *config.Config) rescue.Layout {
+	return rescue.Layout{Bucket: cfg.Bucket, Prefix: cfg.Prefix, Cluster: cfg.Cluster, Spool: cfg.SpoolDir}
 }
 
 func runAgentRestore(ctx context.Context, cfg *config.Config, log *zap.Logger, env jobEnv) error {
-	dir, err := env.scratchDir(cfg)
+	dir, err := env.scratch(cfg, log.With(zap.String("job", env.JobID), zap.String("node", env.Node)))
 	if err != nil {
 		return err
 	}
-	if err := makeScratch(dir, env.UID, env.GID); err != nil {
-		return err
-	}
+	defer dir.Close()
 	if !cfg.Restore.Enabled {
 		return nil
 	}
-	saved, err := rescue.Layout{Spool: cfg.SpoolDir}.ReadJobEnv(env.JobID)
+	saved, err := layoutOf(cfg).ReadJobEnv(env.JobID)
 	if errors.Is(err, rescue.ErrNoEnv) {
 		return nil // never rescued: nothing to restore
 	}
@@ -212,16 +236,22 @@ func runAgentRestore(ctx context.Context, cfg *config.Config, log *zap.Logger, e
 	return err
 }
 
+// Statuses of a restore besides the rescued data's own.
+const (
+	restoreNone = "none" // this node has nothing to get back
+	restoreKept = "kept" // the scratch directory already held the job's data
+)
+
 // restoreJob brings a rescued job's data back into dir for the starting
 // run and leaves a marker saying what it did, for the TaskProlog. The
 // Prolog runs it as root; the TaskProlog as the job's user when slurmd
 // skipped the Prolog (it does for a requeued job that comes back to a node
 // within the credential lifetime).
-func restoreJob(ctx context.Context, cfg *config.Config, log *zap.Logger, env jobEnv, dir string, saved *rescue.JobEnv) (*rescue.Restored, error) {
+func restoreJob(ctx context.Context, cfg *config.Config, log *zap.Logger, env jobEnv, dir *confine.Dir, saved *rescue.JobEnv) (*rescue.Restored, error) {
 	// The agent adds the job and node to its own lines.
 	agent := &rescue.Agent{Log: log, Root: cfg.Scratch.Root, Concurrency: cfg.Rescue.Concurrency}
 	log = log.With(zap.String("job", env.JobID), zap.String("node", env.Node))
-	res := &rescue.Restored{JobID: env.JobID, Run: env.Restarts, From: saved.Run, Dir: dir, Status: "none"}
+	res := &rescue.Restored{JobID: env.JobID, Run: env.Restarts, From: saved.Run, Dir: dir.Name(), Status: restoreNone}
 	from := rankPeer(env, saved.Nodes)
 	switch {
 	case saved.Status == "failed":
@@ -234,15 +264,21 @@ func restoreJob(ctx context.Context, cfg *config.Config, log *zap.Logger, env jo
 			return nil, err
 		}
 		agent.S3 = newS3(awsCfg)
-		got, err := agent.Restore(ctx, rescue.RestoreRequest{JobID: env.JobID, Node: env.Node, From: from, URI: saved.URI, Target: dir, UID: env.UID, GID: env.GID})
-		if err != nil {
+		got, err := agent.Restore(ctx, rescue.RestoreRequest{JobID: env.JobID, Run: saved.Run, Node: env.Node, From: from, URI: saved.URI, Dir: dir, UID: env.UID, GID: env.GID})
+		switch {
+		case errors.Is(err, rescue.ErrInUse):
+			// A run of the job since the rescue used this node's directory:
+			// what it left is at least as new as what was rescued.
+			log.Info("the scratch directory already holds the job's data; the rescued run is not restored over it", zap.Error(err))
+			res.Status = restoreKept
+		case err != nil:
 			log.Error("restore failed; the job starts without its rescued data", zap.Error(err))
 			res.Status, res.Error = "failed", err.Error()
-		} else {
+		default:
 			res.Status, res.Files, res.Bytes = got.Status, got.Files, got.Bytes
 		}
 	}
-	if err := agent.WriteMarker(env.Node, res); err != nil {
+	if err := agent.WriteMarker(env.Node, dir, res); err != nil {
 		log.Warn("cannot leave the restore marker", zap.Error(err))
 	}
 	return res, nil
@@ -263,17 +299,6 @@ func rankPeer(env jobEnv, rescued [][]string) string {
 		return ""
 	}
 	return rescued[env.Group][rank]
-}
-
-// makeScratch creates the job's scratch directory, owned by the job's user.
-func makeScratch(dir string, uid, gid int) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create scratch dir: %w", err)
-	}
-	if err := os.Chown(dir, uid, gid); err != nil {
-		return fmt.Errorf("create scratch dir: %w", err)
-	}
-	return nil
 }
 
 func firstEnv(names ...string) string {

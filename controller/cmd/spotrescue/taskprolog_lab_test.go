@@ -41,7 +41,7 @@ func TestTaskPrologRestoresWhenThePrologDidNot(t *testing.T) {
 	if res[0].Err != nil {
 		t.Fatal(res[0].Err)
 	}
-	if err := layout.WriteJobEnv(job, rescue.JobEnv{URI: layout.RunURI(job, 0), Status: "complete", Run: 0, Nodes: [][]string{{"node-a"}}}, os.Getuid(), -1); err != nil {
+	if err := layout.WriteJobEnv(job, rescue.JobEnv{URI: layout.RunURI(job, 0), Status: "complete", Run: 0, Nodes: [][]string{{"node-a"}}}); err != nil {
 		t.Fatal(err)
 	}
 	// Run 1 starts on node-b; no Prolog ran there.

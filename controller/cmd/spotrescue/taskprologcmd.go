@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -42,7 +42,7 @@ func printTaskEnv(ctx context.Context, w io.Writer, cfg *config.Config, env jobE
 		return err
 	}
 	fmt.Fprintf(w, "export %s=%s\n", rescue.VarScratch, dir)
-	saved, err := rescue.Layout{Spool: cfg.SpoolDir}.ReadJobEnv(env.JobID)
+	saved, err := layoutOf(cfg).ReadJobEnv(env.JobID)
 	if errors.Is(err, rescue.ErrNoEnv) {
 		return nil
 	}
@@ -51,8 +51,10 @@ func printTaskEnv(ctx context.Context, w io.Writer, cfg *config.Config, env jobE
 	}
 	status := saved.Status
 	if cfg.Restore.Enabled {
-		if m := restored(ctx, cfg, env, dir, saved); m != nil {
-			if m.Status == "complete" || m.Status == "partial" {
+		if m := restored(ctx, cfg, env, saved); m != nil {
+			// kept: the directory already held the job's data, at least as
+			// new as what was rescued; it is where the job finds it.
+			if m.Status == "complete" || m.Status == "partial" || m.Status == restoreKept {
 				fmt.Fprintf(w, "export %s=%s\n", rescue.VarDir, m.Dir)
 			}
 			status = worse(status, m.Status)
@@ -65,31 +67,36 @@ func printTaskEnv(ctx context.Context, w io.Writer, cfg *config.Config, env jobE
 // restored is what the Prolog restored for this run, or, if it did not run
 // (slurmd skips the Prolog of a requeued job that comes back to a node
 // within the credential lifetime), what this TaskProlog restores itself,
-// once for all the job's tasks on the node.
-func restored(ctx context.Context, cfg *config.Config, env jobEnv, dir string, saved *rescue.JobEnv) *rescue.Restored {
-	agent := &rescue.Agent{Root: cfg.Scratch.Root}
-	current := func() *rescue.Restored {
-		m := agent.ReadMarker(env.Node, env.JobID, os.Getuid())
-		if m != nil && m.Run == env.Restarts && m.From == saved.Run {
-			return m
-		}
-		return nil
+// as the job's user, once for all the job's tasks on the node.
+func restored(ctx context.Context, cfg *config.Config, env jobEnv, saved *rescue.JobEnv) *rescue.Restored {
+	log := zap.NewNop()
+	dir, err := env.scratch(cfg, log)
+	if err != nil {
+		return &rescue.Restored{Status: "failed"}
 	}
+	defer dir.Close()
+	agent := &rescue.Agent{Root: cfg.Scratch.Root}
+	current := func() *rescue.Restored { return agent.ReadMarker(env.Node, dir, env.JobID, env.Restarts, saved.Run) }
 	if m := current(); m != nil {
 		return m
 	}
-	unlock := agent.LockMarker(env.Node, env.JobID)
+	unlock, err := rescue.LockScratch(dir, restoreTimeout)
+	if err != nil {
+		return &rescue.Restored{Status: "failed"}
+	}
 	defer unlock()
 	if m := current(); m != nil {
 		return m // another task of the job restored it meanwhile
 	}
-	log := zap.NewNop()
 	m, err := restoreJob(ctx, cfg, log, env, dir, saved)
 	if err != nil {
 		return &rescue.Restored{Status: "failed"}
 	}
 	return m
 }
+
+// restoreTimeout bounds a restore and the wait for another task's.
+const restoreTimeout = 5 * time.Minute
 
 // worse returns the less complete of two statuses.
 func worse(a, b string) string {
