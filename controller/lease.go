@@ -17,13 +17,37 @@ import (
 // The lease's version is the fencing token: the records a holder writes
 // carry it, so a deposed holder cannot overwrite what its successor wrote.
 
-// Lease is the cluster's lease in the state table (state.Store).
+// Lease is the cluster's lease (StateLease in the binary).
 type Lease interface {
-	Acquire(ctx context.Context, cluster, holder string, ttl time.Duration) (int64, error)
-	Renew(ctx context.Context, cluster, holder string, version int64, ttl time.Duration) error
-	Release(ctx context.Context, cluster, holder string, version int64) error
-	SetFence(version int64)
+	// Acquire takes the lease for ttl, or fails with state.ErrLeaseHeld.
+	Acquire(ctx context.Context, cluster, holder string, ttl time.Duration) (LeaseTerm, error)
 }
+
+// LeaseTerm is one tenure of the lease. Its Records are the only store a
+// controller with a lease writes records through: the writes carry the
+// term's version, so none can land over a successor's.
+type LeaseTerm interface {
+	Version() int64
+	Records() Store
+	Renew(ctx context.Context, ttl time.Duration) error
+	Release(ctx context.Context) error
+}
+
+// StateLease is the lease item in the state table.
+type StateLease struct{ Table *state.Store }
+
+// Acquire takes the lease in the table.
+func (l StateLease) Acquire(ctx context.Context, cluster, holder string, ttl time.Duration) (LeaseTerm, error) {
+	t, err := l.Table.Acquire(ctx, cluster, holder, ttl)
+	if err != nil {
+		return nil, err
+	}
+	return stateTerm{t}, nil
+}
+
+type stateTerm struct{ *state.Term }
+
+func (t stateTerm) Records() Store { return t.Term.Records() }
 
 // ErrLeaseLost ends Run when another controller took the lease over: the
 // process exits and, under systemd, comes back as a standby.
@@ -32,16 +56,18 @@ var ErrLeaseLost = errors.New("the lease was taken over by another controller")
 // runWithLease stands by until it holds the lease, then acts while it
 // keeps it.
 func (c *Controller) runWithLease(ctx context.Context) error {
-	version, err := c.awaitLease(ctx)
+	term, err := c.awaitLease(ctx)
 	if err != nil {
 		return nil // stopped while standing by
 	}
-	c.Lease.SetFence(version)
+	// The records are written through the term from here on, and never
+	// otherwise: the binary gives a controller with a lease no other store.
+	c.Store = term.Records()
 	c.Metrics.leader.Set(1)
 	defer c.Metrics.leader.Set(0)
 	leading, depose := context.WithCancelCause(ctx)
 	defer depose(nil)
-	go c.keepLease(leading, depose, version)
+	go c.keepLease(leading, depose, term)
 	err = c.lead(leading)
 	if cause := context.Cause(leading); ctx.Err() == nil && cause != nil {
 		return fmt.Errorf("%w: %v", ErrLeaseLost, cause)
@@ -49,22 +75,22 @@ func (c *Controller) runWithLease(ctx context.Context) error {
 	// Stopping: hand the lease over now rather than after its TTL.
 	rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if rerr := c.Lease.Release(rctx, c.Cluster, c.Holder, version); rerr != nil {
+	if rerr := term.Release(rctx); rerr != nil {
 		c.Log.Warn("cannot release the lease; a standby takes over when it expires", zap.Error(rerr))
 	}
 	return err
 }
 
 // awaitLease tries to take the lease until it does or ctx ends.
-func (c *Controller) awaitLease(ctx context.Context) (int64, error) {
+func (c *Controller) awaitLease(ctx context.Context) (LeaseTerm, error) {
 	every := min(c.LeaseTTL/5, 2*time.Second)
 	logged := false
 	for {
-		version, err := c.Lease.Acquire(ctx, c.Cluster, c.Holder, c.LeaseTTL)
+		term, err := c.Lease.Acquire(ctx, c.Cluster, c.Holder, c.LeaseTTL)
 		if err == nil {
 			c.setStandby(false)
-			c.Log.Info("lease taken: this controller acts", zap.String("holder", c.Holder), zap.Int64("version", version))
-			return version, nil
+			c.Log.Info("lease taken: this controller acts", zap.String("holder", c.Holder), zap.Int64("version", term.Version()))
+			return term, nil
 		}
 		c.setStandby(true)
 		switch {
@@ -76,15 +102,16 @@ func (c *Controller) awaitLease(ctx context.Context) (int64, error) {
 		}
 		sleep(ctx, every)
 		if ctx.Err() != nil {
-			return 0, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }
 
-// keepLease renews the lease every third of its TTL. It deposes this
-// controller when the lease was taken over, or when it could not be renewed
-// for two thirds of the TTL: past that a standby may take it any moment.
-func (c *Controller) keepLease(ctx context.Context, depose context.CancelCauseFunc, version int64) {
+// keepLease renews the lease every third of its TTL, each renewal given no
+// longer than that. It deposes this controller when the lease was taken
+// over, or when it could not be renewed for two thirds of the TTL: past
+// that a standby may take it any moment.
+func (c *Controller) keepLease(ctx context.Context, depose context.CancelCauseFunc, term LeaseTerm) {
 	t := time.NewTicker(c.LeaseTTL / 3)
 	defer t.Stop()
 	renewed := time.Now()
@@ -94,13 +121,15 @@ func (c *Controller) keepLease(ctx context.Context, depose context.CancelCauseFu
 			return
 		case <-t.C:
 		}
-		err := c.Lease.Renew(ctx, c.Cluster, c.Holder, version, c.LeaseTTL)
+		rctx, cancel := context.WithTimeout(ctx, c.LeaseTTL/3)
+		err := term.Renew(rctx, c.LeaseTTL)
+		cancel()
 		switch {
 		case err == nil:
 			renewed = time.Now()
 		case errors.Is(err, state.ErrLeaseLost):
 			c.deposed.Store(true)
-			c.Log.Error("lease taken over: stopping at once", zap.Int64("version", version))
+			c.Log.Error("lease taken over: stopping at once", zap.Int64("version", term.Version()))
 			depose(err)
 			return
 		case time.Since(renewed) > 2*c.LeaseTTL/3:

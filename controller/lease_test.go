@@ -11,42 +11,45 @@ import (
 )
 
 // fakeLease is held by someone else until free is set; renewals fail
-// with ErrLeaseLost once lost is set.
+// with ErrLeaseLost once lost is set. Its term's records are records.
 type fakeLease struct {
 	mu             sync.Mutex
 	free, lost     bool
-	fence          int64
 	released       bool
 	acquireAttempt int
+	records        Store
 }
 
-func (l *fakeLease) Acquire(context.Context, string, string, time.Duration) (int64, error) {
+func (l *fakeLease) Acquire(context.Context, string, string, time.Duration) (LeaseTerm, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.acquireAttempt++
 	if !l.free {
-		return 0, state.ErrLeaseHeld
+		return nil, state.ErrLeaseHeld
 	}
-	return 7, nil
+	return fakeTerm{l}, nil
 }
 
-func (l *fakeLease) Renew(context.Context, string, string, int64, time.Duration) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.lost {
+type fakeTerm struct{ l *fakeLease }
+
+func (fakeTerm) Version() int64   { return 7 }
+func (t fakeTerm) Records() Store { return t.l.records }
+
+func (t fakeTerm) Renew(context.Context, time.Duration) error {
+	t.l.mu.Lock()
+	defer t.l.mu.Unlock()
+	if t.l.lost {
 		return state.ErrLeaseLost
 	}
 	return nil
 }
 
-func (l *fakeLease) Release(context.Context, string, string, int64) error {
-	l.mu.Lock()
-	l.released = true
-	l.mu.Unlock()
+func (t fakeTerm) Release(context.Context) error {
+	t.l.mu.Lock()
+	t.l.released = true
+	t.l.mu.Unlock()
 	return nil
 }
-
-func (l *fakeLease) SetFence(v int64) { l.mu.Lock(); l.fence = v; l.mu.Unlock() }
 
 func (l *fakeLease) set(f func(l *fakeLease)) { l.mu.Lock(); f(l); l.mu.Unlock() }
 
@@ -54,9 +57,10 @@ func (l *fakeLease) set(f func(l *fakeLease)) { l.mu.Lock(); f(l); l.mu.Unlock()
 // it (fencing its writes with the lease's version), and stops with
 // ErrLeaseLost when the lease is taken over.
 func TestLeaseStandbyActDepose(t *testing.T) {
-	lease := &fakeLease{}
 	h := newHarness(t, now(), func(o *Options) { o.LeaseTTL, o.Holder = 300*time.Millisecond, "head-b:2" })
+	lease := &fakeLease{records: h.c.Deps.Store}
 	h.c.Deps.Lease = lease
+	h.c.Deps.Store = nil // the term's records are the only store
 	done := make(chan error, 1)
 	go func() { done <- h.c.Run(context.Background()) }()
 
@@ -66,11 +70,9 @@ func TestLeaseStandbyActDepose(t *testing.T) {
 	}
 	lease.set(func(l *fakeLease) { l.free = true })
 	waitFor(t, "acting", func() bool { return h.c.Ready() && !h.c.Standby() })
-	lease.set(func(l *fakeLease) {
-		if l.fence != 7 {
-			t.Errorf("fence %d, want the lease's version 7", l.fence)
-		}
-	})
+	if h.c.Store == nil {
+		t.Error("acting without the term's records")
+	}
 	if h.metric(t, "spotrescue_leader") != 1 {
 		t.Error("the holder does not count itself the leader")
 	}
@@ -91,8 +93,8 @@ func TestLeaseStandbyActDepose(t *testing.T) {
 
 // A controller stopped while it holds the lease releases it.
 func TestLeaseReleasedOnStop(t *testing.T) {
-	lease := &fakeLease{free: true}
 	h := newHarness(t, now(), func(o *Options) { o.LeaseTTL, o.Holder = time.Second, "head-a:1" })
+	lease := &fakeLease{free: true, records: h.c.Deps.Store}
 	h.c.Deps.Lease = lease
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -25,9 +25,55 @@ func leaseKey(cluster string) map[string]types.AttributeValue {
 	return keyOf("LEASE#"+cluster, "LEASE")
 }
 
+// A Term is one holder's tenure of the cluster's lease, from Acquire until
+// it is lost or released. Records written under it go through its Records
+// store, which a controller can only get by taking the lease: each write
+// carries the term's version as its fence, and fails on a record written
+// under a later term. So a holder that was deposed while it slept (a GC
+// pause, a frozen VM, a partition) and wakes up still thinking it leads
+// can write nothing over its successor's records.
+type Term struct {
+	lease           *Store
+	cluster, holder string
+	version         int64
+}
+
+// Version is the term's fencing token: it grows with every new holder.
+func (t *Term) Version() int64 { return t.version }
+
+// Records is the record store of this term: the table's, fenced with the
+// term's version.
+func (t *Term) Records() *Store {
+	fenced := *t.lease
+	fenced.fence = t.version
+	return &fenced
+}
+
+// Renew extends the term by ttl from now; ErrLeaseLost once another holder
+// has the lease.
+func (t *Term) Renew(ctx context.Context, ttl time.Duration) error {
+	return t.lease.renew(ctx, t.cluster, t.holder, t.version, ttl)
+}
+
+// Release ends the term at once, so a standby need not wait for it to
+// expire. A lease that is no longer ours is left alone.
+func (t *Term) Release(ctx context.Context) error {
+	return t.lease.release(ctx, t.cluster, t.holder, t.version)
+}
+
 // Acquire takes the cluster's lease for ttl if nobody holds it, its holder
-// let it expire, or holder holds it already; it returns the lease's version.
-func (s *Store) Acquire(ctx context.Context, cluster, holder string, ttl time.Duration) (int64, error) {
+// let it expire, or holder holds it already, and returns the new term.
+func (s *Store) Acquire(ctx context.Context, cluster, holder string, ttl time.Duration) (*Term, error) {
+	version, err := s.acquire(ctx, cluster, holder, ttl)
+	if err != nil {
+		return nil, err
+	}
+	unfenced := *s
+	unfenced.fence = 0
+	return &Term{lease: &unfenced, cluster: cluster, holder: holder, version: version}, nil
+}
+
+func (s *Store) acquire(ctx context.Context, cluster, holder string, ttl time.Duration) (int64, error) {
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.table), Key: leaseKey(cluster), ConsistentRead: aws.Bool(true)})
 	if err != nil {
 		return 0, fmt.Errorf("read the lease: %w", err)
@@ -59,8 +105,7 @@ func (s *Store) Acquire(ctx context.Context, cluster, holder string, ttl time.Du
 	return version, nil
 }
 
-// Renew extends holder's lease of the given version by ttl from now.
-func (s *Store) Renew(ctx context.Context, cluster, holder string, version int64, ttl time.Duration) error {
+func (s *Store) renew(ctx context.Context, cluster, holder string, version int64, ttl time.Duration) error {
 	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: aws.String(s.table), Item: leaseItem(cluster, holder, version, s.now().Add(ttl)),
 		ConditionExpression:       aws.String("Holder = :h AND Version = :v"),
@@ -75,9 +120,7 @@ func (s *Store) Renew(ctx context.Context, cluster, holder string, version int64
 	return nil
 }
 
-// Release ends holder's lease at once, so a standby need not wait for it
-// to expire. A lease that is no longer ours is left alone.
-func (s *Store) Release(ctx context.Context, cluster, holder string, version int64) error {
+func (s *Store) release(ctx context.Context, cluster, holder string, version int64) error {
 	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: aws.String(s.table), Item: leaseItem(cluster, "(released)", version, time.UnixMilli(0)),
 		ConditionExpression:       aws.String("Holder = :h AND Version = :v"),
@@ -88,10 +131,6 @@ func (s *Store) Release(ctx context.Context, cluster, holder string, version int
 	}
 	return nil
 }
-
-// SetFence makes every later record write carry version as its fence, and
-// fail (as a conflict) on a record a newer lease holder has written.
-func (s *Store) SetFence(version int64) { s.fence.Store(version) }
 
 func leaseItem(cluster, holder string, version int64, until time.Time) map[string]types.AttributeValue {
 	item := leaseKey(cluster)

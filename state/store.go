@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -32,7 +31,10 @@ type Store struct {
 	db    *dynamodb.Client
 	table string
 	now   func() time.Time
-	fence atomic.Int64 // the lease version record writes carry; 0 without a lease
+	// fence is the lease version record writes carry, and no newer one may
+	// have written a record this one updates; 0 without a lease. Only a
+	// lease Term makes a Store with a fence (see Term.Records).
+	fence int64
 }
 
 // New returns a Store for table.
@@ -88,7 +90,7 @@ func fromItem(av map[string]types.AttributeValue) (*Record, error) {
 // Create stores a new record at version 1; ErrExists if the key is taken.
 func (s *Store) Create(ctx context.Context, r *Record) error {
 	r.Version = 1
-	av, err := toItem(r, s.fence.Load())
+	av, err := toItem(r, s.fence)
 	if err != nil {
 		return err
 	}
@@ -110,14 +112,14 @@ func (s *Store) Create(ctx context.Context, r *Record) error {
 func (s *Store) Update(ctx context.Context, r *Record) error {
 	prev := r.Version
 	r.Version++
-	av, err := toItem(r, s.fence.Load())
+	av, err := toItem(r, s.fence)
 	if err != nil {
 		r.Version = prev
 		return err
 	}
 	cond := "Version = :v"
 	values := map[string]types.AttributeValue{":v": nval(prev)}
-	if f := s.fence.Load(); f > 0 {
+	if f := s.fence; f > 0 {
 		// Fencing: a controller whose lease was taken over writes nothing
 		// over what the new holder wrote.
 		cond += " AND (attribute_not_exists(Fence) OR Fence <= :f)"

@@ -259,55 +259,54 @@ func TestLeaseAndFencing(t *testing.T) {
 	b := state.New(lab.Get(t).DynamoDB(), a.Table())
 	ttl := 600 * time.Millisecond
 
-	va, err := a.Acquire(ctx, "lab", "head-a:1", ttl)
-	if err != nil || va != 1 {
-		t.Fatalf("first Acquire: %d, %v", va, err)
+	ta, err := a.Acquire(ctx, "lab", "head-a:1", ttl)
+	if err != nil || ta.Version() != 1 {
+		t.Fatalf("first Acquire: %v, %v", ta, err)
 	}
 	if _, err := b.Acquire(ctx, "lab", "head-b:2", ttl); !errors.Is(err, state.ErrLeaseHeld) {
 		t.Fatalf("Acquire of a held lease: %v, want ErrLeaseHeld", err)
 	}
-	if err := a.Renew(ctx, "lab", "head-a:1", va, ttl); err != nil {
+	if err := ta.Renew(ctx, ttl); err != nil {
 		t.Fatalf("Renew by the holder: %v", err)
 	}
-	a.SetFence(va)
+	ra := ta.Records()
 	k := state.Key{Cluster: "lab", JobID: "77"}
-	if err := a.Create(ctx, &state.Record{Key: k, Phase: state.Held, Times: state.Times{Detected: time.Now()}}); err != nil {
+	if err := ra.Create(ctx, &state.Record{Key: k, Phase: state.Held, Times: state.Times{Detected: time.Now()}}); err != nil {
 		t.Fatal(err)
 	}
-	stale, _ := a.Get(ctx, k)
+	stale, _ := ra.Get(ctx, k)
 
 	time.Sleep(ttl + 200*time.Millisecond) // a stops renewing
-	vb, err := b.Acquire(ctx, "lab", "head-b:2", ttl)
-	if err != nil || vb != 2 {
-		t.Fatalf("Acquire of an expired lease: %d, %v", vb, err)
+	tb, err := b.Acquire(ctx, "lab", "head-b:2", ttl)
+	if err != nil || tb.Version() != 2 {
+		t.Fatalf("Acquire of an expired lease: %v, %v", tb, err)
 	}
-	if err := a.Renew(ctx, "lab", "head-a:1", va, ttl); !errors.Is(err, state.ErrLeaseLost) {
+	if err := ta.Renew(ctx, ttl); !errors.Is(err, state.ErrLeaseLost) {
 		t.Fatalf("Renew by the deposed holder: %v, want ErrLeaseLost", err)
 	}
-	b.SetFence(vb)
-	cur, _ := b.Get(ctx, k)
+	rb := tb.Records()
+	cur, _ := rb.Get(ctx, k)
 	cur.Phase = state.Dispatched
-	if err := b.Update(ctx, cur); err != nil {
+	if err := rb.Update(ctx, cur); err != nil {
 		t.Fatalf("Update by the new holder: %v", err)
 	}
 	// The deposed holder, even from a fresh read, is fenced off.
-	fresh, _ := a.Get(ctx, k)
+	fresh, _ := ra.Get(ctx, k)
 	fresh.Phase = state.Failed
-	if err := a.Update(ctx, fresh); !errors.Is(err, state.ErrConflict) {
+	if err := ra.Update(ctx, fresh); !errors.Is(err, state.ErrConflict) {
 		t.Fatalf("Update by the deposed holder: %v, want ErrConflict", err)
 	}
-	if err := a.Update(ctx, stale); !errors.Is(err, state.ErrConflict) {
+	if err := ra.Update(ctx, stale); !errors.Is(err, state.ErrConflict) {
 		t.Fatalf("stale Update by the deposed holder: %v, want ErrConflict", err)
 	}
-	if got, _ := b.Get(ctx, k); got.Phase != state.Dispatched {
+	if got, _ := rb.Get(ctx, k); got.Phase != state.Dispatched {
 		t.Fatalf("record phase %s, want the new holder's Dispatched", got.Phase)
 	}
-
 	// A release hands the lease over at once, with a new version.
-	if err := b.Release(ctx, "lab", "head-b:2", vb); err != nil {
+	if err := tb.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := a.Acquire(ctx, "lab", "head-a:3", ttl); err != nil || v != 3 {
-		t.Fatalf("Acquire after a release: %d, %v", v, err)
+	if tc, err := a.Acquire(ctx, "lab", "head-a:3", ttl); err != nil || tc.Version() != 3 {
+		t.Fatalf("Acquire after a release: %v, %v", tc, err)
 	}
 }

@@ -3,9 +3,16 @@
 package e2e
 
 import (
+	"context"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/spotrescue/spotrescue/hack/lab"
 	"github.com/spotrescue/spotrescue/state"
@@ -73,4 +80,105 @@ func service(op string) string {
 		return "SSM"
 	}
 	return "DynamoDB"
+}
+
+// fences reads every record item's version and fence from the test's
+// table: what each write left.
+func (e *env) fences() map[string][2]int64 {
+	e.t.Helper()
+	out := map[string][2]int64{}
+	pages := dynamodb.NewScanPaginator(e.DynamoDB(), &dynamodb.ScanInput{TableName: aws.String(e.table)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(context.Background())
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, it := range page.Items {
+			pk := it["PK"].(*ddbtypes.AttributeValueMemberS).Value
+			if !strings.HasPrefix(pk, "JOB#") {
+				continue
+			}
+			var v [2]int64
+			for i, name := range []string{"Version", "Fence"} {
+				if n, ok := it[name].(*ddbtypes.AttributeValueMemberN); ok {
+					v[i], _ = strconv.ParseInt(n.Value, 10, 64)
+				}
+			}
+			out[pk+"/"+it["SK"].(*ddbtypes.AttributeValueMemberS).Value] = v
+		}
+	}
+	return out
+}
+
+// A holder that freezes (SIGSTOP: a GC pause, a frozen VM, a partition)
+// past its lease's TTL while it drives a rescue is replaced by the
+// standby, which finishes that rescue and rescues a new warning. When the
+// frozen holder wakes (SIGCONT) it must write nothing over its
+// successor's records, and exit: every record write carries the lease
+// version it was made under, and the binary gives a holder no store that
+// could write without it.
+func TestFrozenHolderWritesNothingWhenItWakes(t *testing.T) {
+	e := setup(t)
+	const ttl = 3 * time.Second
+	first, firstNode := e.submit(",SMALL_FILES=24")
+	second, secondNode := e.submit("", "--exclude", firstNode)
+	// The agent's uploads crawl, so the first rescue is in flight when its
+	// controller freezes.
+	e.faults(`[{"service":"s3","operation":"PutObject","latency":"1s"}]`)
+
+	a := e.startController("--controller-lease-ttl", ttl.String())
+	b := e.launchController(nil, "--controller-lease-ttl", ttl.String())
+	lab.Eventually(t, 20*time.Second, "the second controller standing by", func() bool {
+		code, _ := b.readyz()
+		return code == 503
+	})
+	e.send(warning(e.Instances[firstNode], time.Now()))
+	e.record(first, 0, state.Dispatched, 30*time.Second)
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			a.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	lab.Eventually(t, 3*ttl, "the standby taking over", func() bool {
+		code, _ := b.readyz()
+		return code == 200
+	})
+	e.faults(`[]`)
+	e.record(first, 0, state.Done, 90*time.Second)
+	e.send(warning(e.Instances[secondNode], time.Now()))
+	if rec := e.record(second, 0, state.Done, 90*time.Second); rec.Outcome != state.OutcomeComplete {
+		t.Errorf("the new holder's rescue: %s", rec.Outcome)
+	}
+
+	before := e.fences()
+	for k, v := range before {
+		if v[1] != 2 {
+			t.Errorf("%s: last written with fence %d, want the new holder's lease version 2", k, v[1])
+		}
+	}
+	a.cmd.Process.Signal(syscall.SIGCONT)
+	stopped = false
+	exited := make(chan error, 1)
+	go func() { exited <- a.wait(4 * ttl) }()
+	select {
+	case <-exited:
+	case <-time.After(5 * ttl):
+		t.Fatal("the woken holder did not exit")
+	}
+	if !strings.Contains(a.log.String(), "lease") || a.cmd.ProcessState.ExitCode() == 0 {
+		t.Errorf("the woken holder exited %d without saying it lost the lease", a.cmd.ProcessState.ExitCode())
+	}
+	after := e.fences()
+	for k, v := range after {
+		if before[k] != v {
+			t.Errorf("%s changed after the old holder woke: version/fence %v -> %v", k, before[k], v)
+		}
+	}
+	if e.JobField(t, first, "Restarts") != "1" || e.JobField(t, second, "Restarts") != "1" {
+		t.Errorf("restarts: first %s, second %s; want each requeued once", e.JobField(t, first, "Restarts"), e.JobField(t, second, "Restarts"))
+	}
 }

@@ -85,12 +85,21 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) erro
 	} else {
 		log.Info("node table read", zap.String("table", cfg.NodeTable), zap.Int("nodes", n))
 	}
-	var store controller.Store = state.New(db, cfg.StateTable)
-	if cfg.DryRun {
+	// With a lease, records are written only through the lease's term
+	// (controller.LeaseTerm.Records), each write fenced with its version:
+	// such a controller gets no store of its own to write through.
+	var store controller.Store
+	var lease controller.Lease
+	switch {
+	case cfg.DryRun:
 		// Rehearsed decisions must leave nothing a real controller would
 		// resume or mistake for a duplicate.
 		store = state.NewMemory()
 		log.Warn("dry run: decisions are logged; Slurm, S3, SSM and the state table are left alone")
+	case leaseTTL(cfg) > 0:
+		lease = controller.StateLease{Table: state.New(db, cfg.StateTable)}
+	default:
+		store = state.New(db, cfg.StateTable)
 	}
 	ctrl := controller.New(controller.Options{
 		Cluster:         cfg.Cluster,
@@ -124,7 +133,7 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) erro
 			Priority: cfg.Rescue.Priority, Checksum: cfg.Rescue.Checksum, Pack: cfg.Rescue.PackSmallFiles,
 		},
 		Manifests: rescue.S3Manifests{Client: s3c, Bucket: cfg.Bucket},
-		Lease:     state.New(db, cfg.StateTable),
+		Lease:     lease,
 		Log:       log,
 		Metrics:   metrics,
 	})
