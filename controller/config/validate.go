@@ -33,15 +33,31 @@ var required = map[Role][]string{
 	RoleDrill:      {"cluster", "region", "queue_url"},
 }
 
-// The patterns follow the AWS and ParallelCluster naming rules, so a typo is
-// caught here rather than as an opaque API error at the first interruption.
+// Patterns are the one definition of what each named setting may hold:
+// config validation uses them, and deploy's tests check that the
+// CloudFormation parameters and the head node installer use exactly these
+// (a value one accepts and another refuses would fail at the first rescue,
+// or at every requeue). They follow the AWS and ParallelCluster naming
+// rules, so a typo is caught here rather than as an opaque API error. The
+// prefix keeps to letters, digits and -_. (not all of S3's safe
+// characters): it is part of the URI in every job's env file and Slurm
+// AdminComment, which take nothing a shell would interpret.
+var Patterns = map[string]string{
+	"cluster":      `^[a-zA-Z][a-zA-Z0-9-]{0,59}$`,
+	"region":       `^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$`,
+	"state_table":  `^[a-zA-Z0-9_.-]{3,255}$`,
+	"bucket":       `^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`,
+	"prefix":       `^[a-zA-Z0-9_.-]+(/[a-zA-Z0-9_.-]+)*$`,
+	"ssm.document": `^[a-zA-Z0-9_.-]{3,128}$`,
+}
+
 var (
-	clusterRe  = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9-]{0,59}$`)
-	regionRe   = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$`)
-	tableRe    = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
-	bucketRe   = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
-	prefixRe   = regexp.MustCompile(`^[a-zA-Z0-9!_.*'()-]+(/[a-zA-Z0-9!_.*'()-]+)*$`)
-	documentRe = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,128}$`)
+	clusterRe  = regexp.MustCompile(Patterns["cluster"])
+	regionRe   = regexp.MustCompile(Patterns["region"])
+	tableRe    = regexp.MustCompile(Patterns["state_table"])
+	bucketRe   = regexp.MustCompile(Patterns["bucket"])
+	prefixRe   = regexp.MustCompile(Patterns["prefix"])
+	documentRe = regexp.MustCompile(Patterns["ssm.document"])
 	placeRe    = regexp.MustCompile(`\{[^}]*\}`)
 )
 
@@ -60,7 +76,7 @@ func (c *Config) Validate(role Role) Problems {
 	v.check(c.StateTable != "" && !tableRe.MatchString(c.StateTable), "state_table", fmt.Sprintf("%q is not a DynamoDB table name", c.StateTable), "use 3-255 letters, digits, '_', '-' or '.'")
 	v.check(c.NodeTable != "" && !tableRe.MatchString(c.NodeTable), "node_table", fmt.Sprintf("%q is not a DynamoDB table name", c.NodeTable), "use the dynamodb_table value from "+ClustermgtdPath)
 	v.check(c.Bucket != "" && (!bucketRe.MatchString(c.Bucket) || strings.Contains(c.Bucket, "..")), "bucket", fmt.Sprintf("%q is not an S3 bucket name", c.Bucket), "use 3-63 lowercase letters, digits, '.' or '-', starting and ending with a letter or digit")
-	v.check(!prefixRe.MatchString(c.Prefix) || hasDotSegment(c.Prefix), "prefix", fmt.Sprintf("%q is not a usable key prefix", c.Prefix), "use path segments of letters, digits and -_.!*'() separated by '/', without leading or trailing '/' and without '.' or '..' segments")
+	v.check(!prefixRe.MatchString(c.Prefix) || hasDotSegment(c.Prefix), "prefix", fmt.Sprintf("%q is not a usable key prefix", c.Prefix), "use path segments of letters, digits, '-', '_' and '.' separated by '/', without leading or trailing '/' and without '.' or '..' segments")
 	v.absPath("spool_dir", c.SpoolDir)
 	v.absPath("slurm.bin_dir", c.Slurm.BinDir)
 	v.scratch(c.Scratch)

@@ -134,12 +134,12 @@ check() { # name value regex
 	[[ $2 =~ $3 ]] || die "$1 \"$2\" is not valid (want $3)"
 }
 check --queue-url "$queue_url" '^https?://[A-Za-z0-9.:-]+/[0-9]+/[A-Za-z0-9_-]{1,80}$'
-check --state-table "$state_table" '^[A-Za-z0-9_.-]{3,255}$'
+check --state-table "$state_table" '^[a-zA-Z0-9_.-]{3,255}$'
 check --bucket "$bucket" '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$'
-check --document "$document" '^[A-Za-z0-9_.-]{3,128}$'
-check --prefix "$prefix" "^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*\$"
+check --document "$document" '^[a-zA-Z0-9_.-]{3,128}$'
+check --prefix "$prefix" '^[a-zA-Z0-9_.-]+(/[a-zA-Z0-9_.-]+)*$'
 check --install-dir "$install_dir" '^(/[A-Za-z0-9._-]+)+$'
-check --cluster "$cluster" '^[A-Za-z][A-Za-z0-9-]{0,59}$'
+check --cluster "$cluster" '^[a-zA-Z][a-zA-Z0-9-]{0,59}$'
 check --region "$region" '^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$'
 
 # fetch SOURCE DEST: copy one file from S3 (the head node's instance profile,
