@@ -76,7 +76,7 @@ func (c *Controller) presyncRequests(log *zap.Logger, jobs []slurm.Job, instance
 	var reqs []rescue.Request
 	far := c.Now().Add(time.Hour)
 	for _, u := range units {
-		dir, err := rescue.ScratchDir(c.ScratchTemplate, rescue.ScratchVars{JobID: u.Job.ID, User: u.Job.User, ArrayJobID: u.Job.ArrayJobID, ArrayTaskID: u.Job.ArrayTaskID, Node: node})
+		dir, err := rescue.ScratchDir(c.ScratchTemplate, rescue.NewScratchVars(u.Job.ID, u.Job.User, u.Job.ArrayJobID, u.Job.ArrayTaskID, node))
 		if err != nil {
 			log.Warn("no pre-sync for a job", zap.String("job", u.Job.ID), zap.String("node", node), zap.Error(err))
 			continue

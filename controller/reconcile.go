@@ -456,7 +456,5 @@ func (c *Controller) finish(ctx context.Context, rec *state.Record) error {
 
 // scratchDir is the job's scratch directory on node, from the template.
 func (c *Controller) scratchDir(rec *state.Record, node string) (string, error) {
-	return rescue.ScratchDir(c.ScratchTemplate, rescue.ScratchVars{
-		JobID: rec.JobID, User: rec.User, ArrayJobID: rec.ArrayJobID, ArrayTaskID: rec.ArrayTaskID, Node: node,
-	})
+	return rescue.ScratchDir(c.ScratchTemplate, rescue.NewScratchVars(rec.JobID, rec.User, rec.ArrayJobID, rec.ArrayTaskID, node))
 }

@@ -105,7 +105,7 @@ func FuzzScratchDir(f *testing.F) {
 	f.Add("42", "../root", "n1", "7", "3")
 	f.Add("42/../../etc", "alice", "..", "1", "x")
 	f.Fuzz(func(t *testing.T, jobID, user, node, arrayJob, arrayTask string) {
-		v := rescue.ScratchVars{JobID: jobID, User: user, Node: node, ArrayJobID: arrayJob, ArrayTaskID: arrayTask}
+		v := rescue.NewScratchVars(jobID, user, arrayJob, arrayTask, node)
 		for tmpl, segments := range map[string]int{
 			"/scratch/{user}/{job_id}":                                       3,
 			"/scratch/{node}/{user}/{array_job_id}_{array_task_id}/{job_id}": 5,

@@ -85,28 +85,32 @@ func TestHostileManifests(t *testing.T) {
 // refuses unknown placeholders). What does reach it is checked.
 func TestHostileScratchValues(t *testing.T) {
 	tmpl := "/scratch/{node}/{user}/{array_job_id}_{array_task_id}/{job_id}"
-	good := rescue.ScratchVars{JobID: "42", User: "alice", Node: "compute-1", ArrayJobID: "40", ArrayTaskID: "2"}
-	if dir, err := rescue.ScratchDir(tmpl, good); err != nil || dir != "/scratch/compute-1/alice/40_2/42" {
+	type vars struct{ job, user, arrayJob, arrayTask, node string }
+	good := vars{"42", "alice", "40", "2", "compute-1"}
+	expand := func(v vars) (string, error) {
+		return rescue.ScratchDir(tmpl, rescue.NewScratchVars(v.job, v.user, v.arrayJob, v.arrayTask, v.node))
+	}
+	if dir, err := expand(good); err != nil || dir != "/scratch/compute-1/alice/40_2/42" {
 		t.Fatalf("good values: %q, %v", dir, err)
 	}
-	for name, change := range map[string]func(v *rescue.ScratchVars){
-		"node ..":              func(v *rescue.ScratchVars) { v.Node = ".." },
-		"node with slash":      func(v *rescue.ScratchVars) { v.Node = "a/b" },
-		"node too long":        func(v *rescue.ScratchVars) { v.Node = strings.Repeat("n", 65) },
-		"user with newline":    func(v *rescue.ScratchVars) { v.User = "alice\n" },
-		"user in unicode":      func(v *rescue.ScratchVars) { v.User = "ålice" },
-		"user like an option":  func(v *rescue.ScratchVars) { v.User = "-rf" },
-		"user .":               func(v *rescue.ScratchVars) { v.User = "." },
-		"user with shell":      func(v *rescue.ScratchVars) { v.User = "a$(id)" },
-		"job id with NUL":      func(v *rescue.ScratchVars) { v.JobID = "42\x00" },
-		"job id negative":      func(v *rescue.ScratchVars) { v.JobID = "-1" },
-		"array task with path": func(v *rescue.ScratchVars) { v.ArrayTaskID = "1/../../x" },
-		"array job with space": func(v *rescue.ScratchVars) { v.ArrayJobID = "40 41" },
-		"array task missing":   func(v *rescue.ScratchVars) { v.ArrayTaskID = "" },
+	for name, change := range map[string]func(v *vars){
+		"node ..":              func(v *vars) { v.node = ".." },
+		"node with slash":      func(v *vars) { v.node = "a/b" },
+		"node too long":        func(v *vars) { v.node = strings.Repeat("n", 65) },
+		"user with newline":    func(v *vars) { v.user = "alice\n" },
+		"user in unicode":      func(v *vars) { v.user = "ålice" },
+		"user like an option":  func(v *vars) { v.user = "-rf" },
+		"user .":               func(v *vars) { v.user = "." },
+		"user with shell":      func(v *vars) { v.user = "a$(id)" },
+		"job id with NUL":      func(v *vars) { v.job = "42\x00" },
+		"job id negative":      func(v *vars) { v.job = "-1" },
+		"array task with path": func(v *vars) { v.arrayTask = "1/../../x" },
+		"array job with space": func(v *vars) { v.arrayJob = "40 41" },
+		"array task missing":   func(v *vars) { v.arrayTask = "" },
 	} {
 		v := good
 		change(&v)
-		if dir, err := rescue.ScratchDir(tmpl, v); err == nil {
+		if dir, err := expand(v); err == nil {
 			t.Errorf("%s: expanded to %q", name, dir)
 		}
 	}

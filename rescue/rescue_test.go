@@ -19,21 +19,21 @@ import (
 
 func TestScratchDirRefusesPathTricks(t *testing.T) {
 	tmpl := "/scratch/{user}/{job_id}"
-	got, err := ScratchDir(tmpl, ScratchVars{JobID: "42", User: "alice", Node: "n1"})
+	got, err := ScratchDir(tmpl, NewScratchVars("42", "alice", "", "", "n1"))
 	if err != nil || got != "/scratch/alice/42" {
 		t.Fatalf("got %q, %v", got, err)
 	}
 	for _, v := range []ScratchVars{
-		{JobID: "42", User: "../root", Node: "n1"},
-		{JobID: "42/../../etc", User: "alice", Node: "n1"},
-		{JobID: "42", User: "a b", Node: "n1"},
-		{JobID: "", User: "alice", Node: "n1"},
+		NewScratchVars("42", "../root", "", "", "n1"),
+		NewScratchVars("42/../../etc", "alice", "", "", "n1"),
+		NewScratchVars("42", "a b", "", "", "n1"),
+		NewScratchVars("", "alice", "", "", "n1"),
 	} {
 		if got, err := ScratchDir(tmpl, v); err == nil {
 			t.Errorf("%+v expanded to %q", v, got)
 		}
 	}
-	got, err = ScratchDir("/s/{array_job_id}_{array_task_id}/{job_id}", ScratchVars{JobID: "7", User: "u", Node: "n"})
+	got, err = ScratchDir("/s/{array_job_id}_{array_task_id}/{job_id}", NewScratchVars("7", "u", "", "", "n"))
 	if err != nil || got != "/s/none_none/7" {
 		t.Fatalf("plain job in an array template: %q, %v", got, err)
 	}

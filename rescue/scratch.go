@@ -15,14 +15,24 @@ import (
 	"github.com/spotrescue/spotrescue/rescue/confine"
 )
 
-// ScratchVars are the values a scratch path template may use.
+// ScratchVars are the values a scratch path template may use. Every
+// caller, on the head node (from squeue or a record) and on the compute
+// node (from the Prolog's and TaskProlog's environment), makes them with
+// NewScratchVars, which takes every value: a value left out is a compile
+// error, not a path the Prolog and the controller disagree on (the array
+// ids were once lost that way).
 type ScratchVars struct {
-	JobID       string
-	User        string
-	ArrayJobID  string // "" unless an array task
-	ArrayTaskID string
-	Node        string
+	jobID, user, arrayJobID, arrayTaskID, node string
 }
+
+// NewScratchVars gives the values of a job on a node; the array ids are ""
+// unless the job is an array task.
+func NewScratchVars(jobID, user, arrayJobID, arrayTaskID, node string) ScratchVars {
+	return ScratchVars{jobID: jobID, user: user, arrayJobID: arrayJobID, arrayTaskID: arrayTaskID, node: node}
+}
+
+// Node is the node the values are for.
+func (v ScratchVars) Node() string { return v.node }
 
 var (
 	numericRe = regexp.MustCompile(`^[0-9]{1,10}$`)
@@ -35,23 +45,23 @@ var (
 // (no "/", no ".."). Values that do not apply to a job (array ids of a
 // plain job) expand to "none".
 func ScratchDir(template string, v ScratchVars) (string, error) {
-	if v.ArrayJobID == "" {
-		v.ArrayJobID, v.ArrayTaskID = "none", "none"
+	if v.arrayJobID == "" {
+		v.arrayJobID, v.arrayTaskID = "none", "none"
 	}
 	type check struct {
 		name, value string
 		re          *regexp.Regexp
 	}
-	checks := []check{{"job_id", v.JobID, numericRe}, {"user", v.User, userRe}, {"node", v.Node, nodeRe}}
-	if v.ArrayJobID != "none" {
-		checks = append(checks, check{"array_job_id", v.ArrayJobID, numericRe}, check{"array_task_id", v.ArrayTaskID, numericRe})
+	checks := []check{{"job_id", v.jobID, numericRe}, {"user", v.user, userRe}, {"node", v.node, nodeRe}}
+	if v.arrayJobID != "none" {
+		checks = append(checks, check{"array_job_id", v.arrayJobID, numericRe}, check{"array_task_id", v.arrayTaskID, numericRe})
 	}
 	for _, c := range checks {
 		if strings.Contains(template, "{"+c.name+"}") && !c.re.MatchString(c.value) {
 			return "", fmt.Errorf("scratch path: %s %q is not usable in a path", c.name, c.value)
 		}
 	}
-	r := strings.NewReplacer("{job_id}", v.JobID, "{user}", v.User, "{node}", v.Node, "{array_job_id}", v.ArrayJobID, "{array_task_id}", v.ArrayTaskID)
+	r := strings.NewReplacer("{job_id}", v.jobID, "{user}", v.user, "{node}", v.node, "{array_job_id}", v.arrayJobID, "{array_task_id}", v.arrayTaskID)
 	return filepath.Clean(r.Replace(template)), nil
 }
 
@@ -99,7 +109,7 @@ func NewScratch(root, template string, v ScratchVars) (Scratch, error) {
 	if !ok {
 		return Scratch{}, fmt.Errorf("scratch path template %s is not below the scratch root %s", template, root)
 	}
-	s := Scratch{Root: strings.ReplaceAll(root, "{node}", v.Node)}
+	s := Scratch{Root: strings.ReplaceAll(root, "{node}", v.node)}
 	names := strings.Split(strings.TrimPrefix(full, s.Root+"/"), "/")
 	comps := strings.Split(below, "/")
 	if !strings.HasPrefix(full, s.Root+"/") || len(names) != len(comps) {

@@ -342,7 +342,7 @@ func restoreAs(t *testing.T, a *rescue.Agent, dst string, u lab.Account, uri str
 		t.Fatalf("restoreAs restores job 64 into <user dir>/64, not %s", dst)
 	}
 	s, err := rescue.NewScratch(filepath.Join(base, "{node}"), filepath.Join(base, "{node}", "{user}", "{job_id}"),
-		rescue.ScratchVars{JobID: "64", User: u.Name, Node: "node-b"})
+		rescue.NewScratchVars("64", u.Name, "", "", "node-b"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -191,4 +192,61 @@ func TestSlurmctldDownMidRescue(t *testing.T) {
 		t.Errorf("outcome %s requeue %q errors %v", rec.Outcome, rec.Requeue, rec.Errors)
 	}
 	sameSums(t, want, resumedSums(e.waitResumed(id, 60*time.Second)))
+}
+
+// withScratchTemplate sets the lab's scratch.path_template (below the
+// node's scratch root) in its configuration file, which the controller,
+// the Prolog, the TaskProlog and the agent all read, until the test ends.
+func (e *env) withScratchTemplate(below string) {
+	e.t.Helper()
+	old, err := os.ReadFile(e.Config)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	line := regexp.MustCompile(`(?m)^  path_template: .*$`)
+	tmpl := filepath.Join(e.Dir, "nodes", "{node}", "scratch", below)
+	if !line.Match(old) {
+		e.t.Fatalf("%s has no scratch path_template", e.Config)
+	}
+	if err := os.WriteFile(e.Config, line.ReplaceAll(old, []byte("  path_template: "+tmpl)), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { os.WriteFile(e.Config, old, 0o644) })
+}
+
+// With a template that uses the array ids, the controller, the agent, the
+// Prolog and the TaskProlog all put an array task's scratch directory in
+// the same place: the task's data is rescued from where it wrote it and
+// restored where its next run looks (the Prolog once lost the array ids,
+// and restored into .../none_none/).
+func TestArrayTaskWithArrayTemplate(t *testing.T) {
+	e := setup(t)
+	e.withScratchTemplate("{array_job_id}_{array_task_id}/{job_id}")
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777)
+	script := filepath.Join(dir, "job.sh")
+	os.WriteFile(script, []byte(jobScript), 0o755)
+	array := strings.TrimSpace(e.Run(t, "sbatch", "--parsable", "--array=3-3", "-n1", "--open-mode=append", "-o", filepath.Join(dir, "out-%A_%a.log"), script))
+	t.Cleanup(func() { e.Command("scancel", array).Run() })
+	task := array + "_3"
+	e.WaitJob(t, task, 30*time.Second, "RUNNING")
+	j := e.slurmJob(task)
+	scratch := filepath.Join(e.Scratch(j.BatchHost), j.ArrayJobID+"_"+j.ArrayTaskID, j.ID)
+	lab.Eventually(t, 30*time.Second, "task data in "+scratch, func() bool {
+		_, err := os.Stat(filepath.Join(scratch, "ready"))
+		return err == nil
+	})
+	want := sums(t, scratch)
+	e.startController()
+	e.send(warning(e.Instances[j.BatchHost], time.Now()))
+	if rec := e.record(j.ID, 0, state.Done, 60*time.Second); rec.Outcome != state.OutcomeComplete || rec.Files < int64(len(want)) {
+		t.Errorf("record: %s, %d files; want complete with the task's %d files", rec.Outcome, rec.Files, len(want))
+	}
+	out := e.waitResumed(j.ID, 90*time.Second)
+	node := e.JobField(t, j.ID, "BatchHost")
+	wantDir := filepath.Join(e.Scratch(node), j.ArrayJobID+"_"+j.ArrayTaskID, j.ID)
+	if !strings.Contains(envLine(out), "dir="+wantDir) {
+		t.Errorf("the resumed task was given %q, want its data in %s", envLine(out), wantDir)
+	}
+	sameSums(t, want, resumedSums(out))
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
@@ -188,8 +189,28 @@ func prologEnv() jobEnv {
 	}
 }
 
+// arrayIDs fills in the array ids when the scratch path template needs them
+// and the environment did not say: Slurm 22.05 gives the Prolog no
+// SLURM_ARRAY_* variables (the TaskProlog has them), so the Prolog asks
+// slurmctld. Without them the Prolog would make and restore into another
+// directory than the one the job and the controller use.
+func (e *jobEnv) arrayIDs(ctx context.Context, cfg *config.Config) error {
+	t := cfg.Scratch.PathTemplate
+	if e.ArrayJobID != "" || !strings.Contains(t, "{array_job_id}") && !strings.Contains(t, "{array_task_id}") {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	j, err := slurm.New(cfg.Slurm.BinDir, slurm.WithRetry(2, time.Second)).Job(ctx, e.JobID)
+	if err != nil {
+		return fmt.Errorf("the scratch path template needs the job's array ids, which Slurm does not give the Prolog: %w", err)
+	}
+	e.ArrayJobID, e.ArrayTaskID = j.ArrayJobID, j.ArrayTaskID
+	return nil
+}
+
 func (e jobEnv) scratchVars() rescue.ScratchVars {
-	return rescue.ScratchVars{JobID: e.JobID, User: e.User, ArrayJobID: e.ArrayJobID, ArrayTaskID: e.ArrayTaskID, Node: e.Node}
+	return rescue.NewScratchVars(e.JobID, e.User, e.ArrayJobID, e.ArrayTaskID, e.Node)
 }
 
 func (e jobEnv) scratchDir(cfg *config.Config) (string, error) {
@@ -217,6 +238,9 @@ func layoutOf(cfg *config.Config) rescue.Layout {
 }
 
 func runAgentRestore(ctx context.Context, cfg *config.Config, log *zap.Logger, env jobEnv) error {
+	if err := env.arrayIDs(ctx, cfg); err != nil {
+		return err
+	}
 	dir, err := env.scratch(cfg, log.With(zap.String("job", env.JobID), zap.String("node", env.Node)))
 	if err != nil {
 		return err

@@ -161,7 +161,7 @@ func (in *inspection) fromSlurm(ctx context.Context, sc *slurm.Client, cfg *conf
 	for _, u := range units {
 		j := inspectedJob{Job: u.Job.ID, Display: u.Job.Display, User: u.Job.User, State: u.Job.State, Run: u.Job.Restarts}
 		for _, n := range u.Nodes {
-			dir, err := rescue.ScratchDir(cfg.Scratch.PathTemplate, rescue.ScratchVars{JobID: u.Job.ID, User: u.Job.User, ArrayJobID: u.Job.ArrayJobID, ArrayTaskID: u.Job.ArrayTaskID, Node: n.Name})
+			dir, err := rescue.ScratchDir(cfg.Scratch.PathTemplate, rescue.NewScratchVars(u.Job.ID, u.Job.User, u.Job.ArrayJobID, u.Job.ArrayTaskID, n.Name))
 			if err != nil {
 				dir = "cannot be rescued: " + err.Error()
 			}
