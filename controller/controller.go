@@ -88,11 +88,14 @@ type Options struct {
 	Layout          rescue.Layout
 	ScratchTemplate string
 	Margin          time.Duration // kept free before EC2 reclaims the instance
-	Workers         int           // records reconciled at once
-	Receivers       int           // concurrent SQS long polls
-	Document        string        // SSM document, to recognise its status events
-	DryRun          bool
-	Policy          Policy
+	// GiveUpAfter is how long after its deadline a record whose steps keep
+	// failing is closed (see abandon); 10 minutes when 0.
+	GiveUpAfter time.Duration
+	Workers     int    // records reconciled at once
+	Receivers   int    // concurrent SQS long polls
+	Document    string // SSM document, to recognise its status events
+	DryRun      bool
+	Policy      Policy
 	// LeaseTTL turns on high availability: only the holder of the
 	// cluster's lease acts. 0 for a single controller without a lease.
 	LeaseTTL time.Duration
@@ -184,6 +187,9 @@ func New(o Options, d Deps) *Controller {
 		presyncs: map[string]string{},
 	}
 	c.intake.yielded = map[string]time.Time{}
+	if d.Metrics != nil {
+		d.Metrics.countOverdue(c.overdueRecords)
+	}
 	return c
 }
 

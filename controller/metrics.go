@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
@@ -32,6 +33,7 @@ type Metrics struct {
 	yields          prometheus.Counter
 	awsDuration     *prometheus.HistogramVec
 	leader          prometheus.Gauge
+	overdue         atomic.Pointer[func() int]
 }
 
 // NewMetrics creates the series and registers them with reg.
@@ -61,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{0, 5, 10, 20, 40, 60, 80, 100},
 		}),
 		requeues: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "spotrescue_requeues_total", Help: "Requeue decisions, by result (requeued, job_ended, not_requeueable).",
+			Name: "spotrescue_requeues_total", Help: "Requeue decisions, by result (requeued, job_ended, not_requeueable, abandoned).",
 		}, []string{"result"}),
 		dispatchLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "spotrescue_dispatch_latency_seconds", Help: "Time from receiving the warning to the agent's SSM command being sent.",
@@ -104,16 +106,28 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, o := range []string{"complete", "partial", "failed", "skipped"} {
 		m.rescues.WithLabelValues(o)
 	}
-	for _, r := range []string{"requeued", "job_ended", "not_requeueable"} {
+	for _, r := range []string{"requeued", "job_ended", "not_requeueable", "abandoned"} {
 		m.requeues.WithLabelValues(r)
 	}
 	for _, r := range []string{"foreign_instance", "duplicate", "unsupported_kind", "other_region", "expired"} {
 		m.ignoredEvents.WithLabelValues(r)
 	}
+	overdue := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "spotrescue_records_overdue", Help: "Rescue records not finished although deadline.give_up_after has passed since their deadline.",
+	}, func() float64 {
+		if f := m.overdue.Load(); f != nil {
+			return float64((*f)())
+		}
+		return 0
+	})
+	reg.MustRegister(overdue)
 	reg.MustRegister(m.events, m.ignoredEvents, m.invalidMessages, m.rescues, m.rescueDuration, m.rescuedBytes,
 		m.deadlineSlack, m.requeues, m.dispatchLatency, m.queueDepth, m.awsErrors, m.slurmErrors, m.stepErrors, m.awsCalls, m.slurmCalls, m.yields, m.awsDuration, m.leader)
 	return m
 }
+
+// countOverdue makes spotrescue_records_overdue report what f counts.
+func (m *Metrics) countOverdue(f func() int) { m.overdue.Store(&f) }
 
 func (m *Metrics) received(k event.Kind)       { m.events.WithLabelValues(string(k)).Inc() }
 func (m *Metrics) ignored(reason string)       { m.ignoredEvents.WithLabelValues(reason).Inc() }

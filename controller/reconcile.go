@@ -41,6 +41,9 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (time.Duration, 
 		}
 		before := rec.Phase
 		wait, err := c.step(ctx, rec)
+		if err != nil && c.overdue(rec) {
+			return 0, c.abandon(ctx, k, before, err)
+		}
 		if err != nil {
 			c.recordError(ctx, k, before, err)
 			return 0, err
@@ -94,6 +97,64 @@ func (c *Controller) advance(ctx context.Context, rec *state.Record, phase state
 	}
 	c.remember(rec)
 	c.logFor(rec).Info("rescue phase", zap.String("phase", string(phase)))
+	return nil
+}
+
+// giveUpAfter is Options.GiveUpAfter with its default.
+func (c *Controller) giveUpAfter() time.Duration {
+	if c.GiveUpAfter > 0 {
+		return c.GiveUpAfter
+	}
+	return 10 * time.Minute
+}
+
+// overdue reports a record that should have reached a terminal phase by now.
+func (c *Controller) overdue(rec *state.Record) bool {
+	return !rec.Phase.Terminal() && c.Now().After(rec.Deadline.Add(c.giveUpAfter()))
+}
+
+// overdueRecords counts the cached records past their bound: normally none
+// for longer than one retry, as the next failure abandons them.
+func (c *Controller) overdueRecords() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, r := range c.cache {
+		if c.overdue(r) {
+			n++
+		}
+	}
+	return n
+}
+
+// abandon closes a record whose step keeps failing past its bound (a
+// manifest S3 keeps refusing, a requeue Slurm keeps failing): the job must
+// not stay held forever. Its outcome is what the record knows (failed when
+// nothing was collected), our hold on the job is lifted if we can, and the
+// record says why; it is Done, not requeued by us.
+func (c *Controller) abandon(ctx context.Context, k state.Key, phase state.Phase, cause error) error {
+	log := c.Log.With(zap.String("job", k.JobID), zap.Int("run", k.Run))
+	why := fmt.Sprintf("not requeued: gave up %s after the deadline, in %s: %v", c.giveUpAfter(), phase, cause)
+	err := c.update(ctx, k, func(r *state.Record) bool {
+		if r.Phase.Terminal() {
+			return false
+		}
+		if r.Outcome == "" {
+			r.Outcome = state.OutcomeFailed
+		}
+		if rerr := c.releaseHold(ctx, log, r); rerr != nil {
+			why += fmt.Sprintf("; the hold could not be lifted either (%v): release the job by hand", rerr)
+		}
+		r.Requeue, r.Phase = why, state.Done
+		r.Times.Done = c.Now().UTC()
+		r.AddError(fmt.Errorf("%s: %w", phase, cause))
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("abandon %s: %w", k, err)
+	}
+	c.Metrics.requeues.WithLabelValues("abandoned").Inc()
+	log.Error("rescue abandoned: its job is released and not requeued", zap.String("phase", string(phase)), zap.Error(cause))
 	return nil
 }
 
@@ -411,10 +472,19 @@ func (c *Controller) collect(ctx context.Context, rec *state.Record) error {
 	for i := range rec.Nodes {
 		n := &rec.Nodes[i]
 		m, err := c.Manifests.Manifest(ctx, c.Layout.NodePrefix(rec.JobID, rec.Run, n.Name))
-		if errors.Is(err, rescue.ErrNoManifest) {
-			continue
+		if err == nil && (m.JobID != rec.JobID || m.Run != rec.Run || m.Node != n.Name) {
+			err = fmt.Errorf("the manifest is of job %q run %d node %q: %w", m.JobID, m.Run, m.Node, rescue.ErrBadManifest)
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, rescue.ErrNoManifest):
+			continue
+		case errors.Is(err, rescue.ErrBadManifest):
+			// Reading it again will not help: this node saved nothing
+			// anyone can restore. (A compute node's user can write there.)
+			n.Problem = err.Error()
+			c.logFor(rec).Warn("a node's manifest is unusable; counting nothing saved there", zap.String("node", n.Name), zap.Error(err))
+			continue
+		case err != nil:
 			c.Metrics.awsError("s3", "GetObject")
 			return fmt.Errorf("read manifest of node %s: %w", n.Name, err)
 		}

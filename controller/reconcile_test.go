@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"slices"
@@ -593,5 +594,35 @@ func TestReconcileOfUnknownOrMalformedKey(t *testing.T) {
 		if wait, err := h.c.Reconcile(context.Background(), key); err != nil || wait != 0 {
 			t.Errorf("Reconcile(%q) = %v, %v; want it dropped", key, wait, err)
 		}
+	}
+}
+
+// A manifest the controller can never use (another job's, written there by
+// a compute node's user; not JSON; too big) counts as nothing saved on that
+// node, with the reason on the node: it once made collect retry for ever,
+// and the job stayed held.
+func TestUnusableManifestCountsAsNothingSaved(t *testing.T) {
+	for name, bad := range map[string]func(h *harness){
+		"another job's": func(h *harness) {
+			h.manifests.put(h.layout.NodePrefix("101", 0, nodeA), &rescue.Manifest{Version: 1, JobID: "999", Run: 0, Node: nodeA, Complete: true, Bytes: 1})
+		},
+		"not a manifest": func(h *harness) {
+			h.manifests.err = fmt.Errorf("manifest s3://b/x: %w: parse manifest: invalid character", rescue.ErrBadManifest)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h, k := rescueSetup(t, nil, batchJob("101", nodeA))
+			h.clock.Advance(40 * time.Second)
+			bad(h)
+			h.disp.setStatus(instA, "Success")
+			h.reconcile(t, k)
+			r := h.store.record(t, k)
+			if r.Phase != state.Done || r.Outcome != state.OutcomeFailed || r.Nodes[0].Problem == "" {
+				t.Errorf("record: %s %s, node problem %q; want Done, failed and why", r.Phase, r.Outcome, r.Nodes[0].Problem)
+			}
+			if e := h.env(t, "101"); e.Status != "failed" {
+				t.Errorf("the next run is told %q", e.Status)
+			}
+		})
 	}
 }

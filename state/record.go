@@ -126,6 +126,7 @@ type Node struct {
 	Complete    bool   // the manifest says every file was saved
 	Bytes       int64
 	Files       int64
+	Problem     string `dynamodbav:",omitempty"` // why what the node saved is not counted (an unusable manifest)
 }
 
 // Times records when each phase was entered.

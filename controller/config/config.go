@@ -49,6 +49,9 @@ type Controller struct {
 	Workers   int      `yaml:"workers" help:"records reconciled at once; a mass reclaim dispatches up to 50 instances per SSM call from this many"`
 	Receivers int      `yaml:"receivers" help:"concurrent SQS long polls"`
 	LeaseTTL  Duration `yaml:"lease_ttl" help:"run several controllers for high availability: the one holding the cluster's lease (in the state table) for this long acts, renewing it; 0 for a single controller"`
+	// SpoolRetention bounds how long plans and finished jobs' env files
+	// stay in the shared spool directory.
+	SpoolRetention Duration `yaml:"spool_retention" help:"plans and the env files of jobs that are gone are removed from the spool directory after this long"`
 }
 
 // Scratch describes where jobs keep node-local data.
@@ -70,6 +73,7 @@ type SSM struct {
 // Deadline controls how much of the two-minute warning the rescue may use.
 type Deadline struct {
 	SafetyMargin Duration `yaml:"safety_margin" help:"time kept free before the instance is reclaimed"`
+	GiveUpAfter  Duration `yaml:"give_up_after" help:"a rescue still unfinished this long after its deadline is closed with what S3 holds, its job released, and the reason recorded"`
 }
 
 // Rescue tunes the controller and the upload.
@@ -94,7 +98,8 @@ type Fallback struct {
 
 // Restore controls what the next run of a rescued job gets.
 type Restore struct {
-	Enabled bool `yaml:"enabled" help:"restore rescued data into the job's scratch directory in the Prolog"`
+	Enabled bool     `yaml:"enabled" help:"restore rescued data into the job's scratch directory in the Prolog"`
+	Timeout Duration `yaml:"timeout" help:"longest a restore (and a task's wait for another task's restore) may take; keep it below Slurm's PrologEpilogTimeout"`
 }
 
 // Metrics configures the Prometheus and health endpoint.
@@ -111,13 +116,13 @@ func Default() Config {
 			Root:         "/scratch",
 			PathTemplate: "/scratch/{job_id}",
 		},
-		Controller: Controller{Workers: 256, Receivers: 8},
+		Controller: Controller{Workers: 256, Receivers: 8, SpoolRetention: Duration(14 * 24 * time.Hour)},
 		Slurm:      Slurm{BinDir: "/opt/slurm/bin"},
 		SSM:        SSM{Document: "SpotRescue-Rescue"},
-		Deadline:   Deadline{SafetyMargin: Duration(15 * time.Second)},
+		Deadline:   Deadline{SafetyMargin: Duration(15 * time.Second), GiveUpAfter: Duration(10 * time.Minute)},
 		Rescue: Rescue{Concurrency: 8, States: []string{"RUNNING", "COMPLETING", "SUSPENDED"}, CheckpointGrace: Duration(10 * time.Second),
 			Checksum: "CRC32C", PresyncOnRebalance: true},
-		Restore: Restore{Enabled: true},
+		Restore: Restore{Enabled: true, Timeout: Duration(5 * time.Minute)},
 		Metrics: Metrics{Listen: "127.0.0.1:9464"},
 	}
 }

@@ -114,9 +114,9 @@ func TestCommandsOfferTheSettingsTheyRead(t *testing.T) {
 		"simulate":      "cluster region queue_url node_table",
 		"jobs list":     "cluster region state_table",
 		"jobs show":     "cluster region state_table",
-		"agent rescue":  "cluster region spool_dir scratch.root scratch.path_template rescue.concurrency restore.enabled",
-		"agent restore": "cluster region spool_dir scratch.root scratch.path_template rescue.concurrency restore.enabled",
-		"taskprolog":    "cluster region spool_dir scratch.root scratch.path_template rescue.concurrency restore.enabled",
+		"agent rescue":  "cluster region bucket prefix spool_dir scratch.root scratch.path_template slurm.bin_dir rescue.concurrency restore.enabled restore.timeout",
+		"agent restore": "cluster region bucket prefix spool_dir scratch.root scratch.path_template slurm.bin_dir rescue.concurrency restore.enabled restore.timeout",
+		"taskprolog":    "cluster region bucket prefix spool_dir scratch.root scratch.path_template slurm.bin_dir rescue.concurrency restore.enabled restore.timeout",
 		"inspect":       "cluster region node_table bucket prefix slurm.bin_dir scratch.root scratch.path_template rescue.states",
 	}
 	for cmd, paths := range want {

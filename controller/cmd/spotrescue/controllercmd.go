@@ -108,6 +108,7 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) erro
 		Layout:          layout,
 		ScratchTemplate: cfg.Scratch.PathTemplate,
 		Margin:          cfg.Deadline.SafetyMargin.Std(),
+		GiveUpAfter:     cfg.Deadline.GiveUpAfter.Std(),
 		Workers:         cfg.Controller.Workers,
 		Receivers:       cfg.Controller.Receivers,
 		Document:        cfg.SSM.Document,

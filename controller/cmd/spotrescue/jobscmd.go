@@ -207,6 +207,7 @@ type nodeView struct {
 	Complete    bool   `json:"complete"`
 	Bytes       int64  `json:"bytes"`
 	Files       int64  `json:"files"`
+	Problem     string `json:"problem,omitempty"`
 }
 
 func ts(t time.Time) string {
@@ -226,7 +227,7 @@ func views(rs []*state.Record) []runView {
 			URI:   r.URI, Bytes: r.Bytes, Files: r.Files, Requeue: r.Requeue, Fallback: r.Fallback, Errors: r.Errors,
 		}
 		for _, n := range r.Nodes {
-			v.Nodes = append(v.Nodes, nodeView{n.Name, n.Instance, n.Interrupted, n.Gone, n.Command, n.Status, n.Complete, n.Bytes, n.Files})
+			v.Nodes = append(v.Nodes, nodeView{n.Name, n.Instance, n.Interrupted, n.Gone, n.Command, n.Status, n.Complete, n.Bytes, n.Files, n.Problem})
 		}
 		out = append(out, v)
 	}
@@ -292,6 +293,9 @@ func showTable(w io.Writer, runs []runView) error {
 		}
 		for _, n := range r.Nodes {
 			fmt.Fprintf(tw, "  node\t%s %s interrupted=%t gone=%t ssm=%s complete=%t %s in %d files\n", n.Node, n.Instance, n.Interrupted, n.Gone, dash(n.Status), n.Complete, size(n.Bytes), n.Files)
+			if n.Problem != "" {
+				fmt.Fprintf(tw, "  \tnot counted: %s\n", n.Problem)
+			}
 		}
 		for _, e := range r.Errors {
 			fmt.Fprintf(tw, "  error\t%s\n", e)

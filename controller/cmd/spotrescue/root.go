@@ -52,7 +52,7 @@ next run resumes from the rescued data.`,
 // in a script, may serve every command).
 var (
 	// agentSettings: agent rescue, agent restore and taskprolog on compute nodes.
-	agentSettings = []string{"cluster", "region", "scratch", "spool_dir", "rescue.concurrency", "restore"}
+	agentSettings = []string{"cluster", "region", "bucket", "prefix", "scratch", "spool_dir", "slurm", "rescue.concurrency", "restore"}
 	// clientSettings: jobs list and jobs show.
 	clientSettings = []string{"cluster", "region", "state_table"}
 	// drillSettings: simulate.
