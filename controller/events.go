@@ -583,8 +583,10 @@ func (c *Controller) onRebalance(ctx context.Context, e event.Event) error {
 	if err := c.drain(ctx, log, []string{node}, "spot rebalance recommendation"); err != nil {
 		return err
 	}
-	if c.Policy.Presync {
+	if c.Policy.Presync && !c.finalRescueOf(ctx, e.Instance) {
 		c.presync(ctx, log, e.Instance, node)
+	} else if c.Policy.Presync {
+		log.Info("no pre-sync: the instance's final rescue is under way")
 	}
 	return nil
 }

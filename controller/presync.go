@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/spotrescue/spotrescue/controller/event"
 	"github.com/spotrescue/spotrescue/controller/slurm"
 	"github.com/spotrescue/spotrescue/rescue"
+	"github.com/spotrescue/spotrescue/state"
 )
 
 // Pre-syncs copy jobs' scratch to S3 before any warning, without a
@@ -20,6 +22,8 @@ import (
 
 // presync pre-syncs the jobs of one node after a Rebalance Recommendation.
 func (c *Controller) presync(ctx context.Context, log *zap.Logger, instance, node string) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	jobs, err := c.Slurm.Jobs(ctx)
 	if err != nil {
 		log.Warn("no pre-sync: cannot list Slurm jobs", zap.Error(err))
@@ -46,6 +50,9 @@ func (c *Controller) presyncLoop(ctx context.Context) {
 // Slurm listing, and SendCommands of up to 50 instances. A node whose last
 // pre-sync still runs, or whose jobs are being rescued, is left alone.
 func (c *Controller) presyncAll(ctx context.Context) {
+	// Every call below is bounded: a pass must end before the next tick.
+	ctx, cancel := context.WithTimeout(ctx, min(c.Policy.PresyncEvery/2, 2*time.Minute))
+	defer cancel()
 	log := c.Log.With(zap.String("presync", "timer"))
 	jobs, err := c.Slurm.Jobs(ctx)
 	if err != nil {
@@ -134,6 +141,16 @@ func (c *Controller) presyncEnded(command, instance string) {
 		delete(c.presyncs, instance)
 	}
 	c.mu.Unlock()
+}
+
+// finalRescueOf reports whether instance was warned: its final rescue is
+// under way (or done), and a pre-sync now would upload beside it.
+func (c *Controller) finalRescueOf(ctx context.Context, instance string) bool {
+	if c.rescuingInstances()[instance] {
+		return true
+	}
+	_, err := c.Store.GetInterruption(ctx, instance)
+	return !errors.Is(err, state.ErrNotFound) // unsure counts as under way
 }
 
 // rescuingInstances are the instances of the records being rescued.

@@ -49,3 +49,28 @@ func TestPresyncAllNodes(t *testing.T) {
 		t.Fatalf("%d pre-sync requests after SSM's event ended the second, want 3", n)
 	}
 }
+
+// A Rebalance Recommendation that arrives after the warning (EC2 sends them
+// in either order) drains the node but starts no pre-sync: the final rescue
+// is uploading there, and the two must never write one prefix at once.
+func TestRebalanceAfterWarningStartsNoPresync(t *testing.T) {
+	h := newHarness(t, now(), func(o *Options) { o.Policy.Presync = true }, batchJob("101", nodeA))
+	ctx := context.Background()
+	h.warn(t, "m1", instA)
+	sent := len(h.disp.requests())
+	h.c.handle(ctx, []sqstypes.Message{message("r1", rebalanceBody("ev-r1", instA, h.clock.Now()))}, h.clock.Now())
+	for _, r := range h.disp.requests()[sent:] {
+		if r.Presync {
+			t.Fatalf("a pre-sync was sent to %s while its final rescue runs: %+v", r.Instance, r)
+		}
+	}
+	// Once the record is gone from the cache (another controller, a
+	// restart), the interruption item still says so.
+	h.c.forget(key("101", 0))
+	h.c.handle(ctx, []sqstypes.Message{message("r2", rebalanceBody("ev-r2", instA, h.clock.Now()))}, h.clock.Now())
+	for _, r := range h.disp.requests()[sent:] {
+		if r.Presync {
+			t.Fatalf("a pre-sync was sent after a restart: %+v", r)
+		}
+	}
+}

@@ -24,7 +24,9 @@ var ErrSuperseded = errors.New("a final rescue owns this prefix")
 // pre-sync's (or an earlier attempt's), whose unchanged files are carried
 // over instead of sent again.
 func (s *session) loadBase(js *jobState) error {
-	ctx, cancel := context.WithTimeout(s.hard, 10*time.Second) // bounded by the deadline too
+	// Not bounded by the deadline: a repeat agent that comes after it must
+	// still see the finished rescue it is not to redo.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
 	defer cancel()
 	m, err := ReadManifest(ctx, s.s3, s.plan.Bucket, js.pj.Prefix)
 	log := s.log.With(zap.String("job", js.pj.JobID))
@@ -39,6 +41,15 @@ func (s *session) loadBase(js *jobState) error {
 		return nil
 	case s.plan.Presync && !m.Presync:
 		return fmt.Errorf("pre-sync of job %s: %w", js.pj.JobID, ErrSuperseded)
+	case !m.Presync && !m.Interim:
+		// Another final rescue of this run finished already (this agent
+		// is a repeat, sent by a controller that died before recording
+		// the first): its manifest stands. Rescuing again could only
+		// replace it with one written later in the window, or delete
+		// objects it lists.
+		js.done = m
+		log.Info("a final rescue of this run finished already; its manifest stands", zap.Bool("complete", m.Complete))
+		return nil
 	}
 	js.base = make(map[string]File, len(m.Files))
 	for _, f := range m.Files {

@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -78,7 +82,80 @@ func (a *Agent) tryLock(node string, presync bool, pj PlanJob) (l *jobLock, held
 		f.Close()
 		return nil, false, fmt.Errorf("lock job %s: %w", pj.JobID, err)
 	}
+	// Who holds it, for a final rescue that must stop a pre-sync.
+	if f.Truncate(0) == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
 	return &jobLock{f: f}, false, nil
+}
+
+// A final rescue and a pre-sync of one job run must never upload to its
+// prefix at once: a late pre-sync PUT could replace an object the final
+// manifest lists. The controller cancels a pre-sync through SSM before the
+// final rescue, but a cancelled command's process may still be running,
+// and a rebalance pre-sync can start while a final rescue is under way. So
+// a final rescue also takes the job's pre-sync lock, for its whole run,
+// stopping the pre-sync that holds it (SIGTERM, then SIGKILL): no pre-sync
+// of the job can start, or still be uploading, while it works.
+const (
+	presyncTerm = 3 * time.Second // what a pre-sync gets to stop cleanly
+	presyncKill = 2 * time.Second // and to be gone after SIGKILL
+)
+
+// stopPresync takes the job's pre-sync lock for a final rescue, stopping
+// the pre-sync agent that holds it.
+func (a *Agent) stopPresync(node string, pj PlanJob, log *zap.Logger) (*jobLock, error) {
+	l, held, err := a.tryLock(node, true, pj)
+	if !held {
+		return l, err
+	}
+	pid := a.lockHolder(node, pj)
+	for _, step := range []struct {
+		sig  syscall.Signal
+		wait time.Duration
+	}{{syscall.SIGTERM, presyncTerm}, {syscall.SIGKILL, presyncKill}} {
+		if pid > 0 && isAgent(pid) {
+			log.Info("stopping the job's pre-sync on this node before the final rescue", zap.String("job", pj.JobID), zap.Int("pid", pid), zap.String("signal", step.sig.String()))
+			syscall.Kill(pid, step.sig)
+		}
+		deadline := time.Now().Add(step.wait)
+		for time.Now().Before(deadline) {
+			time.Sleep(lockPoll)
+			if l, held, err := a.tryLock(node, true, pj); !held {
+				return l, err
+			}
+		}
+	}
+	return nil, fmt.Errorf("the job's pre-sync (pid %d) is still running", pid)
+}
+
+// lockHolder is the pid written in a job's pre-sync lock, or 0.
+func (a *Agent) lockHolder(node string, pj PlanJob) int {
+	dir, err := a.stateDir(node)
+	if err != nil {
+		return 0
+	}
+	defer dir.Close()
+	f, err := dir.Open(lockName(true, pj), os.O_RDONLY, 0)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	buf := make([]byte, 16)
+	n, _ := f.Read(buf)
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
+	return pid
+}
+
+// isAgent reports whether pid is a spotrescue agent rescue: a lock file's
+// pid may be stale, and another process must never be signalled.
+func isAgent(pid int) bool {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(string(cmdline), "\x00")
+	return len(args) > 2 && strings.HasPrefix(filepath.Base(args[0]), "spotrescue") && slices.Contains(args, "agent") && slices.Contains(args, "rescue")
 }
 
 // stateDirMode lets users open a file there by name (a restore marker,
@@ -158,7 +235,8 @@ func (ls locks) unlock() {
 }
 
 // lockJobs splits the plan's jobs into those this agent holds now and those
-// another agent is rescuing.
+// another agent is rescuing. A final rescue also holds the pre-sync lock of
+// each job it rescues (see stopPresync).
 func (a *Agent) lockJobs(p *Plan, log *zap.Logger) (held locks, mine, theirs []int) {
 	for i, pj := range p.Jobs {
 		l, busy, err := a.tryLock(p.Node, p.Presync, pj)
@@ -170,6 +248,13 @@ func (a *Agent) lockJobs(p *Plan, log *zap.Logger) (held locks, mine, theirs []i
 			log.Warn("cannot lock the job; rescuing it unlocked", zap.String("job", pj.JobID), zap.Error(err))
 		default:
 			held = append(held, l)
+		}
+		if !p.Presync {
+			if pl, err := a.stopPresync(p.Node, pj, log); err != nil {
+				log.Warn("cannot stop the job's pre-sync; rescuing beside it", zap.String("job", pj.JobID), zap.Error(err))
+			} else if pl != nil {
+				held = append(held, pl)
+			}
 		}
 		mine = append(mine, i)
 	}
@@ -209,6 +294,11 @@ func (a *Agent) afterOthers(ctx context.Context, p *Plan, d Deadlines, idx []int
 			log.Warn("cannot lock the job; rescuing it unlocked", zap.Error(err))
 		default:
 			held = append(held, l)
+		}
+		if pl, err := a.stopPresync(p.Node, pj, log); pl != nil {
+			held = append(held, pl)
+		} else if err != nil {
+			log.Warn("cannot stop the job's pre-sync", zap.Error(err))
 		}
 		if m, err := a.finalManifest(ctx, p.Bucket, pj.Prefix); m != nil {
 			log.Info("the other agent's rescue stands", zap.Bool("complete", m.Complete))

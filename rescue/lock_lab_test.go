@@ -131,3 +131,31 @@ func writeFiles(t *testing.T, dir string, n, size int) {
 		writeFile(t, filepath.Join(dir, fmt.Sprintf("f-%d.dat", i)), randomBytes(t, size))
 	}
 }
+
+// A repeat final agent for a run whose final rescue already finished (its
+// controller died before recording the first) leaves the first's manifest
+// as it is, even at or past the deadline: it once rescued again, deleted
+// the objects it had no time to re-verify, and replaced a complete
+// manifest with a partial one.
+func TestRepeatFinalAgentLeavesTheFinishedRescue(t *testing.T) {
+	l := lab.Get(t)
+	root := t.TempDir()
+	src := filepath.Join(root, "node-a", "job")
+	writeFiles(t, src, 20, 64<<10)
+	prefix := nodePrefix(t, l)
+	job := rescue.PlanJob{JobID: "79", Run: 0, Dir: src, Prefix: prefix}
+	first := newAgent(t, l, filepath.Join(root, "{node}")).Rescue(context.Background(), &rescue.Plan{ID: "first", Node: "node-a", Bucket: bucket, Jobs: []rescue.PlanJob{job}}, inAMinute())[0]
+	if first.Err != nil || !first.Manifest.Complete {
+		t.Fatalf("first: %+v", first)
+	}
+	gone := time.Now().Add(-time.Second) // the repeat comes after the deadline
+	repeat := newAgent(t, l, filepath.Join(root, "{node}")).Rescue(context.Background(), &rescue.Plan{ID: "repeat", Node: "node-a", Bucket: bucket, Jobs: []rescue.PlanJob{job}}, rescue.Deadlines{Soft: gone, Hard: gone})[0]
+	if repeat.Err != nil || !repeat.LeftToOther || repeat.Manifest == nil || !repeat.Manifest.Complete {
+		t.Errorf("repeat: %+v; want the first's complete manifest reported", repeat)
+	}
+	stored, err := rescue.ReadManifest(context.Background(), l.S3(), bucket, prefix)
+	if err != nil || !stored.Complete || !stored.Finished.Equal(first.Manifest.Finished) {
+		t.Fatalf("the manifest at the prefix: %+v, %v; want the first's", stored, err)
+	}
+	assertExact(t, l, first.Manifest, prefix)
+}

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -502,4 +504,93 @@ func TestPackedFileThatGrowsIsSavedOnItsOwn(t *testing.T) {
 		t.Errorf("not complete: skipped %v", r.Manifest.Skipped)
 	}
 	assertExact(t, l, r.Manifest, prefix)
+}
+
+// faults sets hack/faultproxy's rules until the test ends.
+func faults(t *testing.T, l *lab.Lab, rules string) {
+	t.Helper()
+	put := func(body string) {
+		req, _ := http.NewRequest(http.MethodPut, l.Env["LAB_FAULTPROXY_URL"]+"/_fault/rules", strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("set fault rules: %v", err)
+		}
+		resp.Body.Close()
+	}
+	put(rules)
+	t.Cleanup(func() { put("[]") })
+}
+
+// A final rescue never uploads beside a pre-sync of the same job: a late
+// pre-sync PUT could replace an object the final manifest lists. The
+// pre-sync here is a real `spotrescue agent rescue` process whose uploads
+// crawl (faultproxy adds a second to each PUT); the final rescue stops it
+// (SIGTERM) and holds the job's pre-sync lock while it works. Once it is
+// done, every object S3 holds is the bytes of the file as the final rescue
+// read it, and the manifest lists exactly them.
+func TestFinalRescueStopsTheJobsPresync(t *testing.T) {
+	l := lab.Get(t)
+	base := userTree(t)
+	src := filepath.Join(base, "node-a", "job")
+	for i := range 40 {
+		writeFile(t, filepath.Join(src, fmt.Sprintf("f-%02d", i)), randomBytes(t, 32<<10))
+	}
+	prefix := nodePrefix(t, l)
+	spool := filepath.Join(base, "spool")
+	const instance = "i-0c0ffee0000000091"
+	far := time.Now().Add(time.Hour)
+	job := rescue.PlanJob{JobID: "68", Dir: src, Prefix: prefix}
+	layout := rescue.Layout{Spool: spool}
+	if err := layout.WritePlan(&rescue.Plan{ID: "presync-68", Instance: instance, Node: "node-a", Bucket: bucket, Presync: true,
+		Deadline: far, Reclaim: far, Jobs: []rescue.PlanJob{job}}); err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(base, "agent.yaml")
+	os.WriteFile(config, []byte(fmt.Sprintf("cluster: lab\nregion: us-east-1\nspool_dir: %s\nscratch:\n  root: %s\n  path_template: %s\n",
+		spool, filepath.Join(base, "{node}"), filepath.Join(base, "{node}", "{job_id}"))), 0o644)
+	faults(t, l, `[{"service":"s3","operation":"PutObject","latency":"1s"}]`)
+	cmd := exec.Command(filepath.Join(l.Bin, "spotrescue"), "agent", "rescue", "--plan", "presync-68", "--instance", instance, "--config", config)
+	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL="+l.Env["LAB_FAULTPROXY_URL"])
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	lab.Eventually(t, 30*time.Second, "the pre-sync uploading", func() bool { return strings.Contains(out.String(), "rescue starting") })
+	// The job writes on: what the pre-sync read is stale now.
+	for i := range 40 {
+		writeFile(t, filepath.Join(src, fmt.Sprintf("f-%02d", i)), randomBytes(t, 32<<10))
+	}
+
+	core, logs := observer.New(zap.InfoLevel)
+	a := newAgent(t, l, filepath.Join(base, "{node}"))
+	a.Log = zap.New(core)
+	started := time.Now()
+	r := a.Rescue(context.Background(), &rescue.Plan{ID: "final-68", Instance: instance, Node: "node-a", Bucket: bucket, Jobs: []rescue.PlanJob{job}}, inAMinute())[0]
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("the pre-sync was still running after the final rescue:\n%s", out.String())
+	}
+	if logs.FilterMessageSnippet("stopping the job's pre-sync").Len() == 0 {
+		t.Errorf("the final rescue did not stop the pre-sync (took %v)", time.Since(started))
+	}
+	if r.Err != nil || !r.Manifest.Complete || r.Manifest.Presync {
+		t.Fatalf("final rescue: %+v", r)
+	}
+	// Late PUTs the pre-sync had under way would land within their added
+	// second; give them that, then S3 must hold what the final read.
+	time.Sleep(1500 * time.Millisecond)
+	assertExact(t, l, r.Manifest, prefix)
+	for _, f := range r.Manifest.Files {
+		if f.Type == rescue.TypeFile && !bytes.Equal(content(t, l, prefix, f), mustRead(t, filepath.Join(src, f.Path))) {
+			t.Errorf("%s: S3 holds other bytes than the file the final manifest lists", f.Path)
+		}
+	}
+	if m, err := rescue.ReadManifest(context.Background(), l.S3(), bucket, prefix); err != nil || m.Presync || !m.Complete {
+		t.Errorf("the manifest at the prefix: %+v, %v; want the final rescue's", m, err)
+	}
 }

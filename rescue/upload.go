@@ -105,9 +105,12 @@ type jobState struct {
 	// (a pre-sync's); carry says whether its checksums can be compared.
 	base  map[string]File
 	carry bool
-	mu    sync.Mutex
-	man   Manifest
-	lost  []string // keys whose upload failed part-way: an object may exist there
+	// done is the final manifest another agent left for this run: the job
+	// is not rescued again (see loadBase).
+	done *Manifest
+	mu   sync.Mutex
+	man  Manifest
+	lost []string // keys whose upload failed part-way: an object may exist there
 }
 
 // close lets go of the job's directory and the reader threads.
@@ -250,6 +253,10 @@ func (a *Agent) rescue(ctx context.Context, p *Plan, d Deadlines) []JobResult {
 	for i, pj := range p.Jobs {
 		results[i].JobID, results[i].URI = pj.JobID, "s3://"+p.Bucket+"/"+pj.Prefix
 		js, files, err := s.prepare(pj)
+		if js != nil && js.done != nil {
+			results[i].Manifest, results[i].LeftToOther = js.done, true
+			continue
+		}
 		jobs[i], results[i].Err = js, err
 		queue = append(queue, files...)
 	}
@@ -333,6 +340,10 @@ func (s *session) prepare(pj PlanJob) (*jobState, []upload, error) {
 	if err := s.loadBase(js); err != nil {
 		js.close()
 		return nil, nil, err
+	}
+	if js.done != nil {
+		js.close()
+		return js, nil, nil
 	}
 	if dirErr != nil {
 		// A job without a scratch directory is saved as empty and complete:

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spotrescue/spotrescue/hack/lab"
 	"github.com/spotrescue/spotrescue/state"
 )
 
@@ -42,5 +43,27 @@ func TestRescueGivenUpIsClosedAndItsJobReleased(t *testing.T) {
 	}
 	if n := c.metric(t, "spotrescue_records_overdue"); n != 0 {
 		t.Errorf("records overdue %v after the close, want 0", n)
+	}
+}
+
+// EC2 may send the Rebalance Recommendation after the warning. It drains
+// the node, but it must not start a pre-sync of jobs whose final rescue is
+// uploading there: the two would write one prefix at once.
+func TestRebalanceAfterWarningLeavesTheFinalRescueAlone(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit(",SMALL_FILES=24")
+	e.faults(`[{"service":"s3","operation":"PutObject","latency":"500ms"}]`)
+	c := e.startController()
+	e.send(warning(e.Instances[node], time.Now()))
+	e.record(id, 0, state.Dispatched, 30*time.Second)
+	e.send(envelope("EC2 Instance Rebalance Recommendation", e.Instances[node], time.Now(), map[string]any{}))
+	lab.Eventually(t, 30*time.Second, "the rebalance recommendation handled", func() bool {
+		return c.metric(t, `spotrescue_events_received_total{kind="rebalance_recommendation"}`) == 1 && strings.Contains(c.log.String(), "rebalance recommendation: draining")
+	})
+	if rec := e.record(id, 0, state.Done, 90*time.Second); rec.Outcome != state.OutcomeComplete {
+		t.Errorf("the final rescue: %s", rec.Outcome)
+	}
+	if strings.Contains(c.log.String(), "pre-sync started") {
+		t.Error("a pre-sync was started on the node while its final rescue ran")
 	}
 }
