@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -65,5 +67,49 @@ func TestRebalanceAfterWarningLeavesTheFinalRescueAlone(t *testing.T) {
 	}
 	if strings.Contains(c.log.String(), "pre-sync started") {
 		t.Error("a pre-sync was started on the node while its final rescue ran")
+	}
+}
+
+// A rescued run is restored only into a scratch directory that holds
+// nothing: once a later run of the job has written there (the job came
+// back to a node it ran on since the rescue), what it left is at least as
+// new, and the Prolog leaves it as it is (it once restored the rescued run
+// over it, putting the job's checkpoint back two steps). The job is told
+// where its data is all the same.
+func TestNewerRunIsNotRestoredOver(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit(",KEEP_RUNNING=1")
+	e.startController()
+	e.send(warning(e.Instances[node], time.Now()))
+	e.record(id, 0, state.Done, 60*time.Second)
+	e.waitResumed(id, 90*time.Second)
+	// Run 1 runs on another node with the rescued data, and gets further.
+	again := e.JobField(t, id, "BatchHost")
+	scratch := filepath.Join(e.Scratch(again), id)
+	lab.Eventually(t, 30*time.Second, "run 1 running", func() bool {
+		_, err := os.Stat(filepath.Join(scratch, "resumed-1"))
+		return err == nil
+	})
+	os.WriteFile(filepath.Join(scratch, "ckpt", "state.txt"), []byte("step 9 of 10\n"), 0o644)
+	// Its user requeues it, and it starts on that node again.
+	e.Run(t, "scontrol", "requeuehold", id)
+	e.WaitJob(t, id, 60*time.Second, "PENDING")
+	e.Run(t, "scontrol", "update", "jobid="+id, "ReqNodeList="+again)
+	e.Run(t, "scontrol", "release", id)
+	lab.Eventually(t, 90*time.Second, "run 2 running on "+again, func() bool {
+		_, err := os.Stat(filepath.Join(scratch, "resumed-2"))
+		return err == nil
+	})
+	if data, _ := os.ReadFile(filepath.Join(scratch, "ckpt", "state.txt")); string(data) != "step 9 of 10\n" {
+		t.Errorf("run 2 finds its checkpoint at %q: the rescued run 0 was restored over run 1's", data)
+	}
+	var run2 string
+	for _, line := range strings.Split(e.output(id), "\n") {
+		if strings.HasPrefix(line, "env uri=s3://") {
+			run2 = line // the last one: run 2's
+		}
+	}
+	if !strings.Contains(run2, "dir="+scratch) || !strings.Contains(run2, "rrun=0") {
+		t.Errorf("run 2 was told %q; want the rescued run 0 and its data in %s", run2, scratch)
 	}
 }
