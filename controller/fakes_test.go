@@ -94,6 +94,18 @@ func (q *fakeQueue) ChangeMessageVisibility(_ context.Context, in *sqs.ChangeMes
 	return &sqs.ChangeMessageVisibilityOutput{}, nil
 }
 
+func (q *fakeQueue) ChangeMessageVisibilityBatch(_ context.Context, in *sqs.ChangeMessageVisibilityBatchInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.visibility == nil {
+		q.visibility = map[string]int32{}
+	}
+	for _, e := range in.Entries {
+		q.visibility[aws.ToString(e.ReceiptHandle)] = e.VisibilityTimeout
+	}
+	return &sqs.ChangeMessageVisibilityBatchOutput{}, nil
+}
+
 func (q *fakeQueue) wasDeleted(receipt string) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -19,7 +20,18 @@ type Queue interface {
 	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
 	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
 	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
+	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
 }
+
+// While a batch is handled its messages are kept invisible: every
+// visibilityEvery their visibility is set to visibilityExtend from then. A
+// batch may take up to a minute and a half (a slow slurmctld, retries),
+// longer than the queue's 30 s: without this, SQS would hand the same
+// warnings to another receiver mid-handling.
+const (
+	visibilityEvery  = 10 * time.Second
+	visibilityExtend = 45 // seconds
+)
 
 // invalidRetry is how soon a message we cannot parse is received again, so
 // the queue's redrive policy moves it to the DLQ promptly, intact.
@@ -84,6 +96,7 @@ func (c *Controller) handle(ctx context.Context, msgs []sqstypes.Message, receiv
 			events, evMsgs = append(events, e), append(evMsgs, m)
 		}
 	}
+	defer c.keepInvisible(ctx, evMsgs)()
 	// The batch's warnings are handled together: one Slurm listing, one
 	// hold and one drain for all of them. Other events one by one.
 	var warnings []event.Event
@@ -111,6 +124,46 @@ func (c *Controller) handle(ctx context.Context, msgs []sqstypes.Message, receiv
 		}
 	}
 	c.delete(ctx, handled)
+}
+
+// keepInvisible extends the messages' visibility while they are handled,
+// until the returned stop is called.
+func (c *Controller) keepInvisible(ctx context.Context, msgs []sqstypes.Message) (stop func()) {
+	if len(msgs) == 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(visibilityEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				c.extendVisibility(ctx, msgs)
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+func (c *Controller) extendVisibility(ctx context.Context, msgs []sqstypes.Message) {
+	entries := make([]sqstypes.ChangeMessageVisibilityBatchRequestEntry, len(msgs))
+	for i, m := range msgs {
+		entries[i] = sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: visibilityExtend}
+	}
+	out, err := c.Queue.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(c.QueueURL), Entries: entries})
+	if err == nil && len(out.Failed) > 0 {
+		err = errors.New(aws.ToString(out.Failed[0].Message))
+	}
+	if err != nil {
+		c.Metrics.awsError("sqs", "ChangeMessageVisibilityBatch")
+		c.Log.Warn("cannot keep the messages being handled invisible; they may be delivered again", zap.Error(err))
+	}
 }
 
 // invalid counts a message we cannot parse and leaves it for the DLQ:

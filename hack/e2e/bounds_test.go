@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,5 +112,45 @@ func TestNewerRunIsNotRestoredOver(t *testing.T) {
 	}
 	if !strings.Contains(run2, "dir="+scratch) || !strings.Contains(run2, "rrun=0") {
 		t.Errorf("run 2 was told %q; want the rescued run 0 and its data in %s", run2, scratch)
+	}
+}
+
+// slowSlurm is a Slurm bin dir whose commands take delay each while the
+// returned file exists: a slurmctld under load.
+func (e *env) slowSlurm(delay time.Duration) (dir, slow string) {
+	e.t.Helper()
+	dir = e.t.TempDir()
+	slow = filepath.Join(dir, "slow")
+	real := filepath.Dir(strings.TrimSpace(e.Run(e.t, "which", "scontrol")))
+	for _, cmd := range []string{"squeue", "sinfo", "scontrol", "scancel"} {
+		script := fmt.Sprintf("#!/bin/sh\n[ -e %q ] && sleep %d\nexec %q \"$@\"\n", slow, int(delay.Seconds()), filepath.Join(real, cmd))
+		if err := os.WriteFile(filepath.Join(dir, cmd), []byte(script), 0o755); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return dir, slow
+}
+
+// A warning batch handled against a slow slurmctld takes longer than the
+// queue's 30 s visibility timeout; its messages are kept invisible while
+// they are handled, so SQS never hands the same warning to a second
+// receiver mid-handling (it once did, and the warning was handled twice).
+func TestSlowBatchIsNotDeliveredTwice(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit("")
+	bin, slow := e.slowSlurm(12 * time.Second)
+	c := e.startController("--slurm-bin-dir", bin)
+	os.WriteFile(slow, nil, 0o644)
+	start := time.Now()
+	e.send(warning(e.Instances[node], time.Now()))
+	e.record(id, 0, state.Dispatched, 90*time.Second)
+	t.Logf("the batch took %v to dispatch", time.Since(start).Round(time.Second))
+	os.Remove(slow)
+	e.record(id, 0, state.Done, 90*time.Second)
+	if n := c.metric(t, `spotrescue_events_received_total{kind="spot_interruption"}`); n != 1 {
+		t.Errorf("the warning was received %v times, want once", n)
+	}
+	if n := c.metric(t, `spotrescue_events_ignored_total{reason="duplicate"}`); n != 0 {
+		t.Errorf("%v duplicate deliveries", n)
 	}
 }
