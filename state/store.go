@@ -1,11 +1,14 @@
 package state
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -57,8 +60,16 @@ type item struct {
 	PK, SK, GSI1PK, GSI1SK string
 	ActivePK               string `dynamodbav:",omitempty"`
 	Fence                  int64  `dynamodbav:",omitempty"` // lease version of the last write
+	// NodesZ holds the nodes of a job with many, gzipped JSON, in place of
+	// Nodes: a DynamoDB item is at most 400 KB, and a node's entry takes
+	// about 150 bytes, so a job of some 2,000 nodes would not fit.
+	NodesZ []byte `dynamodbav:",omitempty"`
 	Record
 }
+
+// packNodesOver is the node count above which a record's nodes are
+// compressed: a job that small stays readable in the console.
+const packNodesOver = 64
 
 func toItem(r *Record, fence int64) (map[string]types.AttributeValue, error) {
 	it := item{
@@ -72,6 +83,13 @@ func toItem(r *Record, fence int64) (map[string]types.AttributeValue, error) {
 	if !r.Phase.Terminal() {
 		it.ActivePK = clusterPK(r.Cluster)
 	}
+	if len(r.Nodes) > packNodesOver {
+		z, err := packNodes(r.Nodes)
+		if err != nil {
+			return nil, fmt.Errorf("encode record %s: %w", r.Key, err)
+		}
+		it.NodesZ, it.Nodes = z, nil
+	}
 	av, err := attributevalue.MarshalMapWithOptions(it, func(o *attributevalue.EncoderOptions) { o.OmitEmptyTime = true })
 	if err != nil {
 		return nil, fmt.Errorf("encode record %s: %w", r.Key, err)
@@ -84,7 +102,41 @@ func fromItem(av map[string]types.AttributeValue) (*Record, error) {
 	if err := attributevalue.UnmarshalMap(av, &it); err != nil {
 		return nil, fmt.Errorf("decode record %v: %w", av[AttrPK], err)
 	}
+	if len(it.NodesZ) > 0 {
+		nodes, err := unpackNodes(it.NodesZ)
+		if err != nil {
+			return nil, fmt.Errorf("decode record %v: nodes: %w", av[AttrPK], err)
+		}
+		it.Nodes = nodes
+	}
 	return &it.Record, nil
+}
+
+func packNodes(nodes []Node) ([]byte, error) {
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	if err := json.NewEncoder(zw).Encode(nodes); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// maxNodesJSON bounds what unpacking a record's nodes may take (a
+// corrupted or hostile item must not exhaust memory): far above what
+// 400 KB of gzip holds for real node lists.
+const maxNodesJSON = 64 << 20
+
+func unpackNodes(z []byte) ([]Node, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(z))
+	if err != nil {
+		return nil, err
+	}
+	var nodes []Node
+	err = json.NewDecoder(io.LimitReader(zr, maxNodesJSON)).Decode(&nodes)
+	return nodes, err
 }
 
 // Create stores a new record at version 1; ErrExists if the key is taken.

@@ -34,6 +34,9 @@ type options struct {
 	keep        bool
 	cpuProfile  string
 	slowest     int
+	// nodeName is the replayed nodes' name before their number
+	// (ParallelCluster's <queue>-dy-<compute resource>-); burst-dy-c5- when "".
+	nodeName string
 }
 
 func main() {

@@ -85,8 +85,9 @@ func prepare(ctx context.Context, l *lab.Lab, ep *endpoints, o options, repo, bi
 	c.stateTbl = "burst-state-" + suffix
 	switch o.mode {
 	case "replay":
+		name := cmp.Or(o.nodeName, "burst-dy-c5-")
 		for i := 1; i <= o.n; i++ {
-			n := fmt.Sprintf("burst-dy-c5-%d", i)
+			n := fmt.Sprintf("%s%d", name, i)
 			c.nodes = append(c.nodes, n)
 			c.instances[n] = instanceID(i)
 		}
