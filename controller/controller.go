@@ -91,11 +91,14 @@ type Options struct {
 	// GiveUpAfter is how long after its deadline a record whose steps keep
 	// failing is closed (see abandon); 10 minutes when 0.
 	GiveUpAfter time.Duration
-	Workers     int    // records reconciled at once
-	Receivers   int    // concurrent SQS long polls
-	Document    string // SSM document, to recognise its status events
-	DryRun      bool
-	Policy      Policy
+	// SpoolRetention is how old plans and ended jobs' env files get before
+	// the controller removes them; 0 keeps them.
+	SpoolRetention time.Duration
+	Workers        int    // records reconciled at once
+	Receivers      int    // concurrent SQS long polls
+	Document       string // SSM document, to recognise its status events
+	DryRun         bool
+	Policy         Policy
 	// LeaseTTL turns on high availability: only the holder of the
 	// cluster's lease acts. 0 for a single controller without a lease.
 	LeaseTTL time.Duration
@@ -221,6 +224,7 @@ func (c *Controller) lead(ctx context.Context) error {
 	if c.Policy.PresyncEvery > 0 {
 		go c.presyncLoop(ctx)
 	}
+	go c.cleanLoop(ctx)
 	var recv sync.WaitGroup
 	for range max(c.Receivers, 1) {
 		recv.Add(1)

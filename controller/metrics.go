@@ -34,6 +34,7 @@ type Metrics struct {
 	awsDuration     *prometheus.HistogramVec
 	leader          prometheus.Gauge
 	overdue         atomic.Pointer[func() int]
+	spoolRemoved    *prometheus.CounterVec
 }
 
 // NewMetrics creates the series and registers them with reg.
@@ -88,6 +89,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.awsCalls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "spotrescue_aws_calls_total", Help: "AWS API calls made (each SDK call once, whatever its retries), by service and operation.",
 	}, []string{"service", "operation"})
+	m.spoolRemoved = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spotrescue_spool_removed_total", Help: "Files removed from the spool directory after controller.spool_retention, by kind (plan, env).",
+	}, []string{"kind"})
+	m.spoolRemoved.WithLabelValues("plan")
+	m.spoolRemoved.WithLabelValues("env")
 	m.leader = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "spotrescue_leader", Help: "1 while this controller holds the cluster's lease and acts, 0 while it stands by (with controller.lease_ttl).",
 	})
@@ -120,7 +126,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}
 		return 0
 	})
-	reg.MustRegister(overdue)
+	reg.MustRegister(overdue, m.spoolRemoved)
 	reg.MustRegister(m.events, m.ignoredEvents, m.invalidMessages, m.rescues, m.rescueDuration, m.rescuedBytes,
 		m.deadlineSlack, m.requeues, m.dispatchLatency, m.queueDepth, m.awsErrors, m.slurmErrors, m.stepErrors, m.awsCalls, m.slurmCalls, m.yields, m.awsDuration, m.leader)
 	return m

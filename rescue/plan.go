@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -167,22 +168,51 @@ func (l Layout) ReadPlan(id, instance string) (*Plan, error) {
 	return &p, nil
 }
 
-// RemovePlans deletes plan directories older than age.
-func (l Layout) RemovePlans(age time.Duration) error {
+// RemovePlans deletes plan directories older than age and says how many.
+func (l Layout) RemovePlans(age time.Duration) (int, error) {
 	entries, err := os.ReadDir(filepath.Join(l.Spool, "plans"))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return 0, nil
 	}
 	if err != nil {
-		return fmt.Errorf("clean plans: %w", err)
+		return 0, fmt.Errorf("clean plans: %w", err)
 	}
+	n := 0
 	for _, e := range entries {
 		info, err := e.Info()
-		if err == nil && e.IsDir() && ValidPlanID(e.Name()) && time.Since(info.ModTime()) > age {
-			_ = os.RemoveAll(l.planDir(e.Name()))
+		if err == nil && e.IsDir() && ValidPlanID(e.Name()) && time.Since(info.ModTime()) > age && os.RemoveAll(l.planDir(e.Name())) == nil {
+			n++
 		}
 	}
-	return nil
+	return n, nil
+}
+
+// OldEnvFiles lists the jobs whose env file is older than age.
+func (l Layout) OldEnvFiles(age time.Duration) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(l.Spool, "jobs"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list env files: %w", err)
+	}
+	var jobs []string
+	for _, e := range entries {
+		job, ok := strings.CutSuffix(e.Name(), ".env")
+		info, err := e.Info()
+		if ok && err == nil && info.Mode().IsRegular() && time.Since(info.ModTime()) > age {
+			jobs = append(jobs, job)
+		}
+	}
+	return jobs, nil
+}
+
+// RemoveJobEnv deletes a job's env file.
+func (l Layout) RemoveJobEnv(jobID string) error {
+	if strings.ContainsAny(jobID, "/\x00") || jobID == "" || jobID == "." || jobID == ".." {
+		return fmt.Errorf("remove env: %q is not a job id", jobID)
+	}
+	return os.Remove(l.EnvPath(jobID))
 }
 
 // writeFileAtomic writes data to a temporary file beside name and renames it

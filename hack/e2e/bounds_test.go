@@ -154,3 +154,36 @@ func TestSlowBatchIsNotDeliveredTwice(t *testing.T) {
 		t.Errorf("%v duplicate deliveries", n)
 	}
 }
+
+// The spool directory does not grow for ever: the controller removes plans
+// and env files older than controller.spool_retention, but never the env
+// file of a job Slurm still runs or may run again, however old.
+func TestSpoolIsCleaned(t *testing.T) {
+	e := setup(t)
+	running, _ := e.submit("")
+	spool := filepath.Join(e.Dir, "shared", "spotrescue")
+	month := time.Now().Add(-30 * 24 * time.Hour)
+	oldPlan := filepath.Join(spool, "plans", "0123456789abcdef")
+	os.MkdirAll(oldPlan, 0o700)
+	os.WriteFile(filepath.Join(oldPlan, "i-0c0ffee0000000001.json"), []byte("{}"), 0o600)
+	os.Chtimes(oldPlan, month, month)
+	gone, live := filepath.Join(spool, "jobs", "999991.env"), filepath.Join(spool, "jobs", running+".env")
+	for _, p := range []string{gone, live} {
+		os.WriteFile(p, []byte("SPOT_RESCUE_URI=s3://b/p/\n"), 0o444)
+		os.Chtimes(p, month, month)
+	}
+	t.Cleanup(func() { os.Remove(live); os.Remove(gone); os.RemoveAll(oldPlan) })
+	c := e.startController("--controller-spool-retention", "24h")
+	lab.Eventually(t, 30*time.Second, "the spool cleaned", func() bool {
+		return c.metric(t, `spotrescue_spool_removed_total{kind="env"}`) >= 1 && c.metric(t, `spotrescue_spool_removed_total{kind="plan"}`) >= 1
+	})
+	if _, err := os.Stat(gone); !os.IsNotExist(err) {
+		t.Errorf("the env file of a job Slurm no longer knows is still there: %v", err)
+	}
+	if _, err := os.Stat(oldPlan); !os.IsNotExist(err) {
+		t.Errorf("the month-old plan is still there: %v", err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("the env file of a running job was removed: %v", err)
+	}
+}

@@ -256,6 +256,10 @@ func runAgentRestore(ctx context.Context, cfg *config.Config, log *zap.Logger, e
 	if err != nil {
 		return err
 	}
+	// Bounded below Slurm's PrologEpilogTimeout: a Prolog that runs past it
+	// fails the node; one that gives up starts the job without its data.
+	ctx, cancel := context.WithTimeout(ctx, cfg.Restore.Timeout.Std())
+	defer cancel()
 	_, err = restoreJob(ctx, cfg, log, env, dir, saved)
 	return err
 }

@@ -109,6 +109,7 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) erro
 		ScratchTemplate: cfg.Scratch.PathTemplate,
 		Margin:          cfg.Deadline.SafetyMargin.Std(),
 		GiveUpAfter:     cfg.Deadline.GiveUpAfter.Std(),
+		SpoolRetention:  cfg.Controller.SpoolRetention.Std(),
 		Workers:         cfg.Controller.Workers,
 		Receivers:       cfg.Controller.Receivers,
 		Document:        cfg.SSM.Document,

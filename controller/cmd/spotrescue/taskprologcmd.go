@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -80,7 +79,7 @@ func restored(ctx context.Context, cfg *config.Config, env jobEnv, saved *rescue
 	if m := current(); m != nil {
 		return m
 	}
-	unlock, err := rescue.LockScratch(dir, restoreTimeout)
+	unlock, err := rescue.LockScratch(dir, cfg.Restore.Timeout.Std())
 	if err != nil {
 		return &rescue.Restored{Status: "failed"}
 	}
@@ -88,15 +87,14 @@ func restored(ctx context.Context, cfg *config.Config, env jobEnv, saved *rescue
 	if m := current(); m != nil {
 		return m // another task of the job restored it meanwhile
 	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Restore.Timeout.Std())
+	defer cancel()
 	m, err := restoreJob(ctx, cfg, log, env, dir, saved)
 	if err != nil {
 		return &rescue.Restored{Status: "failed"}
 	}
 	return m
 }
-
-// restoreTimeout bounds a restore and the wait for another task's.
-const restoreTimeout = 5 * time.Minute
 
 // worse returns the less complete of two statuses.
 func worse(a, b string) string {

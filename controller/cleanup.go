@@ -1,0 +1,82 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// The spool directory keeps one plan per dispatched agent and one env file
+// per rescued job. Neither is needed for ever: a plan once its agent has
+// run, an env file once its job is gone from Slurm. Left alone they pile
+// up on the cluster's shared file system; the cleaner removes those older
+// than controller.spool_retention, once at start and then every
+// cleanEvery.
+
+// cleanEvery is how often the spool is cleaned.
+const cleanEvery = time.Hour
+
+// cleanLoop cleans the spool now and every cleanEvery until ctx ends.
+func (c *Controller) cleanLoop(ctx context.Context) {
+	t := time.NewTicker(cleanEvery)
+	defer t.Stop()
+	for {
+		c.cleanSpool(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// cleanSpool removes old plans, and old env files of jobs Slurm no longer
+// knows or that have ended: a job that may still run again keeps its file
+// however old it is.
+func (c *Controller) cleanSpool(ctx context.Context) {
+	if c.SpoolRetention <= 0 || c.DryRun {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	log := c.Log.With(zap.String("spool", c.Layout.Spool))
+	plans, err := c.Layout.RemovePlans(c.SpoolRetention)
+	if err != nil {
+		log.Warn("cannot clean the spool's plans", zap.Error(err))
+	}
+	c.Metrics.spoolRemoved.WithLabelValues("plan").Add(float64(plans))
+	old, err := c.Layout.OldEnvFiles(c.SpoolRetention)
+	if err != nil || len(old) == 0 {
+		if err != nil {
+			log.Warn("cannot clean the spool's env files", zap.Error(err))
+		}
+		return
+	}
+	jobs, err := c.Slurm.Jobs(ctx)
+	if err != nil {
+		log.Warn("env files not cleaned: cannot list Slurm jobs", zap.Error(err))
+		return
+	}
+	live := map[string]bool{}
+	for _, j := range jobs {
+		if !j.Finished() {
+			live[j.ID] = true
+		}
+	}
+	envs := 0
+	for _, id := range old {
+		if live[id] {
+			continue
+		}
+		if err := c.Layout.RemoveJobEnv(id); err != nil {
+			log.Warn("cannot remove an env file", zap.String("job", id), zap.Error(err))
+			continue
+		}
+		envs++
+	}
+	c.Metrics.spoolRemoved.WithLabelValues("env").Add(float64(envs))
+	if plans+envs > 0 {
+		log.Info("spool cleaned", zap.Int("plans", plans), zap.Int("env_files", envs), zap.Duration("older_than", c.SpoolRetention))
+	}
+}
