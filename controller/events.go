@@ -413,7 +413,7 @@ func (c *Controller) unhold(ctx context.Context, log *zap.Logger, units []Unit, 
 		return
 	}
 	for _, u := range units {
-		r := &state.Record{Key: state.Key{JobID: u.Job.ID}, UserHeld: u.Job.HeldByUser()}
+		r := &state.Record{Key: state.Key{JobID: u.Job.ID}, UserHeld: u.Job.HeldByUser(), KeptHold: keptHold(u.Job)}
 		if err := c.releaseHold(ctx, log, r); err != nil {
 			log.Error("cannot release a hold after a failed warning; the redelivery will retry", zap.String("job", u.Job.ID), zap.Error(err))
 		}
@@ -453,8 +453,8 @@ func (c *Controller) newRecord(ctx context.Context, e event.Event, node string, 
 		Key: state.Key{Cluster: c.Cluster, JobID: j.ID, Run: j.Restarts}, Phase: state.Detected,
 		User: j.User, UID: j.UID, Name: j.Name, Display: j.Display, ArrayJobID: j.ArrayJobID, ArrayTaskID: j.ArrayTaskID,
 		Event: e.ID, EventTime: warned(e.Time, received), Deadline: warned(e.Time, received).Add(Reclaim - c.Margin), Drill: e.Drill,
-		UserHeld: j.HeldByUser(),
-		Times:    state.Times{Detected: received},
+		UserHeld: j.HeldByUser(), KeptHold: keptHold(j),
+		Times: state.Times{Detected: received},
 	}
 	if held {
 		rec.Phase, rec.Times.Held = state.Held, c.Now().UTC()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -27,8 +28,11 @@ func (c *Controller) requeue(ctx context.Context, rec *state.Record) error {
 		c.Metrics.slurmError("scontrol show job")
 		return err
 	}
+	if rec.KeptHold == "" && job.HeldBySlurm() {
+		rec.KeptHold = keptHold(job) // Slurm held it meanwhile (an admin hold now is ours)
+	}
 	if !job.Requeue {
-		rec.Requeue = "not requeued: the job was submitted with --no-requeue"
+		rec.Requeue = "not requeued: the job was submitted with --no-requeue" + keptNote(rec)
 		c.Metrics.requeues.WithLabelValues("not_requeueable").Inc()
 		if err := c.releaseHold(ctx, log, rec); err != nil {
 			return err
@@ -129,13 +133,41 @@ func (c *Controller) release(ctx context.Context, rec *state.Record) error {
 	if err := c.releaseHold(ctx, c.logFor(rec), rec); err != nil {
 		return err
 	}
+	if note := keptNote(rec); !strings.HasSuffix(rec.Requeue, note) {
+		rec.Requeue += note
+	}
 	return c.advance(ctx, rec, state.Done)
+}
+
+// keptHold says whose hold the job has that is not ours, or "".
+func keptHold(j *slurm.Job) string {
+	switch {
+	case j.HeldByAdmin():
+		return "an administrator held the job before the interruption"
+	case j.HeldBySlurm():
+		return fmt.Sprintf("Slurm held the job (%s)", j.Reason)
+	}
+	return ""
+}
+
+// keptNote is what the record's requeue says of a hold left in place.
+func keptNote(rec *state.Record) string {
+	if rec.KeptHold == "" {
+		return ""
+	}
+	return "; left held: " + rec.KeptHold
 }
 
 // releaseHold lifts our hold. `scontrol release` also lifts a user's own
 // hold (our admin hold replaced it), so a job its user had held gets that
-// hold back as a user hold the user can release.
+// hold back as a user hold the user can release. A job an administrator or
+// Slurm itself had held is not released at all: the release would lift
+// their hold too, and that is not ours to lift.
 func (c *Controller) releaseHold(ctx context.Context, log *zap.Logger, rec *state.Record) error {
+	if rec.KeptHold != "" {
+		log.Info("job left held: its hold was not only ours", zap.String("why", rec.KeptHold))
+		return nil
+	}
 	err := c.act(log, "release the job", func() error { return c.Slurm.Release(ctx, rec.JobID) })
 	if err != nil && !errors.Is(err, slurm.ErrNoJob) && !errors.Is(err, slurm.ErrFinished) {
 		c.Metrics.slurmError("scontrol release")

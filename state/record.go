@@ -99,7 +99,11 @@ type Record struct {
 	Deadline  time.Time // when the upload must be finished (event + 120 s - margin)
 	Drill     bool      // started by `spotrescue simulate`
 	UserHeld  bool      // the job was held by its user before we held it; keep that hold
-	Nodes     []Node    // every node of the job, interrupted or not
+	// KeptHold says whose hold the job had besides ours (an administrator's,
+	// or Slurm's own after MaxBatchRequeue failed launches): spotrescue
+	// then lifts nothing, as `scontrol release` would lift that hold too.
+	KeptHold string `dynamodbav:",omitempty"`
+	Nodes    []Node // every node of the job, interrupted or not
 
 	URI     string  // s3:// prefix of this run's rescued data
 	Outcome Outcome // what the upload achieved

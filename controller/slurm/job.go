@@ -109,6 +109,14 @@ func (j *Job) Completing() bool { return j.State == "COMPLETING" || j.hasFlag("C
 // replaces the reason, and a release lifts both: see Client.Release.
 func (j *Job) HeldByUser() bool { return j.Reason == "JobHeldUser" }
 
+// HeldByAdmin reports an administrator's hold (scontrol hold by root or
+// SlurmUser; spotrescue's own hold is one too).
+func (j *Job) HeldByAdmin() bool { return j.Reason == "JobHeldAdmin" }
+
+// HeldBySlurm reports a hold Slurm placed itself, such as
+// launch_failed_requeued_held after MaxBatchRequeue failed launches.
+func (j *Job) HeldBySlurm() bool { return j.Held() && !j.HeldByUser() && !j.HeldByAdmin() }
+
 // Held reports a user or administrator hold. The reason is JobHeldUser or
 // JobHeldAdmin, except in scontrol's text output, which shows the state
 // description instead when there is one (such as

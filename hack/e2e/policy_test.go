@@ -80,6 +80,28 @@ func TestUserHeldJobStaysUserHeld(t *testing.T) {
 	e.waitResumed(id, 60*time.Second)
 }
 
+// A job an administrator held before the warning is rescued and
+// requeued, and stays held: `scontrol release` would lift the
+// administrator's hold with ours (it once did), so spotrescue lifts
+// nothing, and the record says why.
+func TestAdminHeldJobStaysHeld(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit("")
+	e.Run(t, "scontrol", "hold", id)
+	e.startController()
+	e.send(warning(e.Instances[node], time.Now()))
+	rec := e.record(id, 0, state.Done, 60*time.Second)
+	if !strings.Contains(rec.Requeue, "left held: an administrator held the job") {
+		t.Errorf("record requeue %q does not say the job was left held", rec.Requeue)
+	}
+	lab.Eventually(t, 20*time.Second, "job pending", func() bool { return e.slurmJob(id).State == "PENDING" })
+	if j := e.slurmJob(id); j.Reason != "JobHeldAdmin" || j.Restarts != 1 {
+		t.Fatalf("reason %s restarts %d, want JobHeldAdmin and 1", j.Reason, j.Restarts)
+	}
+	e.Run(t, "scontrol", "release", id)
+	e.waitResumed(id, 60*time.Second)
+}
+
 // With fallback.after 2, a job interrupted twice is requeued into the
 // on-demand partition the second time, and the record says so.
 func TestFallbackToOnDemand(t *testing.T) {
