@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -250,4 +251,58 @@ func TestEnvFileOnlyRootCanWrite(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The Prolog's restore is bounded by restore.timeout, below Slurm's
+// PrologEpilogTimeout: against an S3 that never answers, the Prolog ends
+// in time, the job starts without its data, and the marker says failed.
+func TestPrologRestoreIsBounded(t *testing.T) {
+	s := newHookSite(t, "{job_id}")
+	alice := lab.User(t, lab.Alice)
+	ctx := context.Background()
+	src := filepath.Join(s.base, "node-a", "46")
+	os.MkdirAll(src, 0o700)
+	os.WriteFile(filepath.Join(src, "big.dat"), bytes.Repeat([]byte("x"), 1<<20), 0o600)
+	agent := &rescue.Agent{S3: s.l.S3(), Log: zap.NewNop(), Root: filepath.Join(s.base, "{node}")}
+	soon := time.Now().Add(time.Minute)
+	if r := agent.Rescue(ctx, &rescue.Plan{ID: "p46", Node: "node-a", Bucket: "spotrescue-lab",
+		Jobs: []rescue.PlanJob{{JobID: "46", Dir: src, Prefix: s.layout.NodePrefix("46", 0, "node-a")}}}, rescue.Deadlines{Soft: soon, Hard: soon})[0]; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if err := s.layout.WriteJobEnv("46", rescue.JobEnv{URI: s.layout.RunURI("46", 0), Status: "complete", Nodes: [][]string{{"node-a"}}}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(s.config, append(mustReadFile(t, s.config), []byte("restore:\n  timeout: 10s\n")...), 0o644)
+	// Every object read hangs for a minute.
+	req, _ := http.NewRequest(http.MethodPut, s.l.Env["LAB_FAULTPROXY_URL"]+"/_fault/rules", strings.NewReader(`[{"service":"s3","operation":"GetObject","latency":"60s"}]`))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("set faults: %v", err)
+	}
+	t.Cleanup(func() {
+		req, _ := http.NewRequest(http.MethodPut, s.l.Env["LAB_FAULTPROXY_URL"]+"/_fault/rules", strings.NewReader(`[]`))
+		http.DefaultClient.Do(req)
+	})
+	cmd := exec.Command(filepath.Join(s.l.Bin, "spotrescue"), "agent", "restore", "--config", s.config)
+	cmd.Env = append(s.slurmEnv("46", alice, 1), "AWS_ENDPOINT_URL="+s.l.Env["LAB_FAULTPROXY_URL"])
+	start := time.Now()
+	out, _ := cmd.CombinedOutput()
+	took := time.Since(start)
+	if took > 20*time.Second {
+		t.Errorf("the Prolog took %v with restore.timeout 10s", took.Round(time.Second))
+	}
+	if !strings.Contains(string(out), "restore failed") {
+		t.Errorf("the Prolog did not say the restore failed:\n%s", out)
+	}
+	if exports := s.taskProlog(t, "46", alice, 1); !strings.Contains(exports, "SPOT_RESCUE_STATUS=failed") {
+		t.Errorf("the job was not told its restore failed:\n%s", exports)
+	}
+}
+
+func mustReadFile(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
