@@ -6,7 +6,9 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 LAB_DIR ?= /tmp/spotrescue-lab
 export LAB_DIR
 
-.PHONY: all build test unit lab-test vet lab-up lab-down lab-env demo chaos bench-burst bench-burst-lab fmt clean
+.PHONY: all build deps test unit lab-test vet lab-up lab-down lab-env demo chaos bench-burst bench-burst-lab fmt clean
+GOBIN := $(shell $(GO) env GOPATH)/bin
+STATICCHECK ?= $(shell command -v staticcheck || echo $(GOBIN)/staticcheck)
 
 all: build
 
@@ -19,6 +21,12 @@ build:
 	$(GO) build -o bin/slurmreplay ./hack/slurmreplay
 	$(GO) build -o bin/hostile ./hack/hostile
 
+# deps installs what the tests need and this machine lacks (Debian's Slurm,
+# munge, Prometheus, systemd-analyze and shellcheck; AEMM and staticcheck
+# from the Go module proxy), and says what it installed.
+deps:
+	@hack/deps.sh test
+
 # The top level is fixed by DESIGN.md; a stray file (a binary built in the
 # wrong directory, a pid file) fails here instead of landing.
 TOP_LEVEL := .ci .gitignore LICENSE Makefile README.md controller deploy go.mod go.sum hack rescue state
@@ -28,6 +36,8 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags lab ./...
+	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags lab ./...
 
 unit:
 	$(GO) test -race -count=1 ./...
@@ -37,7 +47,7 @@ unit:
 lab-test: build
 	hack/lab/with-lab.sh $(GO) test -tags lab -count=1 -p 1 -timeout 20m ./...
 
-test: vet unit lab-test fuzz-short
+test: deps vet unit lab-test fuzz-short
 
 # fuzz runs every fuzz target of the parsers (events, Slurm output, config,
 # manifests) for FUZZTIME each; fuzz-short, part of test, for 5 s each. A
@@ -69,11 +79,12 @@ fuzz:
 fuzz-short:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
-# demo brings the lab up (if needed), interrupts a job and shows it resume.
+# demo brings the lab up (if needed), interrupts a job and shows it resume;
+# it resumes the node it interrupted, and takes down a lab it started unless
+# asked to keep it (KEEP_LAB=1 keeps it without asking).
 demo: build
-	hack/lab/up.sh
 	$(GO) build -o bin/demo ./hack/demo
-	source $(LAB_DIR)/lab.env && bin/demo
+	hack/lab/with-lab.sh --offer-to-keep bin/demo
 
 # bench compares the agent with `aws s3 sync` on the lab's S3 and rewrites
 # the generated section of hack/bench/BENCHMARKS.md (5-10 minutes; not part of test).
@@ -103,6 +114,13 @@ bench-burst-lab: build
 	hack/lab/down.sh
 	LAB_NODES=50 hack/lab/up.sh
 	source $(LAB_DIR)/lab.env && bin/burst -mode lab -n 50 -jobs-per-node 3; status=$$?; hack/lab/down.sh; exit $$status
+
+# release builds the tarballs a deployment starts from (README, "Deploying"):
+# make release VERSION=v1.2.3 writes bin/release/spotrescue-<version>-linux-{amd64,arm64}.tar.gz
+# and SHA256SUMS.
+.PHONY: release
+release:
+	@hack/release/release.sh
 
 lab-up: build
 	hack/lab/up.sh

@@ -488,7 +488,7 @@ func (c *Controller) collect(ctx context.Context, rec *state.Record) error {
 			c.Metrics.awsError("s3", "GetObject")
 			return fmt.Errorf("read manifest of node %s: %w", n.Name, err)
 		}
-		n.Complete, n.Bytes, n.Files = m.Complete, m.Bytes, int64(len(m.Files))
+		n.Complete, n.Bytes, n.Files = m.Complete, m.Bytes, int64(m.RegularFiles())
 		rec.Bytes += m.Bytes
 		rec.Files += n.Files
 		saved++

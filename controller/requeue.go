@@ -31,8 +31,8 @@ func (c *Controller) requeue(ctx context.Context, rec *state.Record) error {
 	if rec.KeptHold == "" && job.HeldBySlurm() {
 		rec.KeptHold = keptHold(job) // Slurm held it meanwhile (an admin hold now is ours)
 	}
-	if !job.Requeue {
-		rec.Requeue = "not requeued: the job was submitted with --no-requeue" + keptNote(rec)
+	if ok, why := Requeueable(job); !ok {
+		rec.Requeue = "not requeued: " + why + keptNote(rec)
 		c.Metrics.requeues.WithLabelValues("not_requeueable").Inc()
 		if err := c.releaseHold(ctx, log, rec); err != nil {
 			return err
@@ -137,6 +137,20 @@ func (c *Controller) release(ctx context.Context, rec *state.Record) error {
 		rec.Requeue += note
 	}
 	return c.advance(ctx, rec, state.Done)
+}
+
+// Requeueable says whether a rescued job is requeued, and why not: the one
+// rule that requeue and `spotrescue inspect` share. A job that ends is not
+// (see requeue); a job submitted with --no-requeue is rescued and released,
+// not requeued.
+func Requeueable(j *slurm.Job) (bool, string) {
+	switch {
+	case j.Finished():
+		return false, fmt.Sprintf("the job ended (%s)", j.State)
+	case !j.Requeue:
+		return false, "the job was submitted with --no-requeue"
+	}
+	return true, ""
 }
 
 // keptHold says whose hold the job has that is not ours, or "".

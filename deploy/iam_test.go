@@ -21,45 +21,40 @@ import (
 // to the IAM actions that authorize it. Operations that are not here fail
 // TestPoliciesCoverTheCode until someone maps them.
 var sdkToIAM = map[string][]string{
-	"sqs.ReceiveMessage":                {"sqs:ReceiveMessage"},
-	"sqs.DeleteMessage":                 {"sqs:DeleteMessage"},
-	"sqs.DeleteMessageBatch":            {"sqs:DeleteMessage"}, // batch calls are authorized as the single action
-	"sqs.ChangeMessageVisibility":       {"sqs:ChangeMessageVisibility"},
-	"sqs.ChangeMessageVisibilityBatch":  {"sqs:ChangeMessageVisibility"},
-	"sqs.SendMessage":                   {"sqs:SendMessage"},
-	"sqs.SendMessageBatch":              {"sqs:SendMessage"},
-	"sqs.GetQueueAttributes":            {"sqs:GetQueueAttributes"},
-	"sqs.GetQueueUrl":                   {"sqs:GetQueueUrl"},
-	"dynamodb.GetItem":                  {"dynamodb:GetItem"},
-	"dynamodb.PutItem":                  {"dynamodb:PutItem"},
-	"dynamodb.UpdateItem":               {"dynamodb:UpdateItem"},
-	"dynamodb.DeleteItem":               {"dynamodb:DeleteItem"},
-	"dynamodb.Query":                    {"dynamodb:Query"},
-	"dynamodb.Scan":                     {"dynamodb:Scan"},
-	"dynamodb.BatchGetItem":             {"dynamodb:BatchGetItem"},
-	"dynamodb.BatchWriteItem":           {"dynamodb:BatchWriteItem"},
-	"ssm.SendCommand":                   {"ssm:SendCommand"},
-	"ssm.GetCommandInvocation":          {"ssm:GetCommandInvocation"},
-	"ssm.ListCommandInvocations":        {"ssm:ListCommandInvocations"},
-	"ssm.ListCommands":                  {"ssm:ListCommands"},
-	"ssm.CancelCommand":                 {"ssm:CancelCommand"},
-	"s3.PutObject":                      {"s3:PutObject"},
-	"s3.CreateMultipartUpload":          {"s3:PutObject"}, // the multipart calls are authorized as s3:PutObject
-	"s3.UploadPart":                     {"s3:PutObject"},
-	"s3.CompleteMultipartUpload":        {"s3:PutObject"},
-	"s3.AbortMultipartUpload":           {"s3:AbortMultipartUpload"},
-	"s3.ListParts":                      {"s3:ListMultipartUploadParts"},
-	"s3.ListMultipartUploads":           {"s3:ListBucketMultipartUploads"},
-	"s3.GetObject":                      {"s3:GetObject"},
-	"s3.HeadObject":                     {"s3:GetObject"},
-	"s3.DeleteObject":                   {"s3:DeleteObject"},
-	"s3.DeleteObjects":                  {"s3:DeleteObject"}, // authorized per key
-	"s3.ListObjectsV2":                  {"s3:ListBucket"},
-	"transfermanager.UploadObject":      {"s3:PutObject", "s3:AbortMultipartUpload"},
-	"transfermanager.DownloadObject":    {"s3:GetObject"}, // ranged or part GETs
-	"transfermanager.GetObject":         {"s3:GetObject"}, // HeadObject + GETs
-	"transfermanager.UploadDirectory":   {"s3:PutObject", "s3:AbortMultipartUpload"},
-	"transfermanager.DownloadDirectory": {"s3:GetObject", "s3:ListBucket"},
+	"sqs.ReceiveMessage":               {"sqs:ReceiveMessage"},
+	"sqs.DeleteMessage":                {"sqs:DeleteMessage"},
+	"sqs.DeleteMessageBatch":           {"sqs:DeleteMessage"}, // batch calls are authorized as the single action
+	"sqs.ChangeMessageVisibility":      {"sqs:ChangeMessageVisibility"},
+	"sqs.ChangeMessageVisibilityBatch": {"sqs:ChangeMessageVisibility"},
+	"sqs.SendMessage":                  {"sqs:SendMessage"},
+	"sqs.SendMessageBatch":             {"sqs:SendMessage"},
+	"sqs.GetQueueAttributes":           {"sqs:GetQueueAttributes"},
+	"sqs.GetQueueUrl":                  {"sqs:GetQueueUrl"},
+	"dynamodb.GetItem":                 {"dynamodb:GetItem"},
+	"dynamodb.PutItem":                 {"dynamodb:PutItem"},
+	"dynamodb.UpdateItem":              {"dynamodb:UpdateItem"},
+	"dynamodb.DeleteItem":              {"dynamodb:DeleteItem"},
+	"dynamodb.Query":                   {"dynamodb:Query"},
+	"dynamodb.Scan":                    {"dynamodb:Scan"},
+	"dynamodb.BatchGetItem":            {"dynamodb:BatchGetItem"},
+	"dynamodb.BatchWriteItem":          {"dynamodb:BatchWriteItem"},
+	"ssm.SendCommand":                  {"ssm:SendCommand"},
+	"ssm.GetCommandInvocation":         {"ssm:GetCommandInvocation"},
+	"ssm.ListCommandInvocations":       {"ssm:ListCommandInvocations"},
+	"ssm.ListCommands":                 {"ssm:ListCommands"},
+	"ssm.CancelCommand":                {"ssm:CancelCommand"},
+	"s3.PutObject":                     {"s3:PutObject"},
+	"s3.CreateMultipartUpload":         {"s3:PutObject"}, // the multipart calls are authorized as s3:PutObject
+	"s3.UploadPart":                    {"s3:PutObject"},
+	"s3.CompleteMultipartUpload":       {"s3:PutObject"},
+	"s3.AbortMultipartUpload":          {"s3:AbortMultipartUpload"},
+	"s3.ListParts":                     {"s3:ListMultipartUploadParts"},
+	"s3.ListMultipartUploads":          {"s3:ListBucketMultipartUploads"},
+	"s3.GetObject":                     {"s3:GetObject"},
+	"s3.HeadObject":                    {"s3:GetObject"},
+	"s3.DeleteObject":                  {"s3:DeleteObject"},
+	"s3.DeleteObjects":                 {"s3:DeleteObject"}, // authorized per key
+	"s3.ListObjectsV2":                 {"s3:ListBucket"},
 }
 
 // Operations that only the lab and the tests use: production tables come
@@ -83,7 +78,7 @@ func roleOf(file string) string {
 }
 
 var (
-	sdkInput = regexp.MustCompile(`\b(sqs|dynamodb|ssm|s3|transfermanager)\.([A-Z][A-Za-z0-9]*)Input\b`)
+	sdkInput = regexp.MustCompile(`\b(sqs|dynamodb|ssm|s3)\.([A-Z][A-Za-z0-9]*)Input\b`)
 	// The item kinds of a TransactWriteItems, as dynamodb/types literals.
 	transactItem = regexp.MustCompile(`\b(?:types|ddbtypes|dynamodbtypes)\.(Put|Update|Delete|ConditionCheck)\{`)
 	sdkImport    = regexp.MustCompile(`"github\.com/aws/aws-sdk-go-v2/service/([a-z0-9]+)(/[a-z0-9/]+)?"`)

@@ -17,7 +17,7 @@ import (
 // (prometheus/rules_test.yml: each alert fires on its case, and not before).
 func TestAlertRules(t *testing.T) {
 	if _, err := exec.LookPath("promtool"); err != nil {
-		t.Fatal("promtool is missing: install the prometheus package (.ci/run does)")
+		t.Fatal("promtool is missing: install the prometheus package (make deps does)")
 	}
 	for _, args := range [][]string{{"check", "rules", "rules.yml"}, {"test", "rules", "rules_test.yml"}} {
 		cmd := exec.Command("promtool", args...)

@@ -29,9 +29,9 @@ const (
 func TestShellcheck(t *testing.T) {
 	sc, err := exec.LookPath("shellcheck")
 	if err != nil {
-		t.Fatal("shellcheck is missing: apt-get install shellcheck (.ci/run does)")
+		t.Fatal("shellcheck is missing: apt-get install shellcheck (make deps does)")
 	}
-	files := []string{installer, "slurm/prolog.sh", "slurm/taskprolog.sh"}
+	files := []string{installer, "slurm/prolog.sh", "slurm/taskprolog.sh", "../hack/deps.sh", "../hack/lab/up.sh", "../hack/lab/down.sh", "../hack/lab/with-lab.sh"}
 	out, err := exec.Command(sc, append([]string{"--severity=style"}, files...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("shellcheck %v: %v\n%s", files, err, out)

@@ -28,7 +28,7 @@ func render(t *testing.T, path string, values map[string]string) string {
 // The unit passes systemd-analyze verify without a single warning.
 func TestSystemdUnitVerifies(t *testing.T) {
 	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		t.Fatal("systemd-analyze is missing: install the systemd package (.ci/run does)")
+		t.Fatal("systemd-analyze is missing: install the systemd package (make deps does)")
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "spotrescue")

@@ -272,7 +272,7 @@ const lockWait = putGrace + 12*time.Second
 // whatever time is left, the jobs it left none for (it died).
 func (a *Agent) afterOthers(ctx context.Context, p *Plan, d Deadlines, idx []int, results []JobResult, log *zap.Logger) {
 	var held locks
-	defer held.unlock()
+	defer func() { held.unlock() }() // the locks taken below, not the empty set
 	var orphans []int
 	for _, i := range idx {
 		pj := p.Jobs[i]

@@ -177,6 +177,18 @@ func checkRelPath(p string) error {
 	return nil
 }
 
+// RegularFiles counts the files the manifest lists (not its directories
+// and symlinks): what a record calls the files saved.
+func (m *Manifest) RegularFiles() int {
+	n := 0
+	for _, f := range m.Files {
+		if f.Type == TypeFile {
+			n++
+		}
+	}
+	return n
+}
+
 // belongsTo checks that the manifest is the one a restore asked for: the
 // job's, of the rescued run, of the node whose data is wanted. Compute
 // nodes can write under the cluster's prefix, so a manifest at the right

@@ -130,11 +130,11 @@ func TestLabHoldReleaseUserHold(t *testing.T) {
 	l, c := labClient(t)
 	ctx := context.Background()
 	id := l.Sbatch(t, "-o", "/dev/null", "-J", "lab-uhold", "-H", "--wrap", "sleep 60")
-	j := waitJob(t, c, id, "held by its user", (*slurm.Job).HeldByUser)
+	waitJob(t, c, id, "held by its user", (*slurm.Job).HeldByUser)
 	if err := c.Hold(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	j = waitJob(t, c, id, "held", func(j *slurm.Job) bool { return j.Reason == "JobHeldAdmin" })
+	j := waitJob(t, c, id, "held", func(j *slurm.Job) bool { return j.Reason == "JobHeldAdmin" })
 	if j.HeldByUser() || !j.Held() || j.Priority != 0 {
 		t.Errorf("after Hold: %+v", j)
 	}

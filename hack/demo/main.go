@@ -36,7 +36,7 @@ if [ -z "${SPOT_RESCUE_URI:-}" ]; then
 else
   echo "resumed run $SLURM_RESTART_COUNT on $SLURMD_NODENAME"
   env | grep '^SPOT_RESCUE_' | sort
-  cd "$SPOT_RESCUE_DIR" && find . -type f ! -name .ready | sort | xargs sha256sum | sed 's/^/sum /'
+  cd "$SPOT_RESCUE_DIR" && find . -type f | sort | xargs sha256sum | sed 's/^/sum /'
   echo "continuing from $(cat progress.txt)"
 fi
 `
@@ -62,6 +62,15 @@ func run() error {
 		return err
 	}
 	defer stop()
+	var interrupted string
+	// ParallelCluster replaces a reclaimed node's instance and resumes the
+	// node; the lab's node never went away, so it is resumed here, whatever
+	// happens: the lab is left as the demo found it.
+	defer func() {
+		if interrupted != "" {
+			l.Command("scontrol", "update", "nodename="+interrupted, "state=resume").Run()
+		}
+	}()
 
 	say("Submitting a job that writes checkpoint files to its node's /scratch")
 	id, node, err := submit(l)
@@ -79,6 +88,7 @@ func run() error {
 	}
 
 	say("EC2 warns: Spot interruption for %s (%s) in 120 s", node, l.Instances[node])
+	interrupted = node
 	out, err := l.Command(filepath.Join(l.Bin, "spotrescue"), "simulate", "--node", node).CombinedOutput()
 	fmt.Print(string(out))
 	if err != nil {
@@ -91,6 +101,7 @@ func run() error {
 		return err
 	}
 	fmt.Printf("outcome %s: %d files, %d bytes saved to %s\n", rec.Outcome, rec.Files, rec.Bytes, rec.URI)
+	fmt.Printf("(the %d files listed above: three 3 MB checkpoints, progress.txt and the empty .ready marker)\n", len(before))
 	fmt.Printf("%s; warning to requeue took %s\n", rec.Requeue, rec.Times.Requeued.Sub(rec.Times.Detected).Round(time.Millisecond))
 
 	say("Slurm runs the job again on another node; its Prolog restores the data, its TaskProlog exports SPOT_RESCUE_*")
@@ -103,12 +114,7 @@ func run() error {
 			fmt.Println("  " + line)
 		}
 	}
-	if err := compare(before, output); err != nil {
-		return err
-	}
-	// ParallelCluster replaces a reclaimed node's instance and resumes the
-	// node; the lab's node never went away, so resume it by hand.
-	return l.Command("scontrol", "update", "nodename="+node, "state=resume").Run()
+	return compare(before, output)
 }
 
 func startController(l *lab.Lab) (func(), error) {
@@ -206,15 +212,15 @@ func compare(before map[string]string, output string) error {
 			return fmt.Errorf("%s differs after the restore", p)
 		}
 	}
-	say("All %d files are byte-identical on the new node: the job resumed instead of restarting", len(before))
-	fmt.Println("Try `spotrescue simulate --node <node>` yourself (eval \"$(make -s lab-env)\"), and `make lab-down` when done.")
+	say("All %d files saved are byte-identical on the new node: the job resumed instead of restarting", len(before))
+
 	return nil
 }
 
 func checksums(dir string) (map[string]string, error) {
 	out := map[string]string{}
 	err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-		if err != nil || !info.Mode().IsRegular() || info.Name() == ".ready" {
+		if err != nil || !info.Mode().IsRegular() {
 			return err
 		}
 		b, err := os.ReadFile(p)

@@ -67,10 +67,34 @@ func setup(t *testing.T) *env {
 	e.createQueues(name)
 	e.routeSSMEvents(e.queueURL)
 	t.Cleanup(func() { e.routeSSMEvents(l.QueueURL) })
-	t.Cleanup(func() {
-		_ = l.Command("scontrol", "update", "nodename=compute-[1-"+fmt.Sprint(len(l.Instances))+"]", "state=resume").Run()
-	})
+	e.resumeNodes()
+	t.Cleanup(e.resumeNodes)
 	return e
+}
+
+// resumeNodes brings every lab node back into service and waits until
+// Slurm schedules on all of them: whatever ran before (a demo, a test that
+// drained a node and failed) must not decide where this test's jobs go.
+func (e *env) resumeNodes() {
+	all := "compute-[1-" + fmt.Sprint(len(e.Instances)) + "]"
+	_ = e.Command("scontrol", "update", "nodename="+all, "state=resume").Run()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err := e.Command("sinfo", "-h", "-N", "-n", all, "-o", "%N %t").Output()
+		usable := map[string]bool{} // a node of two partitions is listed twice
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if f := strings.Fields(line); len(f) == 2 && (f[1] == "idle" || f[1] == "mix" || f[1] == "alloc") {
+				usable[f[0]] = true
+			}
+		}
+		if err == nil && len(usable) == len(e.Instances) {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("lab nodes not back in service after 60 s:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // controller is a running `spotrescue controller` process.

@@ -38,7 +38,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: hostile swap|churn|symlink|mkdir|write|open-write|flock ...")
+		return fmt.Errorf("usage: hostile swap|churn|symlink|mkdir|write|open-write|flock <args>")
 	}
 	need := map[string]int{"swap": 2, "churn": 3, "symlink": 2, "mkdir": 1, "write": 2, "open-write": 1, "flock": 1}
 	if n, ok := need[args[0]]; !ok || len(args)-1 != n {

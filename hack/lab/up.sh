@@ -41,25 +41,6 @@ start() {
 	echo $! >"$pidfile"
 }
 
-install_packages() {
-	local missing=()
-	for c in slurmctld slurmd munged sbatch; do
-		command -v "$c" >/dev/null || missing+=("$c")
-	done
-	((${#missing[@]} == 0)) && return 0
-	[[ $(id -u) == 0 ]] || die "missing ${missing[*]}; run as root or: apt-get install slurmctld slurmd slurm-client munge"
-	log "installing Slurm and munge from Debian"
-	apt-get update -qq -o DPkg::Lock::Timeout=120
-	apt-get install -y -qq -o DPkg::Lock::Timeout=120 --no-install-recommends slurmctld slurmd slurm-client munge >/dev/null
-}
-
-install_aemm() {
-	command -v ec2-metadata-mock >/dev/null && return 0
-	[[ -x $(go env GOPATH)/bin/ec2-metadata-mock ]] && return 0
-	log "installing AEMM"
-	GOFLAGS=-mod=mod go install github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@v1.13.0
-}
-
 render() { # template output: fill in the @TOKENS@
 	sed -e "s#@LAB@#$LAB#g" -e "s#@CTLD_PORT@#$CTLD_PORT#g" \
 		-e "s#@SPOTRESCUE_BIN@#$BIN/spotrescue#g" -e "s#@SPOTRESCUE_CONFIG@#$LAB/etc/spotrescue.yaml#g" \
@@ -225,8 +206,7 @@ write_instances() {
 }
 
 [[ -x $BIN/spotrescue && -x $BIN/ssmlocal && -x $BIN/labinit && -x $BIN/faultproxy && -x $BIN/hostile ]] || die "build first: make build (looked in $BIN)"
-install_packages
-install_aemm
+"$repo/hack/deps.sh" lab
 lab_users
 layout
 start_munge

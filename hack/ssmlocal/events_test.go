@@ -51,10 +51,10 @@ func TestStatusChangeEventsPublished(t *testing.T) {
 	l := newLab(t, withPublisher(pub))
 	ok := l.shell("", "true", inst2)
 	l.waitTerminal(ok, inst2)
-	bodies := waitEvents(t, pub, 2)
+	waitEvents(t, pub, 2)
 	failed := l.shell("", "exit 1", inst2)
 	l.waitTerminal(failed, inst2)
-	bodies = waitEvents(t, pub, 4)
+	bodies := waitEvents(t, pub, 4)
 
 	if got := eventStatuses(t, bodies); strings.Join(got, ",") != "InProgress,Success,InProgress,Failed" {
 		t.Errorf("event statuses %v", got)

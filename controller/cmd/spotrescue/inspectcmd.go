@@ -39,6 +39,10 @@ type inspectedJob struct {
 	State   string          `json:"state"`
 	Run     int             `json:"run"`
 	Nodes   []inspectedNode `json:"nodes"`
+	// Requeue says whether the rescued job would then be requeued; Why
+	// says why not, or what hold it keeps.
+	Requeue bool   `json:"requeue"`
+	Why     string `json:"requeue_note,omitempty"`
 }
 
 type inspectedNode struct {
@@ -160,6 +164,13 @@ func (in *inspection) fromSlurm(ctx context.Context, sc *slurm.Client, cfg *conf
 	}
 	for _, u := range units {
 		j := inspectedJob{Job: u.Job.ID, Display: u.Job.Display, User: u.Job.User, State: u.Job.State, Run: u.Job.Restarts}
+		j.Requeue, j.Why = controller.Requeueable(u.Job)
+		switch {
+		case u.Job.HeldByUser():
+			j.Why = "its user's hold is kept"
+		case u.Job.HeldByAdmin() || u.Job.HeldBySlurm():
+			j.Why = "left held: not only ours to lift (" + u.Job.Reason + ")"
+		}
 		for _, n := range u.Nodes {
 			dir, err := rescue.ScratchDir(cfg.Scratch.PathTemplate, rescue.NewScratchVars(u.Job.ID, u.Job.User, u.Job.ArrayJobID, u.Job.ArrayTaskID, n.Name))
 			if err != nil {
@@ -182,14 +193,21 @@ func (in *inspection) table(w io.Writer) error {
 		inst = "unknown (" + in.InstanceError + ")"
 	}
 	fmt.Fprintf(tw, "node\t%s\ninstance\t%s\nstate\t%s\ndrained\t%t\nslurm\t%s\n\n", in.Node, inst, in.State, in.Drained, in.Slurm)
-	fmt.Fprintln(tw, "RESCUE\tJOB\tUSER\tSTATE\tRUN\tNODE\tSCRATCH\tS3 PREFIX")
+	fmt.Fprintln(tw, "RESCUE\tREQUEUE\tJOB\tUSER\tSTATE\tRUN\tNODE\tSCRATCH\tS3 PREFIX")
 	for _, j := range in.Rescue {
+		requeue := "yes"
+		switch {
+		case !j.Requeue:
+			requeue = "no: " + j.Why
+		case j.Why != "":
+			requeue = "yes, " + j.Why
+		}
 		for _, n := range j.Nodes {
-			fmt.Fprintf(tw, "yes\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", j.Display, j.User, j.State, j.Run, n.Node, n.Scratch, n.Prefix)
+			fmt.Fprintf(tw, "yes\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", requeue, j.Display, j.User, j.State, j.Run, n.Node, n.Scratch, n.Prefix)
 		}
 	}
 	for _, s := range in.Skip {
-		fmt.Fprintf(tw, "no\t%s\t%s\t%s\t\t\t%s\t\n", s.Job, s.User, s.State, s.Reason)
+		fmt.Fprintf(tw, "no\t\t%s\t%s\t%s\t\t\t%s\t\n", s.Job, s.User, s.State, s.Reason)
 	}
 	return tw.Flush()
 }

@@ -149,3 +149,62 @@ func TestInspectShowsScratchAndPrefix(t *testing.T) {
 		t.Fatalf("table: %v\n%s", err, out)
 	}
 }
+
+// Per job, inspect says whether it would be requeued after its rescue, and
+// why not (once a --no-requeue job was listed under RESCUE with nothing
+// saying it would stay down), in the table and in JSON: the rule is the
+// controller's own (controller.Requeueable).
+func TestInspectSaysWhetherJobsAreRequeued(t *testing.T) {
+	bin := replayBin(t)
+	type want struct {
+		requeue bool
+		note    string
+	}
+	check := func(version, recorded, node string, jobs map[string]want) {
+		t.Helper()
+		dir := fixtures(t, version, recorded, node)
+		t.Setenv("SLURMREPLAY_DIR", dir)
+		t.Setenv(config.EnvConfigPath, "")
+		out, err := runCLI(t, "inspect", "node", node, "-o", "json", "--cluster", "hpc", "--bucket", "b-1", "--slurm-bin-dir", bin)
+		if err != nil {
+			t.Fatalf("%s %s: %v", version, node, err)
+		}
+		var in struct {
+			Rescue []struct {
+				Display string
+				Requeue bool
+				Note    string `json:"requeue_note"`
+			}
+		}
+		json.Unmarshal([]byte(out), &in)
+		for _, r := range in.Rescue {
+			w, ok := jobs[r.Display]
+			if !ok {
+				continue
+			}
+			delete(jobs, r.Display)
+			if r.Requeue != w.requeue || !strings.Contains(r.Note, w.note) {
+				t.Errorf("%s %s job %s: requeue %v %q, want %v %q", version, node, r.Display, r.Requeue, r.Note, w.requeue, w.note)
+			}
+		}
+		for job := range jobs {
+			t.Errorf("%s %s: job %s not listed to rescue", version, node, job)
+		}
+		table, _ := runCLI(t, "inspect", "node", node, "--cluster", "hpc", "--bucket", "b-1", "--slurm-bin-dir", bin)
+		if !strings.Contains(table, "REQUEUE") {
+			t.Errorf("%s %s: the table has no REQUEUE column:\n%s", version, node, table)
+		}
+	}
+	for _, v := range []string{"23.11", "24.05"} {
+		check(v, "queue1-dy-c5xlarge-1", "queue1-dy-c5xlarge-9", map[string]want{"135": {false, "--no-requeue"}})
+		check(v, "queue1-dy-c5xlarge-1", "queue1-dy-c5xlarge-11", map[string]want{"139": {true, "left held"}})
+		check(v, "queue1-dy-c5xlarge-1", "queue1-dy-c5xlarge-1", map[string]want{"125": {true, ""}})
+	}
+	check("22.05", "compute-1", "compute-3", map[string]want{"9": {false, "--no-requeue"}})
+	dir := fixtures(t, "23.11", "queue1-dy-c5xlarge-1", "queue1-dy-c5xlarge-9")
+	t.Setenv("SLURMREPLAY_DIR", dir)
+	table, err := runCLI(t, "inspect", "node", "queue1-dy-c5xlarge-9", "--cluster", "hpc", "--bucket", "b-1", "--slurm-bin-dir", bin)
+	if err != nil || !strings.Contains(table, "no: the job was submitted with --no-requeue") {
+		t.Errorf("table: %v\n%s", err, table)
+	}
+}

@@ -16,7 +16,6 @@ import (
 type globals struct {
 	configFile string
 	logLevel   string
-	root       *cobra.Command
 }
 
 func newRootCommand() *cobra.Command {
