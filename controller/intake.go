@@ -23,11 +23,12 @@ type Queue interface {
 	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
 }
 
-// While a batch is handled its messages are kept invisible: every
-// visibilityEvery their visibility is set to visibilityExtend from then. A
-// batch may take up to a minute and a half (a slow slurmctld, retries),
-// longer than the queue's 30 s: without this, SQS would hand the same
-// warnings to another receiver mid-handling.
+// While a batch is handled its messages are kept invisible: at once, then
+// every visibilityEvery, their visibility is set to visibilityExtend from
+// then. A batch may take up to a minute and a half (a slow slurmctld,
+// retries), longer than the queue's 30 s: without this, SQS would hand the
+// same warnings to another receiver mid-handling. The first extension is
+// immediate so that a queue with a shorter timeout is covered too.
 const (
 	visibilityEvery  = 10 * time.Second
 	visibilityExtend = 45 // seconds
@@ -137,6 +138,7 @@ func (c *Controller) keepInvisible(ctx context.Context, msgs []sqstypes.Message)
 	wg.Go(func() {
 		t := time.NewTicker(visibilityEvery)
 		defer t.Stop()
+		c.extendVisibility(ctx, msgs)
 		for {
 			select {
 			case <-done:

@@ -46,6 +46,10 @@ func (c *Controller) Reconcile(ctx context.Context, key string) (time.Duration, 
 		}
 		if err != nil {
 			c.recordError(ctx, k, before, err)
+			// The backoff grows to 30 s; the bound is not to be missed by that.
+			if bound := rec.Deadline.Add(c.giveUpAfter()).Sub(c.Now()); bound > 0 && bound < 30*time.Second {
+				return bound + time.Millisecond, nil
+			}
 			return 0, err
 		}
 		if wait > 0 {
