@@ -21,7 +21,9 @@ esac
 
 missing=()
 for pkg in "${packages[@]}"; do
-	dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+	# Installed, not merely known: a removed package keeps its conffiles
+	# and a dpkg status entry ("deinstall ok config-files").
+	[[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) == installed ]] || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
 	[[ $(id -u) == 0 ]] || die "missing Debian packages ${missing[*]}; run as root, or: apt-get install --no-install-recommends ${missing[*]}"
