@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/spotrescue/spotrescue/rescue"
 )
 
 // The spool directory keeps one plan per dispatched agent and one env file
@@ -14,15 +16,25 @@ import (
 // than controller.spool_retention, once at start and then every
 // cleanEvery.
 
+// cleaner removes the spool's old files.
+type cleaner struct {
+	layout    rescue.Layout
+	retention time.Duration // controller.spool_retention; 0 keeps everything
+	dryRun    bool
+	slurm     Slurm
+	log       *zap.Logger
+	metrics   *Metrics
+}
+
 // cleanEvery is how often the spool is cleaned.
 const cleanEvery = time.Hour
 
 // cleanLoop cleans the spool now and every cleanEvery until ctx ends.
-func (c *Controller) cleanLoop(ctx context.Context) {
+func (cl *cleaner) loop(ctx context.Context) {
 	t := time.NewTicker(cleanEvery)
 	defer t.Stop()
 	for {
-		c.cleanSpool(ctx)
+		cl.clean(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -34,26 +46,26 @@ func (c *Controller) cleanLoop(ctx context.Context) {
 // cleanSpool removes old plans, and old env files of jobs Slurm no longer
 // knows or that have ended: a job that may still run again keeps its file
 // however old it is.
-func (c *Controller) cleanSpool(ctx context.Context) {
-	if c.SpoolRetention <= 0 || c.DryRun {
+func (cl *cleaner) clean(ctx context.Context) {
+	if cl.retention <= 0 || cl.dryRun {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	log := c.Log.With(zap.String("spool", c.Layout.Spool))
-	plans, err := c.Layout.RemovePlans(c.SpoolRetention)
+	log := cl.log.With(zap.String("spool", cl.layout.Spool))
+	plans, err := cl.layout.RemovePlans(cl.retention)
 	if err != nil {
 		log.Warn("cannot clean the spool's plans", zap.Error(err))
 	}
-	c.Metrics.spoolRemoved.WithLabelValues("plan").Add(float64(plans))
-	old, err := c.Layout.OldEnvFiles(c.SpoolRetention)
+	cl.metrics.spoolRemoved.WithLabelValues("plan").Add(float64(plans))
+	old, err := cl.layout.OldEnvFiles(cl.retention)
 	if err != nil || len(old) == 0 {
 		if err != nil {
 			log.Warn("cannot clean the spool's env files", zap.Error(err))
 		}
 		return
 	}
-	jobs, err := c.Slurm.Jobs(ctx)
+	jobs, err := cl.slurm.Jobs(ctx)
 	if err != nil {
 		log.Warn("env files not cleaned: cannot list Slurm jobs", zap.Error(err))
 		return
@@ -69,14 +81,14 @@ func (c *Controller) cleanSpool(ctx context.Context) {
 		if live[id] {
 			continue
 		}
-		if err := c.Layout.RemoveJobEnv(id); err != nil {
+		if err := cl.layout.RemoveJobEnv(id); err != nil {
 			log.Warn("cannot remove an env file", zap.String("job", id), zap.Error(err))
 			continue
 		}
 		envs++
 	}
-	c.Metrics.spoolRemoved.WithLabelValues("env").Add(float64(envs))
+	cl.metrics.spoolRemoved.WithLabelValues("env").Add(float64(envs))
 	if plans+envs > 0 {
-		log.Info("spool cleaned", zap.Int("plans", plans), zap.Int("env_files", envs), zap.Duration("older_than", c.SpoolRetention))
+		log.Info("spool cleaned", zap.Int("plans", plans), zap.Int("env_files", envs), zap.Duration("older_than", cl.retention))
 	}
 }

@@ -1,16 +1,21 @@
 // Package controller is the spotrescue daemon on the head node.
 //
 // It works like a Kubernetes controller. DynamoDB records (package state)
-// are the objects; SQS messages are watch notifications. Read it top-down:
+// are the objects; SQS messages are watch notifications. Read it top-down
+// (ARCHITECTURE.md says which goroutine runs what and which lock guards
+// what):
 //
-//   - intake.go receives EventBridge messages and hands each to its handler;
-//   - events.go holds the jobs of a batch of interruption warnings, drains
-//     their nodes, dispatches their agents and writes one record per job,
-//     and turns other events into notes on those records;
-//   - reconcile.go moves one record toward Done, one idempotent step at a
-//     time: hold and drain (if the intake could not), dispatch (if the
-//     intake did not), track the upload, then
-//   - requeue.go writes the env file and AdminComment, requeues and releases.
+//   - controller.go wires the parts and runs the work queue: Run, then
+//     runWorker -> processNextWorkItem -> Reconcile for each record;
+//   - intake.go receives EventBridge messages; warnings.go turns a batch of
+//     interruption warnings into records, taking the first steps for all of
+//     them at once; events.go turns the other events into notes on records;
+//   - reconcile.go moves one record toward Done, one step at a time, with
+//     the steps of steps.go (hold), dispatch.go, track.go and requeue.go:
+//     the same steps the intake takes, one implementation each;
+//   - records.go keeps the records this controller wrote (its cache) and
+//     writes them; commands.go tracks the SSM commands records wait on;
+//     presync.go copies data ahead of warnings; cleanup.go empties the spool.
 //
 // Every step is written to DynamoDB before the next starts, so a controller
 // killed at any point lists the unfinished records on start and carries on.
@@ -20,7 +25,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,38 +109,6 @@ type Options struct {
 	Holder   string // this controller's name in the lease (host:pid)
 }
 
-// Policy holds the operator's choices about jobs.
-type Policy struct {
-	States            []string      // job states that are rescued; empty means RUNNING, COMPLETING, SUSPENDED
-	Signal            string        // sent with scancel --signal before the upload; "" for none
-	Grace             time.Duration // time the job gets to checkpoint after Signal
-	FallbackAfter     int           // interruptions of one job before it moves to FallbackPartition; 0 for never
-	FallbackPartition string
-	Presync           bool          // copy a node's jobs' scratch on a Rebalance Recommendation
-	PresyncEvery      time.Duration // and every node's this often; 0 for never
-}
-
-var defaultStates = []string{"RUNNING", "COMPLETING", "SUSPENDED"}
-
-// skipReason says why the policy does not rescue j, or "" if it does.
-// Interactive jobs are left alone: their processes live with the user's
-// session, and nothing could resume them.
-func (p Policy) skipReason(j *slurm.Job) string {
-	states := p.States
-	if len(states) == 0 {
-		states = defaultStates
-	}
-	if !j.Batch {
-		return "interactive job (not submitted with sbatch)"
-	}
-	for _, s := range states {
-		if j.State == s || slices.Contains(j.Flags, s) {
-			return ""
-		}
-	}
-	return fmt.Sprintf("state %s is not in rescue.states", j.State)
-}
-
 // Deps are the controller's connections to the world.
 type Deps struct {
 	Queue      Queue
@@ -151,25 +123,25 @@ type Deps struct {
 	Now        func() time.Time
 }
 
-// Controller is the daemon.
+// Controller is the daemon: the parts below, a work queue of record keys,
+// and the workers that reconcile them.
 type Controller struct {
-	Options
-	Deps
-	queue workqueue.TypedRateLimitingInterface[string]
+	opts    Options
+	lease   Lease
+	log     *zap.Logger
+	metrics *Metrics
+	now     func() time.Time
 
-	mu       sync.Mutex
-	commands map[string]*watch // SSM command id -> who waits on it
-	cache    map[string]*state.Record
-	presyncs map[string]string // instance -> pre-sync command that may still run
-	ready    bool
-	standby  bool        // waiting for another controller's lease
-	deposed  atomic.Bool // the lease was lost: act no more
-	lastPoll time.Time   // when a receive last returned, for liveness
-	intake   struct {
-		inFlight      int                  // batches of warnings being handled
-		fullReceivers int                  // receivers whose last batch was full
-		yielded       map[string]time.Time // record key -> when it first stepped aside
-	}
+	queue    workqueue.TypedRateLimitingInterface[string] // record keys to reconcile
+	records  *records                                     // the records: cache and writes
+	steps    *steps                                       // the phase steps
+	commands *commands                                    // SSM commands records wait on
+	intake   *intake                                      // SQS messages in
+	load     *intakeLoad                                  // whether warnings are arriving
+	presync  *presyncer                                   // copies ahead of warnings
+	cleaner  *cleaner                                     // the spool's old files
+	health   *health                                      // liveness and readiness
+	deposed  atomic.Bool                                  // the lease was lost: act no more
 }
 
 // New returns a controller; Run starts it.
@@ -177,21 +149,41 @@ func New(o Options, d Deps) *Controller {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if o.GiveUpAfter <= 0 {
+		o.GiveUpAfter = 10 * time.Minute
+	}
 	limiter := workqueue.NewTypedMaxOfRateLimiter(
 		workqueue.NewTypedItemExponentialFailureRateLimiter[string](500*time.Millisecond, 30*time.Second),
 		&workqueue.TypedBucketRateLimiter[string]{Limiter: rate.NewLimiter(rate.Limit(200), 1000)},
 	)
 	c := &Controller{
-		Options:  o,
-		Deps:     d,
+		opts: o, lease: d.Lease, log: d.Log, metrics: d.Metrics, now: d.Now,
 		queue:    workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{Name: "rescues"}),
-		commands: map[string]*watch{},
-		cache:    map[string]*state.Record{},
-		presyncs: map[string]string{},
+		records:  &records{store: d.Store, log: d.Log, now: d.Now, cache: map[string]*state.Record{}},
+		commands: &commands{now: d.Now, watches: map[string]*watch{}},
+		load:     &intakeLoad{now: d.Now, metrics: d.Metrics, yielded: map[string]time.Time{}},
+		health:   &health{now: d.Now},
 	}
-	c.intake.yielded = map[string]time.Time{}
+	act := actor{dryRun: o.DryRun, log: d.Log}
+	c.presync = &presyncer{
+		policy: o.Policy, plans: planner{layout: o.Layout, template: o.ScratchTemplate},
+		slurm: d.Slurm, nodes: d.Nodes, dispatcher: d.Dispatcher, records: c.records,
+		log: d.Log, metrics: d.Metrics, now: d.Now, running: map[string]string{},
+	}
+	c.steps = &steps{
+		opts: o, act: act, plans: planner{layout: o.Layout, template: o.ScratchTemplate},
+		slurm: d.Slurm, dispatcher: d.Dispatcher, manifests: d.Manifests,
+		records: c.records, commands: c.commands, presync: c.presync,
+		wake: c.enqueueKey, log: d.Log, metrics: d.Metrics, now: d.Now,
+	}
+	c.intake = &intake{
+		opts: o, queue: d.Queue, slurm: d.Slurm, nodes: d.Nodes,
+		records: c.records, steps: c.steps, commands: c.commands, presync: c.presync, load: c.load, health: c.health,
+		enqueue: c.enqueue, deposed: &c.deposed, log: d.Log, metrics: d.Metrics, now: d.Now,
+	}
+	c.cleaner = &cleaner{layout: o.Layout, retention: o.SpoolRetention, dryRun: o.DryRun, slurm: d.Slurm, log: d.Log, metrics: d.Metrics}
 	if d.Metrics != nil {
-		d.Metrics.countOverdue(c.overdueRecords)
+		d.Metrics.countOverdue(func() int { return c.records.count(c.overdue) })
 	}
 	return c
 }
@@ -201,65 +193,62 @@ func New(o Options, d Deps) *Controller {
 // for the next start. With a lease it first waits to hold it, and returns
 // ErrLeaseLost if another controller takes it over.
 func (c *Controller) Run(ctx context.Context) error {
-	if c.LeaseTTL > 0 && c.Lease != nil {
+	if c.opts.LeaseTTL > 0 && c.lease != nil {
 		return c.runWithLease(ctx)
 	}
 	return c.lead(ctx)
 }
 
-// lead is Run for the controller that acts.
+// lead is Run for the controller that acts: the workers, the receivers and
+// the timers, until ctx ends.
 func (c *Controller) lead(ctx context.Context) error {
 	if err := c.resume(ctx); err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
-	for range max(c.Workers, 1) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for c.next() {
-			}
-		}()
+	var workers sync.WaitGroup
+	for range max(c.opts.Workers, 1) {
+		workers.Go(c.runWorker)
 	}
-	if c.Policy.PresyncEvery > 0 {
-		go c.presyncLoop(ctx)
+	if c.opts.Policy.PresyncEvery > 0 {
+		go c.presync.loop(ctx, c.opts.Policy.PresyncEvery)
 	}
-	go c.cleanLoop(ctx)
-	var recv sync.WaitGroup
-	for range max(c.Receivers, 1) {
-		recv.Add(1)
-		go func() {
-			defer recv.Done()
-			c.receive(ctx)
-		}()
+	go c.cleaner.loop(ctx)
+	var receivers sync.WaitGroup
+	for range max(c.opts.Receivers, 1) {
+		receivers.Go(func() { c.intake.receive(ctx) })
 	}
-	c.setReady()
-	c.Log.Info("controller running", zap.String("cluster", c.Cluster), zap.Int("workers", c.Workers), zap.Int("receivers", c.Receivers), zap.Bool("dry_run", c.DryRun))
+	c.health.setReady()
+	c.log.Info("controller running", zap.String("cluster", c.opts.Cluster), zap.Int("workers", c.opts.Workers),
+		zap.Int("receivers", c.opts.Receivers), zap.Bool("dry_run", c.opts.DryRun))
 	<-ctx.Done()
-	c.Log.Info("stopping: finishing work in flight")
-	recv.Wait()
+	c.log.Info("stopping: finishing work in flight")
+	receivers.Wait()
 	c.queue.ShutDownWithDrain()
-	wg.Wait()
+	workers.Wait()
 	return nil
 }
 
 // resume enqueues every record that is not Done: the level-triggered restart.
 func (c *Controller) resume(ctx context.Context) error {
-	keys, err := c.Store.Active(ctx, c.Cluster)
+	keys, err := c.records.store.Active(ctx, c.opts.Cluster)
 	if err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
-	for _, k := range keys {
-		c.queue.Add(k.String())
-	}
+	c.enqueue(keys...)
 	if len(keys) > 0 {
-		c.Log.Info("resuming unfinished rescues", zap.Int("records", len(keys)))
+		c.log.Info("resuming unfinished rescues", zap.Int("records", len(keys)))
 	}
 	return nil
 }
 
-// next reconciles one key; false when the queue is shut down.
-func (c *Controller) next() bool {
+// runWorker reconciles records until the queue is shut down.
+func (c *Controller) runWorker() {
+	for c.processNextWorkItem() {
+	}
+}
+
+// processNextWorkItem reconciles one key; false when the queue is shut down.
+func (c *Controller) processNextWorkItem() bool {
 	key, shutdown := c.queue.Get()
 	if shutdown {
 		return false
@@ -268,7 +257,7 @@ func (c *Controller) next() bool {
 	if c.deposed.Load() {
 		return true // the new lease holder resumes it from DynamoDB
 	}
-	c.Metrics.queueDepth.Set(float64(c.queue.Len()))
+	c.metrics.queueDepth.Set(float64(c.queue.Len()))
 	// Reconcile on its own context: a SIGTERM lets the step in flight finish
 	// and record itself instead of leaving Slurm half-changed.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -276,7 +265,7 @@ func (c *Controller) next() bool {
 	after, err := c.Reconcile(ctx, key)
 	switch {
 	case err != nil:
-		c.Log.Warn("reconcile failed; will retry", zap.String("key", key), zap.Error(err))
+		c.log.Warn("reconcile failed; will retry", zap.String("key", key), zap.Error(err))
 		c.queue.AddRateLimited(key)
 	case after > 0:
 		c.queue.Forget(key)
@@ -287,151 +276,13 @@ func (c *Controller) next() bool {
 	return true
 }
 
+// enqueue queues records for reconciling.
 func (c *Controller) enqueue(keys ...state.Key) {
 	for _, k := range keys {
 		c.queue.Add(k.String())
 	}
 }
 
-// watchCommand notes that key waits on an SSM command, so the command's
-// status events can wake it.
-func (c *Controller) watchCommand(command string, key state.Key) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	w := c.commands[command]
-	if w == nil {
-		w = &watch{keys: map[string]bool{}, status: map[string]string{}, polled: map[string]time.Time{}}
-		c.commands[command] = w
-	}
-	w.keys[key.String()] = true
-}
-
-// forgetCommand drops key's interest in command, and the command once nobody waits on it.
-func (c *Controller) forgetCommand(command string, key state.Key) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if w := c.commands[command]; w != nil {
-		delete(w.keys, key.String())
-		if len(w.keys) == 0 {
-			delete(c.commands, command)
-		}
-	}
-}
-
-// observe keeps a status seen in an event and returns the keys to wake.
-func (c *Controller) observe(command, instance, status string) []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	w := c.commands[command]
-	if w == nil {
-		return nil
-	}
-	w.status[instance] = status
-	keys := make([]string, 0, len(w.keys))
-	for k := range w.keys {
-		keys = append(keys, k)
-	}
-	return keys
-}
-
-// pollDue reports whether SSM may be asked about an invocation now: once
-// pollEvery has passed since the dispatch and since the last question. It
-// notes the question.
-func (c *Controller) pollDue(command, instance string, dispatched time.Time) bool {
-	now := c.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	w := c.commands[command]
-	if w == nil {
-		return true
-	}
-	last := w.polled[instance]
-	if last.IsZero() {
-		last = dispatched
-	}
-	if now.Sub(last) < pollEvery {
-		return false
-	}
-	w.polled[instance] = now
-	return true
-}
-
-// observedStatus is the last status an event reported, or "".
-func (c *Controller) observedStatus(command, instance string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if w := c.commands[command]; w != nil {
-		return w.status[instance]
-	}
-	return ""
-}
-
-func (c *Controller) setReady() {
-	c.mu.Lock()
-	c.ready, c.lastPoll = true, c.Now()
-	c.mu.Unlock()
-}
-
-// polled notes that a long poll returned.
-func (c *Controller) polled() {
-	c.mu.Lock()
-	c.lastPoll = c.Now()
-	c.mu.Unlock()
-}
-
-// Healthy reports whether the controller is still receiving: a long poll
-// returns at least every 20 s, so a minute without one means it is stuck.
-func (c *Controller) Healthy() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return !c.ready || c.Now().Sub(c.lastPoll) < time.Minute
-}
-
-// Ready reports whether the controller has resumed its records and is receiving.
-func (c *Controller) Ready() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ready
-}
-
-// remember keeps copies of records this controller wrote, so that the next
-// reconcile starts from them without a read: like an informer's cache in
-// Kubernetes. Writes stay conditional, so a stale copy fails its write
-// with ErrConflict and is dropped.
-func (c *Controller) remember(recs ...*state.Record) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, r := range recs {
-		if r.Phase.Terminal() {
-			delete(c.cache, r.Key.String())
-		} else {
-			c.cache[r.Key.String()] = r.Clone()
-		}
-	}
-}
-
-func (c *Controller) forget(k state.Key) {
-	c.mu.Lock()
-	delete(c.cache, k.String())
-	c.mu.Unlock()
-}
-
-// record returns the cached copy of k, or reads it.
-func (c *Controller) record(ctx context.Context, k state.Key) (*state.Record, error) {
-	c.mu.Lock()
-	r, ok := c.cache[k.String()]
-	c.mu.Unlock()
-	if ok {
-		return r.Clone(), nil
-	}
-	return c.Store.Get(ctx, k)
-}
-
-// watch is what the controller knows about one SSM command in flight.
-type watch struct {
-	keys   map[string]bool      // records waiting on the command
-	status map[string]string    // instance -> last status from an event
-	polled map[string]time.Time // instance -> when SSM was last asked
-}
+func (c *Controller) enqueueKey(key string) { c.queue.Add(key) }
 
 var errNotOurs = errors.New("instance is not a node of this cluster")

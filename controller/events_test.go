@@ -22,7 +22,7 @@ func TestCommandStatusEventWakesTheRescue(t *testing.T) {
 	// SSM's API still says InProgress (its view lags the event); the
 	// event says the agent is done.
 	h.completeManifest("101", 0, nodeA, 10)
-	h.c.handle(context.Background(), []sqstypes.Message{
+	h.c.intake.handle(context.Background(), []sqstypes.Message{
 		message("s1", commandStatusBody("ev-s1", cmd, testDocument, instA, "Success", h.clock.Now())),
 	}, h.clock.Now())
 	if !h.queue.wasDeleted("rh-s1") {
@@ -46,7 +46,7 @@ func TestCommandStatusEventsThatWakeNothing(t *testing.T) {
 	h.queued()
 	cmd := h.store.record(t, k).Nodes[0].Command
 	at := h.clock.Now()
-	h.c.handle(context.Background(), []sqstypes.Message{
+	h.c.intake.handle(context.Background(), []sqstypes.Message{
 		message("s1", commandStatusBody("ev-s1", cmd, "AWS-RunShellScript", instA, "Success", at)),
 		message("s2", commandStatusBody("ev-s2", "0000ffff-0000-4000-8000-00000000ffff", testDocument, instA, "Success", at)),
 		message("s3", commandStatusBody("ev-s3", cmd, testDocument, instA, "InProgress", at)),
@@ -81,7 +81,7 @@ func TestInstanceTerminatedEndsTheWait(t *testing.T) {
 	h.partialManifest("101", 0, nodeA, 10) // the agent's last checkpoint
 
 	h.clock.Advance(90 * time.Second)
-	h.c.handle(context.Background(), []sqstypes.Message{
+	h.c.intake.handle(context.Background(), []sqstypes.Message{
 		message("t1", stateChangeBody("ev-t1", instA, "shutting-down", h.clock.Now())),
 	}, h.clock.Now())
 	if !h.queue.wasDeleted("rh-t1") {
@@ -112,7 +112,7 @@ func TestStateChangesThatChangeNothing(t *testing.T) {
 	h.queued()
 	before := h.store.record(t, k)
 	at := h.clock.Now()
-	h.c.handle(context.Background(), []sqstypes.Message{
+	h.c.intake.handle(context.Background(), []sqstypes.Message{
 		message("t1", stateChangeBody("ev-t1", instA, "running", at)),
 		message("t2", stateChangeBody("ev-t2", instC, "terminated", at)),
 	}, at)
@@ -139,7 +139,7 @@ func TestStateChangeAfterDone(t *testing.T) {
 	h.completeManifest("101", 0, nodeA, 10)
 	h.reconcile(t, k)
 	before := h.store.record(t, k)
-	h.c.handle(context.Background(), []sqstypes.Message{
+	h.c.intake.handle(context.Background(), []sqstypes.Message{
 		message("t1", stateChangeBody("ev-t1", instA, "terminated", h.clock.Now())),
 	}, h.clock.Now())
 	if !h.queue.wasDeleted("rh-t1") {
@@ -191,7 +191,7 @@ func TestSecondWarningMarksAnotherNodeOfTheJob(t *testing.T) {
 func TestBothNodesOfAJobInOneBatch(t *testing.T) {
 	h := newHarness(t, now(), nil, batchJob("101", nodeA, nodeB))
 	at := h.clock.Now()
-	h.c.handle(context.Background(), []sqstypes.Message{
+	h.c.intake.handle(context.Background(), []sqstypes.Message{
 		message("m1", warningBody("ev-m1", instA, at)), message("m2", warningBody("ev-m2", instB, at)),
 	}, at)
 	if !h.queue.wasDeleted("rh-m1") || !h.queue.wasDeleted("rh-m2") {

@@ -665,6 +665,8 @@ type harness struct {
 	metrics   *Metrics
 	reg       *prometheus.Registry
 	layout    rescue.Layout
+	opts      Options
+	deps      Deps
 }
 
 const (
@@ -699,12 +701,22 @@ func newHarness(t *testing.T, start time.Time, mod func(*Options), jobs ...slurm
 	}
 	h.layout = o.Layout
 	h.metrics = NewMetrics(h.reg)
-	h.c = New(o, Deps{
+	h.opts, h.deps = o, Deps{
 		Queue: h.queue, Slurm: h.slurm, Store: h.store, Nodes: h.nodes, Dispatcher: h.disp, Manifests: h.manifests,
 		Log: zaptest.NewLogger(t), Metrics: h.metrics, Now: h.clock.Now,
-	})
-	t.Cleanup(h.c.queue.ShutDown)
+	}
+	h.rebuild(t)
 	return h
+}
+
+// rebuild builds the controller again from h.opts and h.deps, for a test
+// that changes them.
+func (h *harness) rebuild(t *testing.T) {
+	h.reg = prometheus.NewRegistry()
+	h.metrics = NewMetrics(h.reg)
+	h.deps.Metrics = h.metrics
+	h.c = New(h.opts, h.deps)
+	t.Cleanup(h.c.queue.ShutDown)
 }
 
 // queued empties the controller's work queue and returns what was in it.
@@ -761,7 +773,7 @@ func (h *harness) deliverStatusEvents() bool {
 	h.disp.mu.Unlock()
 	news := false
 	for _, f := range finished {
-		if h.c.observedStatus(f.cmd, f.inst) != f.status && len(h.c.observe(f.cmd, f.inst, f.status)) > 0 {
+		if h.c.commands.observed(f.cmd, f.inst) != f.status && len(h.c.commands.observe(f.cmd, f.inst, f.status)) > 0 {
 			news = true
 		}
 	}

@@ -5,12 +5,65 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 )
+
+// health is what /healthz and /readyz (and systemd's watchdog) report.
+type health struct {
+	now func() time.Time
+
+	mu       sync.Mutex
+	ready    bool      // records resumed, receiving
+	standby  bool      // waiting for another controller's lease
+	lastPoll time.Time // when a receive last returned
+}
+
+func (h *health) setReady() {
+	h.mu.Lock()
+	h.ready, h.lastPoll = true, h.now()
+	h.mu.Unlock()
+}
+
+// polled notes that a long poll returned.
+func (h *health) polled() {
+	h.mu.Lock()
+	h.lastPoll = h.now()
+	h.mu.Unlock()
+}
+
+func (h *health) setStandby(v bool) {
+	h.mu.Lock()
+	h.standby = v
+	h.mu.Unlock()
+}
+
+// Healthy reports whether the controller is still receiving: a long poll
+// returns at least every 20 s, so a minute without one means it is stuck.
+func (c *Controller) Healthy() bool {
+	h := c.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.ready || h.now().Sub(h.lastPoll) < time.Minute
+}
+
+// Ready reports whether the controller has resumed its records and is receiving.
+func (c *Controller) Ready() bool {
+	c.health.mu.Lock()
+	defer c.health.mu.Unlock()
+	return c.health.ready
+}
+
+// Standby reports whether the controller waits for another's lease.
+func (c *Controller) Standby() bool {
+	c.health.mu.Lock()
+	defer c.health.mu.Unlock()
+	return c.health.standby
+}
 
 // Serve exposes /metrics, /healthz (receiving from SQS) and /readyz
 // (records resumed, receiving events) on addr until ctx is cancelled.
@@ -46,7 +99,7 @@ func (c *Controller) Serve(ctx context.Context, addr string, gatherer prometheus
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
-	c.Log.Info("serving metrics and health", zap.String("address", ln.Addr().String()))
+	c.log.Info("serving metrics and health", zap.String("address", ln.Addr().String()))
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

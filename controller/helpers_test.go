@@ -93,7 +93,7 @@ func key(jobID string, run int) state.Key {
 // current fake time, and returns the work queue's keys it produced.
 func (h *harness) warn(t *testing.T, msgID, instance string) []string {
 	t.Helper()
-	h.c.handle(context.Background(), []sqstypes.Message{message(msgID, warningBody("ev-"+msgID, instance, h.clock.Now()))}, h.clock.Now())
+	h.c.intake.handle(context.Background(), []sqstypes.Message{message(msgID, warningBody("ev-"+msgID, instance, h.clock.Now()))}, h.clock.Now())
 	if !h.queue.wasDeleted("rh-" + msgID) {
 		t.Fatalf("warning %s was not deleted", msgID)
 	}

@@ -96,7 +96,7 @@ func hostileCases() []hostileCase {
 		return func(at time.Time) string { return rawWarning(q("ev-hostile"), stamp(at), inst) }
 	}
 	firstWarning := func(t *testing.T, h *harness) {
-		h.c.handle(context.Background(), []sqstypes.Message{message("first", warningBody("ev-first", instA, h.clock.Now()))}, h.clock.Now())
+		h.c.intake.handle(context.Background(), []sqstypes.Message{message("first", warningBody("ev-first", instA, h.clock.Now()))}, h.clock.Now())
 		if !h.queue.wasDeleted("rh-first") || h.store.count() != 1 {
 			t.Fatalf("first warning: deleted %v, %d records", h.queue.wasDeleted("rh-first"), h.store.count())
 		}
@@ -284,7 +284,7 @@ func TestHostileMessages(t *testing.T) {
 			held := h.slurm.job("101").Reason
 			h.queued()
 			body := tc.body(h.clock.Now())
-			h.c.handle(context.Background(), []sqstypes.Message{message("m", body)}, h.clock.Now())
+			h.c.intake.handle(context.Background(), []sqstypes.Message{message("m", body)}, h.clock.Now())
 
 			deleted := h.queue.wasDeleted("rh-m")
 			vis, visSet := h.queue.visibilityOf("rh-m")
@@ -465,9 +465,10 @@ func TestHostileSlurmOutput(t *testing.T) {
 				"~scancel --signal":          "",
 				"~scontrol update jobid=":    "",
 			}}
-			h.c.Slurm = slurm.New("/opt/slurm/bin", slurm.WithRunner(r), slurm.WithRetry(1, time.Millisecond))
+			h.deps.Slurm = slurm.New("/opt/slurm/bin", slurm.WithRunner(r), slurm.WithRetry(1, time.Millisecond))
+			h.rebuild(t)
 			before := h.snapshot(t)
-			h.c.handle(context.Background(), []sqstypes.Message{message("m", warningBody("ev-hostile", instA, start))}, start)
+			h.c.intake.handle(context.Background(), []sqstypes.Message{message("m", warningBody("ev-hostile", instA, start))}, start)
 
 			deleted := h.queue.wasDeleted("rh-m")
 			_, visSet := h.queue.visibilityOf("rh-m")

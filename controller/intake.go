@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spotrescue/spotrescue/controller/event"
+	"github.com/spotrescue/spotrescue/state"
 )
 
 // Queue is the part of SQS the controller uses.
@@ -34,6 +36,29 @@ const (
 	visibilityExtend = 45 // seconds
 )
 
+// intake receives the queue's messages, parses them, hands each event to
+// its handler (warnings.go for interruption warnings, a batch at a time;
+// events.go for the rest) and deletes what was handled. A message it
+// cannot handle now is left to come back; one it cannot parse goes to the
+// DLQ.
+type intake struct {
+	opts     Options
+	queue    Queue
+	slurm    Slurm
+	nodes    Nodes
+	records  *records
+	steps    *steps
+	commands *commands
+	presync  *presyncer
+	load     *intakeLoad
+	health   *health
+	enqueue  func(keys ...state.Key) // queues records to reconcile
+	deposed  *atomic.Bool            // the lease was lost: hand messages back
+	log      *zap.Logger
+	metrics  *Metrics
+	now      func() time.Time
+}
+
 // invalidRetry is how soon a message we cannot parse is received again, so
 // the queue's redrive policy moves it to the DLQ promptly, intact.
 const invalidRetry = 1
@@ -42,44 +67,44 @@ const invalidRetry = 1
 // not cancelled: SQS would hand its messages to nobody until their
 // visibility timeout, delaying a rescue by that much. Instead no new poll
 // starts, and what the last one brings is handled.
-func (c *Controller) receive(ctx context.Context) {
+func (in *intake) receive(ctx context.Context) {
 	poll := context.WithoutCancel(ctx)
 	backoff := time.Second
 	full := false
-	defer func() { c.receiverFull(full, false) }()
+	defer func() { in.load.receiverFull(full, false) }()
 	for ctx.Err() == nil {
-		out, err := c.Queue.ReceiveMessage(poll, &sqs.ReceiveMessageInput{
-			QueueUrl:                    aws.String(c.QueueURL),
+		out, err := in.queue.ReceiveMessage(poll, &sqs.ReceiveMessageInput{
+			QueueUrl:                    aws.String(in.opts.QueueURL),
 			MaxNumberOfMessages:         10,
 			WaitTimeSeconds:             20,
 			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameApproximateReceiveCount},
 		})
-		c.polled()
+		in.health.polled()
 		if err != nil {
-			c.Metrics.awsError("sqs", "ReceiveMessage")
-			c.Log.Warn("receive failed", zap.Error(err), zap.Duration("retry_in", backoff))
+			in.metrics.awsError("sqs", "ReceiveMessage")
+			in.log.Warn("receive failed", zap.Error(err), zap.Duration("retry_in", backoff))
 			sleep(ctx, backoff)
 			backoff = min(backoff*2, 30*time.Second)
 			continue
 		}
 		backoff = time.Second
-		if c.deposed.Load() {
-			c.giveBack(poll, out.Messages) // the new lease holder handles them
+		if in.deposed.Load() {
+			in.giveBack(poll, out.Messages) // the new lease holder handles them
 			return
 		}
 		// A full batch says the queue has more: a burst is under way.
-		full = c.receiverFull(full, len(out.Messages) == 10)
+		full = in.load.receiverFull(full, len(out.Messages) == 10)
 		if len(out.Messages) == 0 {
 			continue
 		}
 		hctx, cancel := context.WithTimeout(poll, 90*time.Second)
-		c.handle(hctx, out.Messages, c.Now())
+		in.handle(hctx, out.Messages, in.now())
 		cancel()
 	}
 }
 
 // handle parses a batch, acts on each event and deletes what was handled.
-func (c *Controller) handle(ctx context.Context, msgs []sqstypes.Message, received time.Time) {
+func (in *intake) handle(ctx context.Context, msgs []sqstypes.Message, received time.Time) {
 	var handled []sqstypes.Message
 	var events []event.Event
 	var evMsgs []sqstypes.Message
@@ -87,49 +112,49 @@ func (c *Controller) handle(ctx context.Context, msgs []sqstypes.Message, receiv
 		e, err := event.Parse([]byte(aws.ToString(m.Body)))
 		switch {
 		case errors.Is(err, event.ErrUnsupported):
-			c.Metrics.ignored("unsupported_kind")
-			c.Log.Info("ignoring event of an unsupported kind", zap.String("message", aws.ToString(m.MessageId)), zap.Error(err))
+			in.metrics.ignored("unsupported_kind")
+			in.log.Info("ignoring event of an unsupported kind", zap.String("message", aws.ToString(m.MessageId)), zap.Error(err))
 			handled = append(handled, m)
 		case err != nil:
-			c.invalid(ctx, m, err)
+			in.invalid(ctx, m, err)
 		default:
-			c.Metrics.received(e.Kind)
+			in.metrics.received(e.Kind)
 			events, evMsgs = append(events, e), append(evMsgs, m)
 		}
 	}
-	defer c.keepInvisible(ctx, evMsgs)()
+	defer in.keepInvisible(ctx, evMsgs)()
 	// The batch's warnings are handled together: one Slurm listing, one
 	// hold and one drain for all of them. Other events one by one.
 	var warnings []event.Event
 	var warnMsgs []sqstypes.Message
 	for i, e := range events {
-		if e.Kind == event.SpotInterruption && e.Region == c.Region {
+		if e.Kind == event.SpotInterruption && e.Region == in.opts.Region {
 			warnings, warnMsgs = append(warnings, e), append(warnMsgs, evMsgs[i])
 			continue
 		}
-		if err := c.handleEvent(ctx, e); err != nil {
-			c.Log.Warn("event not handled; it will be redelivered", eventFields(e, zap.Error(err))...)
+		if err := in.handleEvent(ctx, e); err != nil {
+			in.log.Warn("event not handled; it will be redelivered", eventFields(e, zap.Error(err))...)
 			continue
 		}
 		handled = append(handled, evMsgs[i])
 	}
 	if len(warnings) > 0 {
-		c.intakeStarted()
-		defer c.intakeDone()
-		for i, err := range c.onWarnings(ctx, warnings, received) {
+		in.load.started()
+		defer in.load.done()
+		for i, err := range in.onWarnings(ctx, warnings, received) {
 			if err != nil {
-				c.Log.Warn("warning not handled; it will be redelivered", eventFields(warnings[i], zap.Error(err))...)
+				in.log.Warn("warning not handled; it will be redelivered", eventFields(warnings[i], zap.Error(err))...)
 				continue
 			}
 			handled = append(handled, warnMsgs[i])
 		}
 	}
-	c.delete(ctx, handled)
+	in.delete(ctx, handled)
 }
 
 // keepInvisible extends the messages' visibility while they are handled,
 // until the returned stop is called.
-func (c *Controller) keepInvisible(ctx context.Context, msgs []sqstypes.Message) (stop func()) {
+func (in *intake) keepInvisible(ctx context.Context, msgs []sqstypes.Message) (stop func()) {
 	if len(msgs) == 0 {
 		return func() {}
 	}
@@ -138,7 +163,7 @@ func (c *Controller) keepInvisible(ctx context.Context, msgs []sqstypes.Message)
 	wg.Go(func() {
 		t := time.NewTicker(visibilityEvery)
 		defer t.Stop()
-		c.extendVisibility(ctx, msgs)
+		in.extendVisibility(ctx, msgs)
 		for {
 			select {
 			case <-done:
@@ -146,56 +171,56 @@ func (c *Controller) keepInvisible(ctx context.Context, msgs []sqstypes.Message)
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				c.extendVisibility(ctx, msgs)
+				in.extendVisibility(ctx, msgs)
 			}
 		}
 	})
 	return func() { close(done); wg.Wait() }
 }
 
-func (c *Controller) extendVisibility(ctx context.Context, msgs []sqstypes.Message) {
+func (in *intake) extendVisibility(ctx context.Context, msgs []sqstypes.Message) {
 	entries := make([]sqstypes.ChangeMessageVisibilityBatchRequestEntry, len(msgs))
 	for i, m := range msgs {
 		entries[i] = sqstypes.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: visibilityExtend}
 	}
-	out, err := c.Queue.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(c.QueueURL), Entries: entries})
+	out, err := in.queue.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(in.opts.QueueURL), Entries: entries})
 	if err == nil && len(out.Failed) > 0 {
 		err = errors.New(aws.ToString(out.Failed[0].Message))
 	}
 	if err != nil {
-		c.Metrics.awsError("sqs", "ChangeMessageVisibilityBatch")
-		c.Log.Warn("cannot keep the messages being handled invisible; they may be delivered again", zap.Error(err))
+		in.metrics.awsError("sqs", "ChangeMessageVisibilityBatch")
+		in.log.Warn("cannot keep the messages being handled invisible; they may be delivered again", zap.Error(err))
 	}
 }
 
 // invalid counts a message we cannot parse and leaves it for the DLQ:
 // evidence is never destroyed.
-func (c *Controller) invalid(ctx context.Context, m sqstypes.Message, err error) {
-	c.Metrics.invalidMessages.Inc()
+func (in *intake) invalid(ctx context.Context, m sqstypes.Message, err error) {
+	in.metrics.invalidMessages.Inc()
 	receives, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
-	c.Log.Error("message is not a usable event; leaving it for the dead-letter queue",
+	in.log.Error("message is not a usable event; leaving it for the dead-letter queue",
 		zap.String("message", aws.ToString(m.MessageId)), zap.Int("receives", receives), zap.Error(err))
-	_, verr := c.Queue.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
-		QueueUrl: aws.String(c.QueueURL), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: invalidRetry,
+	_, verr := in.queue.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl: aws.String(in.opts.QueueURL), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: invalidRetry,
 	})
 	if verr != nil {
-		c.Metrics.awsError("sqs", "ChangeMessageVisibility")
+		in.metrics.awsError("sqs", "ChangeMessageVisibility")
 	}
 }
 
 // giveBack makes messages visible again at once, for another controller.
-func (c *Controller) giveBack(ctx context.Context, msgs []sqstypes.Message) {
+func (in *intake) giveBack(ctx context.Context, msgs []sqstypes.Message) {
 	for _, m := range msgs {
-		_, err := c.Queue.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
-			QueueUrl: aws.String(c.QueueURL), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0,
+		_, err := in.queue.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+			QueueUrl: aws.String(in.opts.QueueURL), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0,
 		})
 		if err != nil {
-			c.Metrics.awsError("sqs", "ChangeMessageVisibility")
+			in.metrics.awsError("sqs", "ChangeMessageVisibility")
 		}
 	}
 }
 
-func (c *Controller) delete(ctx context.Context, msgs []sqstypes.Message) {
+func (in *intake) delete(ctx context.Context, msgs []sqstypes.Message) {
 	if len(msgs) == 0 {
 		return
 	}
@@ -203,16 +228,16 @@ func (c *Controller) delete(ctx context.Context, msgs []sqstypes.Message) {
 	for i, m := range msgs {
 		entries[i] = sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
 	}
-	out, err := c.Queue.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(c.QueueURL), Entries: entries})
+	out, err := in.queue.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(in.opts.QueueURL), Entries: entries})
 	if err != nil {
 		// Handled messages come back after the visibility timeout; handling is idempotent.
-		c.Metrics.awsError("sqs", "DeleteMessageBatch")
-		c.Log.Warn("delete failed; messages will be redelivered", zap.Error(err))
+		in.metrics.awsError("sqs", "DeleteMessageBatch")
+		in.log.Warn("delete failed; messages will be redelivered", zap.Error(err))
 		return
 	}
 	for _, f := range out.Failed {
-		c.Metrics.awsError("sqs", "DeleteMessageBatch")
-		c.Log.Warn("delete failed for a message", zap.String("code", aws.ToString(f.Code)), zap.String("reason", aws.ToString(f.Message)))
+		in.metrics.awsError("sqs", "DeleteMessageBatch")
+		in.log.Warn("delete failed for a message", zap.String("code", aws.ToString(f.Code)), zap.String("reason", aws.ToString(f.Message)))
 	}
 }
 

@@ -27,7 +27,7 @@ func TestWarningDetectsRunningBatchJobsOfTheNode(t *testing.T) {
 
 	evTime := start.Add(-3 * time.Second)
 	received := start
-	h.c.handle(context.Background(), []sqstypes.Message{message("m1", warningBody("ev-1", instA, evTime))}, received)
+	h.c.intake.handle(context.Background(), []sqstypes.Message{message("m1", warningBody("ev-1", instA, evTime))}, received)
 
 	if !h.queue.wasDeleted("rh-m1") {
 		t.Error("the handled warning was not deleted")
@@ -135,12 +135,12 @@ func TestDuplicateWarningIsIgnored(t *testing.T) {
 			start := now()
 			h := newHarness(t, start, nil, batchJob("101", nodeA))
 			ctx := context.Background()
-			h.c.handle(ctx, []sqstypes.Message{message("m1", warningBody("ev-1", instA, start))}, start)
+			h.c.intake.handle(ctx, []sqstypes.Message{message("m1", warningBody("ev-1", instA, start))}, start)
 			before := h.store.record(t, key("101", 0))
 			h.queued()
 
 			h.clock.Advance(2 * time.Second)
-			h.c.handle(ctx, []sqstypes.Message{message(tc.msgID, warningBody(tc.event, instA, start))}, h.clock.Now())
+			h.c.intake.handle(ctx, []sqstypes.Message{message(tc.msgID, warningBody(tc.event, instA, start))}, h.clock.Now())
 
 			if !h.queue.wasDeleted("rh-" + tc.msgID) {
 				t.Error("duplicate not deleted")
@@ -190,7 +190,7 @@ func TestUnparseableMessagesAreLeftForTheDLQ(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, start, nil, batchJob("101", nodeA))
-			h.c.handle(context.Background(), []sqstypes.Message{message("bad", tc.body)}, start)
+			h.c.intake.handle(context.Background(), []sqstypes.Message{message("bad", tc.body)}, start)
 			if h.queue.wasDeleted("rh-bad") {
 				t.Error("an unparseable message was deleted: evidence destroyed")
 			}
@@ -211,7 +211,7 @@ func TestUnsupportedKindIsDeleted(t *testing.T) {
 	start := now()
 	h := newHarness(t, start, nil)
 	body := envelope("ev-1", "aws.ec2", "EC2 Fleet Spot Instance Request Error", testRegion, start, map[string]string{"instance-id": instA})
-	h.c.handle(context.Background(), []sqstypes.Message{message("m1", body)}, start)
+	h.c.intake.handle(context.Background(), []sqstypes.Message{message("m1", body)}, start)
 	if !h.queue.wasDeleted("rh-m1") {
 		t.Error("unsupported event not deleted")
 	}
@@ -237,7 +237,7 @@ func TestWarningsThatCannotBeActedOn(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, start, nil, batchJob("101", nodeA))
-			h.c.handle(context.Background(), []sqstypes.Message{message("m1", tc.body)}, start)
+			h.c.intake.handle(context.Background(), []sqstypes.Message{message("m1", tc.body)}, start)
 			if !h.queue.wasDeleted("rh-m1") {
 				t.Error("message not deleted")
 			}
@@ -254,7 +254,7 @@ func TestWarningsThatCannotBeActedOn(t *testing.T) {
 	}
 	t.Run("just inside two minutes", func(t *testing.T) {
 		h := newHarness(t, start, nil, batchJob("101", nodeA))
-		h.c.handle(context.Background(), []sqstypes.Message{message("m1", warningBody("ev-1", instA, start.Add(-Reclaim+time.Second)))}, start)
+		h.c.intake.handle(context.Background(), []sqstypes.Message{message("m1", warningBody("ev-1", instA, start.Add(-Reclaim+time.Second)))}, start)
 		if h.store.count() != 1 {
 			t.Errorf("a warning with a second left was not acted on (%d records)", h.store.count())
 		}
@@ -272,7 +272,7 @@ func TestSlurmListingFailureLeavesTheWarning(t *testing.T) {
 		message("rebal", rebalanceBody("ev-2", instB, start)),
 		message("other", envelope("ev-3", "aws.ec2", "EC2 Fleet Error", testRegion, start, map[string]string{})),
 	}
-	h.c.handle(context.Background(), msgs, start)
+	h.c.intake.handle(context.Background(), msgs, start)
 
 	if h.queue.wasDeleted("rh-warn") {
 		t.Error("the warning was deleted although its jobs could not be listed")
@@ -295,7 +295,7 @@ func TestSlurmListingFailureLeavesTheWarning(t *testing.T) {
 	h.slurm.jobsErr = nil
 	h.slurm.mu.Unlock()
 	h.clock.Advance(30 * time.Second)
-	h.c.handle(context.Background(), []sqstypes.Message{message("warn", warningBody("ev-1", instA, start))}, h.clock.Now())
+	h.c.intake.handle(context.Background(), []sqstypes.Message{message("warn", warningBody("ev-1", instA, start))}, h.clock.Now())
 	if !h.queue.wasDeleted("rh-warn") || h.store.count() != 1 {
 		t.Errorf("redelivered warning: deleted %v, %d records", h.queue.wasDeleted("rh-warn"), h.store.count())
 	}
@@ -304,7 +304,7 @@ func TestSlurmListingFailureLeavesTheWarning(t *testing.T) {
 func TestRebalanceDrainsOnlyOurNodes(t *testing.T) {
 	start := now()
 	h := newHarness(t, start, nil, batchJob("101", nodeA))
-	h.c.handle(context.Background(), []sqstypes.Message{
+	h.c.intake.handle(context.Background(), []sqstypes.Message{
 		message("m1", rebalanceBody("ev-1", instA, start)),
 		message("m2", rebalanceBody("ev-2", foreignI, start)),
 	}, start)
@@ -332,7 +332,7 @@ func TestNodeLookupFailureLeavesTheWarning(t *testing.T) {
 	start := now()
 	h := newHarness(t, start, nil, batchJob("101", nodeA))
 	h.nodes.lookupErr = errors.New("ProvisionedThroughputExceededException")
-	h.c.handle(context.Background(), []sqstypes.Message{message("m1", warningBody("ev-1", instA, start))}, start)
+	h.c.intake.handle(context.Background(), []sqstypes.Message{message("m1", warningBody("ev-1", instA, start))}, start)
 	if h.queue.wasDeleted("rh-m1") {
 		t.Error("warning deleted although its node could not be looked up")
 	}
@@ -347,7 +347,7 @@ func TestNodeLookupFailureLeavesTheWarning(t *testing.T) {
 func TestRebalancePresyncThenWarning(t *testing.T) {
 	start := now()
 	h := newHarness(t, start, func(o *Options) { o.Policy.Presync = true }, batchJob("101", nodeA))
-	h.c.handle(context.Background(), []sqstypes.Message{message("m1", rebalanceBody("ev-1", instA, start))}, start)
+	h.c.intake.handle(context.Background(), []sqstypes.Message{message("m1", rebalanceBody("ev-1", instA, start))}, start)
 	reqs := h.disp.requests()
 	if len(reqs) != 1 || !reqs[0].Presync || reqs[0].Job.JobID != "101" || reqs[0].Job.Prefix == "" {
 		t.Fatalf("pre-sync requests %+v", reqs)

@@ -62,9 +62,9 @@ func (c *Controller) runWithLease(ctx context.Context) error {
 	}
 	// The records are written through the term from here on, and never
 	// otherwise: the binary gives a controller with a lease no other store.
-	c.Store = term.Records()
-	c.Metrics.leader.Set(1)
-	defer c.Metrics.leader.Set(0)
+	c.records.store = term.Records()
+	c.metrics.leader.Set(1)
+	defer c.metrics.leader.Set(0)
 	leading, depose := context.WithCancelCause(ctx)
 	defer depose(nil)
 	go c.keepLease(leading, depose, term)
@@ -76,28 +76,28 @@ func (c *Controller) runWithLease(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if rerr := term.Release(rctx); rerr != nil {
-		c.Log.Warn("cannot release the lease; a standby takes over when it expires", zap.Error(rerr))
+		c.log.Warn("cannot release the lease; a standby takes over when it expires", zap.Error(rerr))
 	}
 	return err
 }
 
 // awaitLease tries to take the lease until it does or ctx ends.
 func (c *Controller) awaitLease(ctx context.Context) (LeaseTerm, error) {
-	every := min(c.LeaseTTL/5, 2*time.Second)
+	every := min(c.opts.LeaseTTL/5, 2*time.Second)
 	logged := false
 	for {
-		term, err := c.Lease.Acquire(ctx, c.Cluster, c.Holder, c.LeaseTTL)
+		term, err := c.lease.Acquire(ctx, c.opts.Cluster, c.opts.Holder, c.opts.LeaseTTL)
 		if err == nil {
-			c.setStandby(false)
-			c.Log.Info("lease taken: this controller acts", zap.String("holder", c.Holder), zap.Int64("version", term.Version()))
+			c.health.setStandby(false)
+			c.log.Info("lease taken: this controller acts", zap.String("holder", c.opts.Holder), zap.Int64("version", term.Version()))
 			return term, nil
 		}
-		c.setStandby(true)
+		c.health.setStandby(true)
 		switch {
 		case !errors.Is(err, state.ErrLeaseHeld):
-			c.Log.Warn("cannot read or take the lease", zap.Error(err))
+			c.log.Warn("cannot read or take the lease", zap.Error(err))
 		case !logged:
-			c.Log.Info("standing by: another controller holds the lease", zap.String("holder", c.Holder), zap.Error(err))
+			c.log.Info("standing by: another controller holds the lease", zap.String("holder", c.opts.Holder), zap.Error(err))
 			logged = true
 		}
 		sleep(ctx, every)
@@ -112,7 +112,7 @@ func (c *Controller) awaitLease(ctx context.Context) (LeaseTerm, error) {
 // over, or when it could not be renewed for two thirds of the TTL: past
 // that a standby may take it any moment.
 func (c *Controller) keepLease(ctx context.Context, depose context.CancelCauseFunc, term LeaseTerm) {
-	t := time.NewTicker(c.LeaseTTL / 3)
+	t := time.NewTicker(c.opts.LeaseTTL / 3)
 	defer t.Stop()
 	renewed := time.Now()
 	for {
@@ -121,37 +121,24 @@ func (c *Controller) keepLease(ctx context.Context, depose context.CancelCauseFu
 			return
 		case <-t.C:
 		}
-		rctx, cancel := context.WithTimeout(ctx, c.LeaseTTL/3)
-		err := term.Renew(rctx, c.LeaseTTL)
+		rctx, cancel := context.WithTimeout(ctx, c.opts.LeaseTTL/3)
+		err := term.Renew(rctx, c.opts.LeaseTTL)
 		cancel()
 		switch {
 		case err == nil:
 			renewed = time.Now()
 		case errors.Is(err, state.ErrLeaseLost):
 			c.deposed.Store(true)
-			c.Log.Error("lease taken over: stopping at once", zap.Int64("version", term.Version()))
+			c.log.Error("lease taken over: stopping at once", zap.Int64("version", term.Version()))
 			depose(err)
 			return
-		case time.Since(renewed) > 2*c.LeaseTTL/3:
+		case time.Since(renewed) > 2*c.opts.LeaseTTL/3:
 			c.deposed.Store(true)
-			c.Log.Error("lease not renewed in time: stopping at once", zap.Error(err))
+			c.log.Error("lease not renewed in time: stopping at once", zap.Error(err))
 			depose(fmt.Errorf("lease not renewed for %v: %w", time.Since(renewed).Round(time.Millisecond), err))
 			return
 		default:
-			c.Log.Warn("lease renewal failed; retrying", zap.Error(err))
+			c.log.Warn("lease renewal failed; retrying", zap.Error(err))
 		}
 	}
-}
-
-func (c *Controller) setStandby(v bool) {
-	c.mu.Lock()
-	c.standby = v
-	c.mu.Unlock()
-}
-
-// Standby reports whether the controller waits for another's lease.
-func (c *Controller) Standby() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.standby
 }

@@ -58,9 +58,10 @@ func (l *fakeLease) set(f func(l *fakeLease)) { l.mu.Lock(); f(l); l.mu.Unlock()
 // ErrLeaseLost when the lease is taken over.
 func TestLeaseStandbyActDepose(t *testing.T) {
 	h := newHarness(t, now(), func(o *Options) { o.LeaseTTL, o.Holder = 300*time.Millisecond, "head-b:2" })
-	lease := &fakeLease{records: h.c.Deps.Store}
-	h.c.Deps.Lease = lease
-	h.c.Deps.Store = nil // the term's records are the only store
+	lease := &fakeLease{records: h.deps.Store}
+	h.deps.Lease = lease
+	h.deps.Store = nil // the term's records are the only store
+	h.rebuild(t)
 	done := make(chan error, 1)
 	go func() { done <- h.c.Run(context.Background()) }()
 
@@ -70,7 +71,7 @@ func TestLeaseStandbyActDepose(t *testing.T) {
 	}
 	lease.set(func(l *fakeLease) { l.free = true })
 	waitFor(t, "acting", func() bool { return h.c.Ready() && !h.c.Standby() })
-	if h.c.Store == nil {
+	if h.c.records.store == nil {
 		t.Error("acting without the term's records")
 	}
 	if h.metric(t, "spotrescue_leader") != 1 {
@@ -94,8 +95,9 @@ func TestLeaseStandbyActDepose(t *testing.T) {
 // A controller stopped while it holds the lease releases it.
 func TestLeaseReleasedOnStop(t *testing.T) {
 	h := newHarness(t, now(), func(o *Options) { o.LeaseTTL, o.Holder = time.Second, "head-a:1" })
-	lease := &fakeLease{free: true, records: h.c.Deps.Store}
-	h.c.Deps.Lease = lease
+	lease := &fakeLease{free: true, records: h.deps.Store}
+	h.deps.Lease = lease
+	h.rebuild(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.c.Run(ctx) }()

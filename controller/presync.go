@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,47 +15,68 @@ import (
 	"github.com/spotrescue/spotrescue/state"
 )
 
-// Pre-syncs copy jobs' scratch to S3 before any warning, without a
+// presyncer copies jobs' scratch to S3 before any warning, without a
 // deadline, so that a final rescue moves only what changed since: on a
 // Rebalance Recommendation, when the node is at elevated risk, and, with
-// rescue.presync_every, for every node on a timer. They are best effort and
-// record nothing in DynamoDB: the jobs are not interrupted (yet).
+// rescue.presync_every, for every node on a timer. Pre-syncs are best
+// effort and record nothing in DynamoDB: the jobs are not interrupted
+// (yet). It remembers the pre-sync each instance may still run, so that a
+// final rescue stops it first: one writer per prefix.
+type presyncer struct {
+	policy     Policy
+	plans      planner
+	slurm      Slurm
+	nodes      Nodes
+	dispatcher Dispatcher
+	records    *records
+	log        *zap.Logger
+	metrics    *Metrics
+	now        func() time.Time
 
-// presync pre-syncs the jobs of one node after a Rebalance Recommendation.
-func (c *Controller) presync(ctx context.Context, log *zap.Logger, instance, node string) {
+	mu      sync.Mutex
+	running map[string]string // instance -> pre-sync command that may still run
+}
+
+// node pre-syncs the jobs of one node after a Rebalance Recommendation,
+// unless its final rescue is under way.
+func (p *presyncer) node(ctx context.Context, log *zap.Logger, instance, node string) {
+	if p.finalRescueOf(ctx, instance) {
+		log.Info("no pre-sync: the instance's final rescue is under way")
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	jobs, err := c.Slurm.Jobs(ctx)
+	jobs, err := p.slurm.Jobs(ctx)
 	if err != nil {
 		log.Warn("no pre-sync: cannot list Slurm jobs", zap.Error(err))
 		return
 	}
-	c.startPresyncs(ctx, log, c.presyncRequests(log, jobs, instance, node))
+	p.start(ctx, log, p.requests(log, jobs, instance, node))
 }
 
-// presyncLoop pre-syncs every node every PresyncEvery until ctx ends.
-func (c *Controller) presyncLoop(ctx context.Context) {
-	t := time.NewTicker(c.Policy.PresyncEvery)
+// loop pre-syncs every node every `every` until ctx ends.
+func (p *presyncer) loop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			c.presyncAll(ctx)
+			// Every call is bounded: a pass must end before the next tick.
+			pctx, cancel := context.WithTimeout(ctx, min(every/2, 2*time.Minute))
+			p.all(pctx)
+			cancel()
 		}
 	}
 }
 
-// presyncAll pre-syncs the running jobs of every node of the cluster: one
-// Slurm listing, and SendCommands of up to 50 instances. A node whose last
+// all pre-syncs the running jobs of every node of the cluster: one Slurm
+// listing, and SendCommands of up to 50 instances. A node whose last
 // pre-sync still runs, or whose jobs are being rescued, is left alone.
-func (c *Controller) presyncAll(ctx context.Context) {
-	// Every call below is bounded: a pass must end before the next tick.
-	ctx, cancel := context.WithTimeout(ctx, min(c.Policy.PresyncEvery/2, 2*time.Minute))
-	defer cancel()
-	log := c.Log.With(zap.String("presync", "timer"))
-	jobs, err := c.Slurm.Jobs(ctx)
+func (p *presyncer) all(ctx context.Context) {
+	log := p.log.With(zap.String("presync", "timer"))
+	jobs, err := p.slurm.Jobs(ctx)
 	if err != nil {
 		log.Warn("no pre-sync: cannot list Slurm jobs", zap.Error(err))
 		return
@@ -62,122 +84,108 @@ func (c *Controller) presyncAll(ctx context.Context) {
 	// A held job is being rescued (our hold) or was held by its user:
 	// either way not a job to copy now.
 	jobs = slices.DeleteFunc(jobs, func(j slurm.Job) bool { return j.Held() })
-	rescuing := c.rescuingInstances()
+	rescuing := p.records.instances()
 	var reqs []rescue.Request
 	for _, node := range nodesOf(jobs) {
-		instance, err := c.Nodes.InstanceOf(ctx, node)
+		instance, err := p.nodes.InstanceOf(ctx, node)
 		if err != nil {
 			continue // not a node of this cluster's node table (static, or foreign)
 		}
-		if rescuing[instance] || c.presyncRunning(ctx, instance) {
+		if rescuing[instance] || p.stillRunning(ctx, instance) {
 			continue
 		}
-		reqs = append(reqs, c.presyncRequests(log, jobs, instance, node)...)
+		reqs = append(reqs, p.requests(log, jobs, instance, node)...)
 	}
-	c.startPresyncs(ctx, log, reqs)
+	p.start(ctx, log, reqs)
 }
 
-// presyncRequests is one request per job of node that would be rescued.
-func (c *Controller) presyncRequests(log *zap.Logger, jobs []slurm.Job, instance, node string) []rescue.Request {
-	units, _ := Decide(c.Policy, jobs, node)
+// requests is one request per job of node that would be rescued.
+func (p *presyncer) requests(log *zap.Logger, jobs []slurm.Job, instance, node string) []rescue.Request {
+	units, _ := Decide(p.policy, jobs, node)
 	var reqs []rescue.Request
-	far := c.Now().Add(time.Hour)
+	far := p.now().Add(time.Hour)
 	for _, u := range units {
-		dir, err := rescue.ScratchDir(c.ScratchTemplate, rescue.NewScratchVars(u.Job.ID, u.Job.User, u.Job.ArrayJobID, u.Job.ArrayTaskID, node))
+		rq, err := p.plans.request(jobRecord("", u.Job), node, instance, far, far, true)
 		if err != nil {
 			log.Warn("no pre-sync for a job", zap.String("job", u.Job.ID), zap.String("node", node), zap.Error(err))
 			continue
 		}
-		reqs = append(reqs, rescue.Request{Instance: instance, Node: node, Presync: true, Deadline: far, Reclaim: far,
-			Job: rescue.PlanJob{JobID: u.Job.ID, Run: u.Job.Restarts, Dir: dir, Prefix: c.Layout.NodePrefix(u.Job.ID, u.Job.Restarts, node), UID: &u.Job.UID}})
+		reqs = append(reqs, rq)
 	}
 	return reqs
 }
 
-// startPresyncs sends the agents and notes their commands, so that a final
-// rescue can cancel them first.
-func (c *Controller) startPresyncs(ctx context.Context, log *zap.Logger, reqs []rescue.Request) {
+// start sends the agents and notes their commands, so that a final rescue
+// can cancel them first.
+func (p *presyncer) start(ctx context.Context, log *zap.Logger, reqs []rescue.Request) {
 	if len(reqs) == 0 {
 		return
 	}
-	cmds, err := c.Dispatcher.Dispatch(ctx, reqs)
+	cmds, err := p.dispatcher.Dispatch(ctx, reqs)
 	if err != nil {
-		c.Metrics.awsError("ssm", "SendCommand")
+		p.metrics.awsError("ssm", "SendCommand")
 		log.Warn("pre-sync not started on every node", zap.Error(err))
 	}
-	c.mu.Lock()
+	p.mu.Lock()
 	for instance, cmd := range cmds {
-		c.presyncs[instance] = cmd
+		p.running[instance] = cmd
 	}
-	c.mu.Unlock()
+	p.mu.Unlock()
 	for instance, cmd := range cmds {
 		log.Info("pre-sync started", zap.String("instance", instance), zap.String("command", cmd))
 	}
 }
 
-// presyncRunning reports whether the last pre-sync sent to instance may
-// still run. SSM's status event usually said already (presyncEnded); SSM
-// is asked only about a pre-sync no event has ended, and one that cannot be
-// asked about counts as running.
-func (c *Controller) presyncRunning(ctx context.Context, instance string) bool {
-	c.mu.Lock()
-	cmd, ok := c.presyncs[instance]
-	c.mu.Unlock()
+// stillRunning reports whether the last pre-sync sent to instance may
+// still run. SSM's status event usually said already (ended); SSM is asked
+// only about a pre-sync no event has ended, and one that cannot be asked
+// about counts as running.
+func (p *presyncer) stillRunning(ctx context.Context, instance string) bool {
+	p.mu.Lock()
+	cmd, ok := p.running[instance]
+	p.mu.Unlock()
 	if !ok {
 		return false
 	}
-	st, err := c.Dispatcher.Status(ctx, cmd, instance)
+	st, err := p.dispatcher.Status(ctx, cmd, instance)
 	if err != nil || !event.TerminalStatus(st) {
 		return true
 	}
-	c.presyncEnded(cmd, instance)
+	p.ended(cmd, instance)
 	return false
 }
 
-// presyncEnded forgets a pre-sync once its command has finished on instance.
-func (c *Controller) presyncEnded(command, instance string) {
-	c.mu.Lock()
-	if c.presyncs[instance] == command {
-		delete(c.presyncs, instance)
+// ended forgets a pre-sync once its command has finished on instance.
+func (p *presyncer) ended(command, instance string) {
+	p.mu.Lock()
+	if p.running[instance] == command {
+		delete(p.running, instance)
 	}
-	c.mu.Unlock()
+	p.mu.Unlock()
 }
 
 // finalRescueOf reports whether instance was warned: its final rescue is
 // under way (or done), and a pre-sync now would upload beside it.
-func (c *Controller) finalRescueOf(ctx context.Context, instance string) bool {
-	if c.rescuingInstances()[instance] {
+func (p *presyncer) finalRescueOf(ctx context.Context, instance string) bool {
+	if p.records.instances()[instance] {
 		return true
 	}
-	_, err := c.Store.GetInterruption(ctx, instance)
+	_, err := p.records.store.GetInterruption(ctx, instance)
 	return !errors.Is(err, state.ErrNotFound) // unsure counts as under way
 }
 
-// rescuingInstances are the instances of the records being rescued.
-func (c *Controller) rescuingInstances() map[string]bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := map[string]bool{}
-	for _, r := range c.cache {
-		for _, n := range r.Nodes {
-			out[n.Instance] = true
-		}
-	}
-	return out
-}
-
-// stopPresync cancels a pre-sync still running on instance before its
-// final rescue starts, so the two never upload to one prefix at once.
-func (c *Controller) stopPresync(ctx context.Context, instance string) {
-	c.mu.Lock()
-	cmd, ok := c.presyncs[instance]
-	delete(c.presyncs, instance)
-	c.mu.Unlock()
+// stop cancels a pre-sync still running on instance before its final
+// rescue starts, so the two never upload to one prefix at once.
+func (p *presyncer) stop(ctx context.Context, instance string) {
+	p.mu.Lock()
+	cmd, ok := p.running[instance]
+	delete(p.running, instance)
+	p.mu.Unlock()
 	if !ok {
 		return
 	}
-	if err := c.Dispatcher.Cancel(ctx, cmd, instance); err != nil {
-		c.Log.Warn("cannot cancel the pre-sync; the final rescue supersedes it", zap.String("instance", instance), zap.Error(err))
+	if err := p.dispatcher.Cancel(ctx, cmd, instance); err != nil {
+		p.log.Warn("cannot cancel the pre-sync; the final rescue supersedes it", zap.String("instance", instance), zap.Error(err))
 	}
 }
 

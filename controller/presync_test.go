@@ -19,20 +19,20 @@ func TestPresyncAllNodes(t *testing.T) {
 	h.warn(t, "m1", instC)
 	sent := len(h.disp.requests())
 	h.disp.setStatus(instA, "InProgress")
-	h.c.presyncAll(ctx)
+	h.c.presync.all(ctx)
 	reqs := h.disp.requests()[sent:]
 	if len(reqs) != 1 || reqs[0].Instance != instA || reqs[0].Job.JobID != "101" || !reqs[0].Presync {
 		t.Fatalf("pre-sync requests %+v, want one for job 101 on %s", reqs, instA)
 	}
 
 	// Still running: not sent again.
-	h.c.presyncAll(ctx)
+	h.c.presync.all(ctx)
 	if n := len(h.disp.requests()) - sent; n != 1 {
 		t.Fatalf("%d pre-sync requests after a second pass with the first still running, want 1", n)
 	}
 	// Done: the next pass sends another.
 	h.disp.setStatus(instA, "Success")
-	h.c.presyncAll(ctx)
+	h.c.presync.all(ctx)
 	if n := len(h.disp.requests()) - sent; n != 2 {
 		t.Fatalf("%d pre-sync requests after the first finished, want 2", n)
 	}
@@ -41,10 +41,10 @@ func TestPresyncAllNodes(t *testing.T) {
 	// sends a third.
 	cmds := h.disp.commandsTo(instA)
 	h.disp.setStatus(instA, "InProgress")
-	h.c.handle(ctx, []sqstypes.Message{
+	h.c.intake.handle(ctx, []sqstypes.Message{
 		message("s1", commandStatusBody("ev-s1", cmds[len(cmds)-1], testDocument, instA, "Success", h.clock.Now())),
 	}, h.clock.Now())
-	h.c.presyncAll(ctx)
+	h.c.presync.all(ctx)
 	if n := len(h.disp.requests()) - sent; n != 3 {
 		t.Fatalf("%d pre-sync requests after SSM's event ended the second, want 3", n)
 	}
@@ -58,7 +58,7 @@ func TestRebalanceAfterWarningStartsNoPresync(t *testing.T) {
 	ctx := context.Background()
 	h.warn(t, "m1", instA)
 	sent := len(h.disp.requests())
-	h.c.handle(ctx, []sqstypes.Message{message("r1", rebalanceBody("ev-r1", instA, h.clock.Now()))}, h.clock.Now())
+	h.c.intake.handle(ctx, []sqstypes.Message{message("r1", rebalanceBody("ev-r1", instA, h.clock.Now()))}, h.clock.Now())
 	for _, r := range h.disp.requests()[sent:] {
 		if r.Presync {
 			t.Fatalf("a pre-sync was sent to %s while its final rescue runs: %+v", r.Instance, r)
@@ -66,8 +66,8 @@ func TestRebalanceAfterWarningStartsNoPresync(t *testing.T) {
 	}
 	// Once the record is gone from the cache (another controller, a
 	// restart), the interruption item still says so.
-	h.c.forget(key("101", 0))
-	h.c.handle(ctx, []sqstypes.Message{message("r2", rebalanceBody("ev-r2", instA, h.clock.Now()))}, h.clock.Now())
+	h.c.records.forget(key("101", 0))
+	h.c.intake.handle(ctx, []sqstypes.Message{message("r2", rebalanceBody("ev-r2", instA, h.clock.Now()))}, h.clock.Now())
 	for _, r := range h.disp.requests()[sent:] {
 		if r.Presync {
 			t.Fatalf("a pre-sync was sent after a restart: %+v", r)

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"sync"
 	"time"
 
 	"github.com/spotrescue/spotrescue/state"
@@ -22,59 +23,71 @@ const (
 	maxYield = time.Minute
 )
 
-// intakeStarted and intakeDone bracket the handling of a batch of warnings.
-func (c *Controller) intakeStarted() {
-	c.mu.Lock()
-	c.intake.inFlight++
-	c.mu.Unlock()
+// intakeLoad knows whether warnings are arriving, and how long each record
+// has stepped aside for them.
+type intakeLoad struct {
+	now     func() time.Time
+	metrics *Metrics
+
+	mu            sync.Mutex
+	inFlight      int                  // batches of warnings being handled
+	fullReceivers int                  // receivers whose last batch was full
+	yielded       map[string]time.Time // record key -> when it first stepped aside
 }
 
-func (c *Controller) intakeDone() {
-	c.mu.Lock()
-	c.intake.inFlight--
-	c.mu.Unlock()
+// started and done bracket the handling of a batch of warnings.
+func (l *intakeLoad) started() {
+	l.mu.Lock()
+	l.inFlight++
+	l.mu.Unlock()
+}
+
+func (l *intakeLoad) done() {
+	l.mu.Lock()
+	l.inFlight--
+	l.mu.Unlock()
 }
 
 // receiverFull notes whether a receiver's last batch was full (now), given
 // what it was before (was), and returns now.
-func (c *Controller) receiverFull(was, now bool) bool {
+func (l *intakeLoad) receiverFull(was, now bool) bool {
 	if was == now {
 		return now
 	}
-	c.mu.Lock()
+	l.mu.Lock()
 	if now {
-		c.intake.fullReceivers++
+		l.fullReceivers++
 	} else {
-		c.intake.fullReceivers--
+		l.fullReceivers--
 	}
-	c.mu.Unlock()
+	l.mu.Unlock()
 	return now
 }
 
 // yield says how long the reconcile of rec should wait for the intake, or 0
 // to go on now.
-func (c *Controller) yield(rec *state.Record) time.Duration {
+func (l *intakeLoad) yield(rec *state.Record) time.Duration {
 	if !afterDispatch(rec) {
 		return 0
 	}
-	now := c.Now()
+	now := l.now()
 	key := rec.Key.String()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.intake.inFlight == 0 && c.intake.fullReceivers == 0 {
-		clear(c.intake.yielded)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inFlight == 0 && l.fullReceivers == 0 {
+		clear(l.yielded)
 		return 0
 	}
 	// The budget is the record's, over all its steps, until the intake
 	// next goes idle.
-	since, waited := c.intake.yielded[key]
+	since, waited := l.yielded[key]
 	if waited && now.Sub(since) >= maxYield {
 		return 0
 	}
 	if !waited {
-		c.intake.yielded[key] = now
+		l.yielded[key] = now
 	}
-	c.Metrics.yields.Inc()
+	l.metrics.yields.Inc()
 	return yieldFor
 }
 
@@ -86,12 +99,7 @@ func afterDispatch(rec *state.Record) bool {
 	case state.Rescued, state.Partial, state.Failed, state.Requeued:
 		return true
 	case state.Dispatched:
-		for _, n := range rec.Nodes {
-			if n.Command == "" {
-				return false
-			}
-		}
-		return true
+		return sent(rec)
 	}
 	return false
 }

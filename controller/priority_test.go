@@ -14,8 +14,8 @@ func TestDispatchedRecordWaitsForTheIntake(t *testing.T) {
 	h.completeManifest("101", 0, nodeA, 10)
 	h.disp.setStatus(instA, "Success")
 
-	h.c.intakeStarted()
-	defer h.c.intakeDone()
+	h.c.load.started()
+	defer h.c.load.done()
 	if wait := h.reconcile(t, k); wait != yieldFor {
 		t.Fatalf("Reconcile during the intake: wait %v, want %v", wait, yieldFor)
 	}
@@ -40,8 +40,8 @@ func TestUndispatchedRecordDoesNotWait(t *testing.T) {
 	h.disp.fail = nil
 	h.disp.setStatus(instA, "InProgress")
 
-	h.c.intakeStarted()
-	defer h.c.intakeDone()
+	h.c.load.started()
+	defer h.c.load.done()
 	h.reconcile(t, k)
 	r := h.store.record(t, k)
 	if r.Phase != state.Dispatched || r.Nodes[0].Command == "" {

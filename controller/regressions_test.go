@@ -83,7 +83,7 @@ func TestSecondNodeWarnedAfterHoldIsDrained(t *testing.T) {
 func TestUnrecordedHoldIsReleased(t *testing.T) {
 	h := newHarness(t, now(), nil, batchJob("101", nodeA))
 	h.store.failCreate = errors.New("dynamodb unavailable")
-	h.c.handle(context.Background(), []sqstypes.Message{message("m1", warningBody("ev-1", instA, h.clock.Now()))}, h.clock.Now())
+	h.c.intake.handle(context.Background(), []sqstypes.Message{message("m1", warningBody("ev-1", instA, h.clock.Now()))}, h.clock.Now())
 	if h.queue.wasDeleted("rh-m1") {
 		t.Fatal("a warning that could not be recorded was deleted")
 	}
@@ -92,7 +92,7 @@ func TestUnrecordedHoldIsReleased(t *testing.T) {
 	}
 	// The redelivery holds and records it.
 	h.store.failCreate = nil
-	h.c.handle(context.Background(), []sqstypes.Message{message("m1", warningBody("ev-1", instA, h.clock.Now()))}, h.clock.Now())
+	h.c.intake.handle(context.Background(), []sqstypes.Message{message("m1", warningBody("ev-1", instA, h.clock.Now()))}, h.clock.Now())
 	if r := h.store.record(t, key("101", 0)); r.Phase != state.Dispatched {
 		t.Errorf("after the redelivery: %s, want Dispatched", r.Phase)
 	}

@@ -16,16 +16,16 @@ import (
 // requeue tells the next run where its data is (env file, AdminComment) and
 // requeues the job. A job that ended meanwhile, or that its user submitted
 // with --no-requeue, is not requeued; the record says why.
-func (c *Controller) requeue(ctx context.Context, rec *state.Record) error {
-	log := c.logFor(rec)
-	job, err := c.Slurm.Job(ctx, rec.JobID)
+func (s *steps) requeue(ctx context.Context, rec *state.Record) error {
+	log := logFor(s.log, rec)
+	job, err := s.slurm.Job(ctx, rec.JobID)
 	if errors.Is(err, slurm.ErrNoJob) || err == nil && job.Finished() {
 		rec.Requeue = gone(rec, job, err)
-		c.Metrics.requeues.WithLabelValues("job_ended").Inc()
-		return c.advance(ctx, rec, state.Done)
+		s.metrics.requeues.WithLabelValues("job_ended").Inc()
+		return s.records.advance(ctx, rec, state.Done)
 	}
 	if err != nil {
-		c.Metrics.slurmError("scontrol show job")
+		s.metrics.slurmError("scontrol show job")
 		return err
 	}
 	if rec.KeptHold == "" && job.HeldBySlurm() {
@@ -33,13 +33,13 @@ func (c *Controller) requeue(ctx context.Context, rec *state.Record) error {
 	}
 	if ok, why := Requeueable(job); !ok {
 		rec.Requeue = "not requeued: " + why + keptNote(rec)
-		c.Metrics.requeues.WithLabelValues("not_requeueable").Inc()
-		if err := c.releaseHold(ctx, log, rec); err != nil {
+		s.metrics.requeues.WithLabelValues("not_requeueable").Inc()
+		if err := s.releaseHold(ctx, log, rec); err != nil {
 			return err
 		}
-		return c.advance(ctx, rec, state.Done)
+		return s.records.advance(ctx, rec, state.Done)
 	}
-	if err := c.tellNextRun(ctx, log, rec); err != nil {
+	if err := s.tellNextRun(ctx, log, rec); err != nil {
 		return err
 	}
 	switch {
@@ -48,41 +48,41 @@ func (c *Controller) requeue(ctx context.Context, rec *state.Record) error {
 		// us just before a restart. Either way, once is enough.
 		rec.Requeue = fmt.Sprintf("requeued (found already requeued, now run %d)", job.Restarts)
 	default:
-		err := c.act(log, "requeue the job", func() error { return c.Slurm.Requeue(ctx, rec.JobID) })
+		err := s.act.do(log, "requeue the job", func() error { return s.slurm.Requeue(ctx, rec.JobID) })
 		switch {
 		case errors.Is(err, slurm.ErrAlreadyPending):
 			rec.Requeue = "requeued (the job was already pending)"
 		case err != nil:
-			c.Metrics.slurmError("scontrol requeue")
+			s.metrics.slurmError("scontrol requeue")
 			return fmt.Errorf("requeue job %s: %w", rec.JobID, err)
 		default:
 			rec.Requeue = "requeued"
 		}
 	}
-	if err := c.fallback(ctx, log, rec); err != nil {
+	if err := s.fallback(ctx, log, rec); err != nil {
 		return err
 	}
-	c.Metrics.requeues.WithLabelValues("requeued").Inc()
-	return c.advance(ctx, rec, state.Requeued)
+	s.metrics.requeues.WithLabelValues("requeued").Inc()
+	return s.records.advance(ctx, rec, state.Requeued)
 }
 
 // fallback moves a job that Spot keeps interrupting to the on-demand
 // partition. Every record of the job is one interruption.
-func (c *Controller) fallback(ctx context.Context, log *zap.Logger, rec *state.Record) error {
-	p := c.Policy
+func (s *steps) fallback(ctx context.Context, log *zap.Logger, rec *state.Record) error {
+	p := s.opts.Policy
 	if p.FallbackAfter <= 0 || rec.Fallback != "" {
 		return nil
 	}
-	runs, err := c.Store.Runs(ctx, rec.Cluster, rec.JobID)
+	runs, err := s.records.store.Runs(ctx, rec.Cluster, rec.JobID)
 	if err != nil {
 		return fmt.Errorf("count interruptions of job %s: %w", rec.JobID, err)
 	}
 	if len(runs) < p.FallbackAfter {
 		return nil
 	}
-	err = c.act(log, "move the job to partition "+p.FallbackPartition, func() error { return c.Slurm.SetPartition(ctx, rec.JobID, p.FallbackPartition) })
+	err = s.act.do(log, "move the job to partition "+p.FallbackPartition, func() error { return s.slurm.SetPartition(ctx, rec.JobID, p.FallbackPartition) })
 	if err != nil {
-		c.Metrics.slurmError("scontrol update partition")
+		s.metrics.slurmError("scontrol update partition")
 		return fmt.Errorf("fallback of job %s: %w", rec.JobID, err)
 	}
 	rec.Fallback = p.FallbackPartition
@@ -93,7 +93,7 @@ func (c *Controller) fallback(ctx context.Context, log *zap.Logger, rec *state.R
 // tellNextRun writes the env file the TaskProlog exports and mirrors the
 // URI into AdminComment, which only admins can set (users can forge
 // Comment), so operators see it in scontrol show job.
-func (c *Controller) tellNextRun(ctx context.Context, log *zap.Logger, rec *state.Record) error {
+func (s *steps) tellNextRun(ctx context.Context, log *zap.Logger, rec *state.Record) error {
 	status := string(rec.Outcome)
 	var nodes [][]string
 	for _, n := range rec.Nodes {
@@ -104,39 +104,39 @@ func (c *Controller) tellNextRun(ctx context.Context, log *zap.Logger, rec *stat
 	}
 	uri := rec.URI
 	if uri == "" { // nothing was dispatched: say where the data would have been
-		uri = c.Layout.RunURI(rec.JobID, rec.Run)
+		uri = s.plans.layout.RunURI(rec.JobID, rec.Run)
 	}
 	env := rescue.JobEnv{URI: uri, Status: status, Run: rec.Run, Nodes: nodes}
 	if rec.Outcome == state.OutcomeFailed {
 		// Nothing of this run was saved: an earlier rescued run of the job
 		// is still the best the next run can start from.
-		if prev, err := c.Layout.ReadJobEnv(rec.JobID); err == nil && prev.Run < rec.Run && prev.Status != string(state.OutcomeFailed) {
+		if prev, err := s.plans.layout.ReadJobEnv(rec.JobID); err == nil && prev.Run < rec.Run && prev.Status != string(state.OutcomeFailed) {
 			log.Info("nothing saved of this run; the next run resumes from an earlier rescue", zap.Int("from_run", prev.Run))
 			env = *prev
 		}
 	}
-	err := c.act(log, "write the job's env file", func() error { return c.Layout.WriteJobEnv(rec.JobID, env) })
+	err := s.act.do(log, "write the job's env file", func() error { return s.plans.layout.WriteJobEnv(rec.JobID, env) })
 	if err != nil {
 		return fmt.Errorf("env file of job %s: %w", rec.JobID, err)
 	}
 	comment := fmt.Sprintf("spotrescue run=%d status=%s uri=%s", env.Run, env.Status, env.URI)
-	err = c.act(log, "set the AdminComment", func() error { return c.Slurm.SetAdminComment(ctx, rec.JobID, comment) })
+	err = s.act.do(log, "set the AdminComment", func() error { return s.slurm.SetAdminComment(ctx, rec.JobID, comment) })
 	if err != nil {
-		c.Metrics.slurmError("scontrol update admincomment")
+		s.metrics.slurmError("scontrol update admincomment")
 		return fmt.Errorf("admin comment of job %s: %w", rec.JobID, err)
 	}
 	return nil
 }
 
 // release lets the requeued job run again, unless its user had held it.
-func (c *Controller) release(ctx context.Context, rec *state.Record) error {
-	if err := c.releaseHold(ctx, c.logFor(rec), rec); err != nil {
+func (s *steps) release(ctx context.Context, rec *state.Record) error {
+	if err := s.releaseHold(ctx, logFor(s.log, rec), rec); err != nil {
 		return err
 	}
 	if note := keptNote(rec); !strings.HasSuffix(rec.Requeue, note) {
 		rec.Requeue += note
 	}
-	return c.advance(ctx, rec, state.Done)
+	return s.records.advance(ctx, rec, state.Done)
 }
 
 // Requeueable says whether a rescued job is requeued, and why not: the one
@@ -170,31 +170,4 @@ func keptNote(rec *state.Record) string {
 		return ""
 	}
 	return "; left held: " + rec.KeptHold
-}
-
-// releaseHold lifts our hold. `scontrol release` also lifts a user's own
-// hold (our admin hold replaced it), so a job its user had held gets that
-// hold back as a user hold the user can release. A job an administrator or
-// Slurm itself had held is not released at all: the release would lift
-// their hold too, and that is not ours to lift.
-func (c *Controller) releaseHold(ctx context.Context, log *zap.Logger, rec *state.Record) error {
-	if rec.KeptHold != "" {
-		log.Info("job left held: its hold was not only ours", zap.String("why", rec.KeptHold))
-		return nil
-	}
-	err := c.act(log, "release the job", func() error { return c.Slurm.Release(ctx, rec.JobID) })
-	if err != nil && !errors.Is(err, slurm.ErrNoJob) && !errors.Is(err, slurm.ErrFinished) {
-		c.Metrics.slurmError("scontrol release")
-		return fmt.Errorf("release job %s: %w", rec.JobID, err)
-	}
-	if !rec.UserHeld || err != nil {
-		return nil
-	}
-	err = c.act(log, "restore the user's hold", func() error { return c.Slurm.UserHold(ctx, rec.JobID) })
-	if err != nil {
-		c.Metrics.slurmError("scontrol uhold")
-		return fmt.Errorf("restore user hold of job %s: %w", rec.JobID, err)
-	}
-	log.Info("job left held by its user, as it was before the interruption")
-	return nil
 }
