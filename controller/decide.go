@@ -104,7 +104,7 @@ func Decide(p Policy, jobs []slurm.Job, node string) (units []Unit, skipped []Sk
 // the start of a rescue record, and what a pre-sync's request is built from.
 func jobRecord(cluster string, j *slurm.Job) *state.Record {
 	return &state.Record{
-		Key: state.Key{Cluster: cluster, JobID: j.ID, Run: j.Restarts},
+		Key:  state.Key{Cluster: cluster, JobID: j.ID, Run: j.Restarts},
 		User: j.User, UID: j.UID, Name: j.Name, Display: j.Display, ArrayJobID: j.ArrayJobID, ArrayTaskID: j.ArrayTaskID,
 		UserHeld: j.HeldByUser(), KeptHold: keptHold(j),
 	}
