@@ -207,3 +207,23 @@ func TestBothNodesOfAJobInOneBatch(t *testing.T) {
 		}
 	}
 }
+
+// Every interrupted node is drained, also one warned after its job's rescue
+// is past Held: Slurm must start nothing on an instance about to go.
+func TestNodeWarnedLaterIsDrained(t *testing.T) {
+	h := newHarness(t, now(), nil, batchJob("101", nodeA, nodeB))
+	k := key("101", 0)
+	h.warn(t, "m1", instA)
+	h.untilDispatched(t, k)
+	h.warn(t, "m2", instB)
+	if r := h.store.record(t, k); !r.Nodes[1].Interrupted {
+		t.Fatalf("second node not marked interrupted: %+v", r.Nodes)
+	}
+	h.completeManifest("101", 0, nodeA, 10)
+	h.completeManifest("101", 0, nodeB, 10)
+	h.disp.setStatus(instA, "Success")
+	h.reconcile(t, k)
+	if _, ok := h.slurm.drainedNodes()[nodeB]; !ok {
+		t.Errorf("interrupted node %s never drained (drained: %v)", nodeB, h.slurm.drainedNodes())
+	}
+}

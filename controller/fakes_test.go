@@ -332,173 +332,79 @@ func (s *fakeSlurm) SetPartition(_ context.Context, id, partition string) error 
 
 // ---- DynamoDB state ----
 
-// fakeStore is state.Store in memory: conditional create, versioned
-// updates, Active listing the records that are not Done.
-type fakeStore struct {
+// faultyStore is state.Memory with the faults a test injects.
+type faultyStore struct {
+	*state.Memory
 	mu        sync.Mutex
-	recs      map[state.Key]*state.Record
-	ints      map[string]*state.Interruption
-	activeErr error
-	// interfere, when set, runs before each Update is checked; returning
-	// true makes another writer update the stored record first (its
-	// version moves on), as a concurrent controller step would.
-	interfere func(incoming *state.Record) bool
-	// failCreate, when set, fails every Create and CreateAll.
+	activeErr error // Active fails with this
+	// failCreate, when set, fails every CreateAll and PutInterruptions (a
+	// DynamoDB outage).
 	failCreate error
+	// interfere, when set, runs before each Update; returning true makes
+	// another writer update the stored record first (its version moves
+	// on), as a concurrent controller step would.
+	interfere func(incoming *state.Record) bool
 }
 
-func newFakeStore() *fakeStore {
-	return &fakeStore{recs: map[state.Key]*state.Record{}, ints: map[string]*state.Interruption{}}
-}
+func newFakeStore() *faultyStore { return &faultyStore{Memory: state.NewMemory()} }
 
-func cloneRecord(r *state.Record) *state.Record {
-	cp := *r
-	cp.Nodes = slices.Clone(r.Nodes)
-	cp.Errors = slices.Clone(r.Errors)
-	return &cp
-}
-
-func (s *fakeStore) Create(_ context.Context, r *state.Record) error {
+func (s *faultyStore) fault() (create, active error, interfere func(*state.Record) bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.failCreate != nil {
-		return s.failCreate
-	}
-	r.Version = 1
-	if _, ok := s.recs[r.Key]; ok {
-		return state.ErrExists
-	}
-	s.recs[r.Key] = cloneRecord(r)
-	return nil
+	return s.failCreate, s.activeErr, s.interfere
 }
 
-func (s *fakeStore) CreateAll(ctx context.Context, recs []*state.Record) []error {
-	errs := make([]error, len(recs))
-	for i, r := range recs {
-		errs[i] = s.Create(ctx, r)
+func (s *faultyStore) CreateAll(ctx context.Context, recs []*state.Record) []error {
+	if err, _, _ := s.fault(); err != nil {
+		errs := make([]error, len(recs))
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
 	}
-	return errs
+	return s.Memory.CreateAll(ctx, recs)
 }
 
-func (s *fakeStore) Get(_ context.Context, k state.Key) (*state.Record, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.recs[k]
-	if !ok {
-		return nil, state.ErrNotFound
+func (s *faultyStore) PutInterruptions(ctx context.Context, ins []*state.Interruption) error {
+	if err, _, _ := s.fault(); err != nil {
+		return err
 	}
-	return cloneRecord(r), nil
+	return s.Memory.PutInterruptions(ctx, ins)
 }
 
-func (s *fakeStore) Update(_ context.Context, r *state.Record) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur, ok := s.recs[r.Key]
-	if ok && s.interfere != nil && s.interfere(r) {
-		cur.Version++ // someone else's write landed first
+func (s *faultyStore) Active(ctx context.Context, cluster string) ([]state.Key, error) {
+	if _, err, _ := s.fault(); err != nil {
+		return nil, err
 	}
-	if !ok || cur.Version != r.Version {
-		return state.ErrConflict
-	}
-	r.Version++
-	s.recs[r.Key] = cloneRecord(r)
-	return nil
+	return s.Memory.Active(ctx, cluster)
 }
 
-func (s *fakeStore) Active(_ context.Context, cluster string) ([]state.Key, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.activeErr != nil {
-		return nil, s.activeErr
-	}
-	var keys []state.Key
-	for k, r := range s.recs {
-		if k.Cluster == cluster && !r.Phase.Terminal() {
-			keys = append(keys, k)
+func (s *faultyStore) Update(ctx context.Context, r *state.Record) error {
+	if _, _, interfere := s.fault(); interfere != nil && interfere(r) {
+		if cur, err := s.Memory.Get(ctx, r.Key); err == nil {
+			s.Memory.Update(ctx, cur) // someone else's write lands first
 		}
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
-	return keys, nil
-}
-
-func (s *fakeStore) Runs(_ context.Context, cluster, jobID string) ([]*state.Record, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []*state.Record
-	for k, r := range s.recs {
-		if k.Cluster == cluster && k.JobID == jobID {
-			out = append(out, cloneRecord(r))
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Run < out[j].Run })
-	return out, nil
-}
-
-func (s *fakeStore) PutInterruption(_ context.Context, in *state.Interruption) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cp := *in
-	cp.Jobs = slices.Clone(in.Jobs)
-	s.ints[in.Instance] = &cp
-	return nil
-}
-
-func (s *fakeStore) GetInterruption(_ context.Context, instance string) (*state.Interruption, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	in, ok := s.ints[instance]
-	if !ok {
-		return nil, state.ErrNotFound
-	}
-	cp := *in
-	cp.Jobs = slices.Clone(in.Jobs)
-	return &cp, nil
+	return s.Memory.Update(ctx, r)
 }
 
 // put stores a record as it is, for tests that start mid-way. Like any
 // real write it moves the version on, so a controller's cached copy is stale.
-func (s *fakeStore) put(r *state.Record) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if cur, ok := s.recs[r.Key]; ok {
-		r.Version = max(r.Version, cur.Version) + 1
-	}
-	if r.Version == 0 {
-		r.Version = 1
-	}
-	s.recs[r.Key] = cloneRecord(r)
-}
-
-// Exists reports which keys have a record.
-func (s *fakeStore) Exists(_ context.Context, keys []state.Key) (map[state.Key]bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := map[state.Key]bool{}
-	for _, k := range keys {
-		if _, ok := s.recs[k]; ok {
-			out[k] = true
+func (s *faultyStore) put(r *state.Record) {
+	ctx := context.Background()
+	if cur, err := s.Memory.Get(ctx, r.Key); err == nil {
+		r.Version = cur.Version
+		if err := s.Memory.Update(ctx, r); err != nil {
+			panic(err)
 		}
+		return
 	}
-	return out, nil
+	if err := s.Memory.Create(ctx, r); err != nil {
+		panic(err)
+	}
 }
 
-// PutInterruptions writes each; failCreate fails it too (a DynamoDB outage).
-func (s *fakeStore) PutInterruptions(ctx context.Context, ins []*state.Interruption) error {
-	s.mu.Lock()
-	fail := s.failCreate
-	s.mu.Unlock()
-	if fail != nil {
-		return fail
-	}
-	for _, in := range ins {
-		if err := s.PutInterruption(ctx, in); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *fakeStore) record(t *testing.T, k state.Key) *state.Record {
+func (s *faultyStore) record(t *testing.T, k state.Key) *state.Record {
 	t.Helper()
 	r, err := s.Get(context.Background(), k)
 	if err != nil {
@@ -507,11 +413,7 @@ func (s *fakeStore) record(t *testing.T, k state.Key) *state.Record {
 	return r
 }
 
-func (s *fakeStore) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.recs)
-}
+func (s *faultyStore) count() int { return s.Len() }
 
 // ---- ParallelCluster node table ----
 
@@ -658,7 +560,7 @@ type harness struct {
 	clock     *fakeClock
 	queue     *fakeQueue
 	slurm     *fakeSlurm
-	store     *fakeStore
+	store     *faultyStore
 	nodes     *fakeNodes
 	disp      *fakeDispatcher
 	manifests *fakeManifests

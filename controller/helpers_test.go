@@ -26,11 +26,10 @@ const (
 	foreignI = "i-0aaaaaaaaaaaaaaaa"
 )
 
-// now is the start of every test's fake clock. It is the real time, not a
-// fixed instant, only because track computes its poll delay with
-// time.Until (see TestKnownBugTrackPollDelayIgnoresInjectedClock); every
-// decision under test reads the fake clock.
-func now() time.Time { return time.Now().UTC().Truncate(time.Second) }
+// now is the start of most tests' fake clocks: a fixed instant, so that
+// every decision under test reads the fake clock and no test depends on
+// when it runs.
+func now() time.Time { return time.Date(2026, 11, 20, 5, 12, 58, 0, time.UTC) }
 
 func envelope(id, source, detailType, region string, at time.Time, detail any) string {
 	d, err := json.Marshal(detail)

@@ -365,3 +365,26 @@ func TestRebalancePresyncThenWarning(t *testing.T) {
 		t.Errorf("canceled %v, want the pre-sync %s", h.disp.canceled, presync)
 	}
 }
+
+// A warning that cannot be recorded leaves no hold behind (nothing would
+// ever release it) and is redelivered; the redelivery holds and records.
+func TestUnrecordedWarningLeavesNoHold(t *testing.T) {
+	h := newHarness(t, now(), nil, batchJob("101", nodeA))
+	h.store.failCreate = errors.New("dynamodb unavailable")
+	h.c.intake.handle(context.Background(), []sqstypes.Message{message("m1", warningBody("ev-1", instA, h.clock.Now()))}, h.clock.Now())
+	if h.queue.wasDeleted("rh-m1") {
+		t.Fatal("a warning that could not be recorded was deleted")
+	}
+	if j := h.slurm.job("101"); j.Held() {
+		t.Errorf("job left %s though nothing recorded the hold", j.Reason)
+	}
+	// The redelivery holds and records it.
+	h.store.failCreate = nil
+	h.c.intake.handle(context.Background(), []sqstypes.Message{message("m1", warningBody("ev-1", instA, h.clock.Now()))}, h.clock.Now())
+	if r := h.store.record(t, key("101", 0)); r.Phase != state.Dispatched {
+		t.Errorf("after the redelivery: %s, want Dispatched", r.Phase)
+	}
+	if j := h.slurm.job("101"); j.Reason != "JobHeldAdmin" {
+		t.Errorf("after the redelivery the job is %s, want held", j.Reason)
+	}
+}

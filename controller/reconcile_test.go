@@ -626,3 +626,56 @@ func TestUnusableManifestCountsAsNothingSaved(t *testing.T) {
 		})
 	}
 }
+
+// While an agent uploads, Reconcile asks to look again within pollEvery,
+// by the controller's clock (not the wall clock).
+func TestTrackPollsWhileTheAgentUploads(t *testing.T) {
+	start := time.Date(2026, 11, 20, 5, 12, 58, 0, time.UTC) // the fixture's warning time
+	h := newHarness(t, start, nil, batchJob("101", nodeA))
+	k := key("101", 0)
+	h.warn(t, "m1", instA)
+	h.disp.setStatus(instA, "InProgress")
+	wait, err := h.c.Reconcile(context.Background(), k.String())
+	if err != nil || wait <= 0 || wait > pollEvery {
+		t.Errorf("Reconcile while the agent uploads = %v, %v; want a poll delay in (0, %v]", wait, err, pollEvery)
+	}
+}
+
+// A rescue whose deadline passed before its upload started still tells the
+// next run: its env file reads, with status failed.
+func TestDeadlinePassedTellsTheNextRun(t *testing.T) {
+	h, k := rescueSetup(t, nil, batchJob("101", nodeA))
+	h.clock.Advance(Reclaim - testMargin + time.Second)
+	h.reconcile(t, k)
+	if r := h.store.record(t, k); r.Phase != state.Done || r.Outcome != state.OutcomeFailed {
+		t.Fatalf("record %s %s", r.Phase, r.Outcome)
+	}
+	env, err := h.layout.ReadJobEnv("101")
+	switch {
+	case errors.Is(err, rescue.ErrNoEnv):
+	case err != nil:
+		t.Errorf("the next run's env file cannot be read: %v", err)
+	case env.Status != "failed":
+		t.Errorf("env status %q, want failed", env.Status)
+	}
+}
+
+// A write that conflicts after the agents were sent (another warning of
+// the job marking its node) is merged into a fresh read: the commands are
+// kept, and no node gets a second agent uploading beside the first.
+func TestConflictAfterDispatchKeepsOneAgentPerNode(t *testing.T) {
+	h, k := rescueSetup(t, nil, batchJob("101", nodeA))
+	h.completeManifest("101", 0, nodeA, 10)
+	interfered := false
+	h.store.interfere = func(r *state.Record) bool {
+		if r.Phase == state.Dispatched && !interfered {
+			interfered = true
+			return true
+		}
+		return false
+	}
+	h.reconcile(t, k)
+	if n := len(h.disp.commandsTo(instA)); n != 1 {
+		t.Errorf("%d agents sent to %s for one rescue, want 1", n, instA)
+	}
+}

@@ -65,11 +65,11 @@ type Agent struct {
 	tuned *s3.Client
 }
 
-// Defaults measured on a 2-core machine against loopback S3 (hack/bench/BENCHMARKS.md):
-// past 8 transfers at once the emulator, not the agent, is the limit;
-// larger parts, or more of them per slot, only add memory (and were
-// slower). The part buffers are shared, so one large file alone still
-// gets 8 parts in flight. File data then takes at most 64 MiB.
+// Defaults: 8 transfers at once, 8 MiB parts, one part in flight per
+// transfer (hack/bench/BENCHMARKS.md has the measurements behind them).
+// Larger parts, or more of them per slot, only add memory. The part buffers
+// are shared, so one large file alone still gets 8 parts in flight. File
+// data then takes at most 64 MiB.
 const (
 	DefaultConcurrency   = 8
 	DefaultPartSize      = 8 << 20

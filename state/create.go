@@ -13,11 +13,11 @@ const createConcurrency = 16
 // ErrExists (also for a key that appears earlier in recs), or what kept it
 // from being written.
 //
-// TransactWriteItems could write up to 100 of them in one call, at twice
-// the write capacity. It is not used: moto, which the lab and CI run on,
-// copies the whole table for every transaction, seconds each once the
-// table holds a few thousand records, so the lab could neither test nor
-// measure that path.
+// Neither batch API fits: BatchWriteItem cannot be conditional, and a
+// TransactWriteItems call fails whole when one condition fails, while a
+// batch of warnings routinely holds records that exist already (a
+// redelivery, another node of a job being rescued), which must be told
+// apart one by one; a transaction also costs twice the write capacity.
 func (s *Store) CreateAll(ctx context.Context, recs []*Record) []error {
 	errs := make([]error, len(recs))
 	seen := map[Key]bool{}

@@ -133,3 +133,10 @@ func (m *Memory) Exists(_ context.Context, keys []Key) (map[Key]bool, error) {
 	}
 	return out, nil
 }
+
+// Len reports how many records m holds, Done or not.
+func (m *Memory) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.records)
+}

@@ -237,20 +237,6 @@ func (s *Store) Active(ctx context.Context, cluster string) ([]Key, error) {
 	return keys, nil
 }
 
-// Recent returns up to limit records of cluster detected at or after since, newest first.
-func (s *Store) Recent(ctx context.Context, cluster string, since time.Time, limit int) ([]*Record, error) {
-	return s.query(ctx, &dynamodb.QueryInput{
-		TableName:              aws.String(s.table),
-		IndexName:              aws.String(IndexByCluster),
-		KeyConditionExpression: aws.String("GSI1PK = :c AND GSI1SK >= :t"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":c": &types.AttributeValueMemberS{Value: clusterPK(cluster)},
-			":t": &types.AttributeValueMemberS{Value: since.UTC().Format(sortTime)},
-		},
-		ScanIndexForward: aws.Bool(false),
-	}, limit)
-}
-
 func (s *Store) query(ctx context.Context, in *dynamodb.QueryInput, limit int) ([]*Record, error) {
 	var out []*Record
 	p := dynamodb.NewQueryPaginator(s.db, in)
