@@ -348,14 +348,20 @@ type faultyStore struct {
 
 func newFakeStore() *faultyStore { return &faultyStore{Memory: state.NewMemory()} }
 
-func (s *faultyStore) fault() (create, active error, interfere func(*state.Record) bool) {
+// faults are the faults a test has injected.
+type faults struct {
+	create, active error
+	interfere      func(*state.Record) bool
+}
+
+func (s *faultyStore) fault() faults {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.failCreate, s.activeErr, s.interfere
+	return faults{s.failCreate, s.activeErr, s.interfere}
 }
 
 func (s *faultyStore) CreateAll(ctx context.Context, recs []*state.Record) []error {
-	if err, _, _ := s.fault(); err != nil {
+	if err := s.fault().create; err != nil {
 		errs := make([]error, len(recs))
 		for i := range errs {
 			errs[i] = err
@@ -366,21 +372,21 @@ func (s *faultyStore) CreateAll(ctx context.Context, recs []*state.Record) []err
 }
 
 func (s *faultyStore) PutInterruptions(ctx context.Context, ins []*state.Interruption) error {
-	if err, _, _ := s.fault(); err != nil {
+	if err := s.fault().create; err != nil {
 		return err
 	}
 	return s.Memory.PutInterruptions(ctx, ins)
 }
 
 func (s *faultyStore) Active(ctx context.Context, cluster string) ([]state.Key, error) {
-	if _, err, _ := s.fault(); err != nil {
+	if err := s.fault().active; err != nil {
 		return nil, err
 	}
 	return s.Memory.Active(ctx, cluster)
 }
 
 func (s *faultyStore) Update(ctx context.Context, r *state.Record) error {
-	if _, _, interfere := s.fault(); interfere != nil && interfere(r) {
+	if interfere := s.fault().interfere; interfere != nil && interfere(r) {
 		if cur, err := s.Memory.Get(ctx, r.Key); err == nil {
 			s.Memory.Update(ctx, cur) // someone else's write lands first
 		}

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/spotrescue/spotrescue/rescue/naming"
 )
 
 // JobEnv is what the next run of a rescued job is told, through the
@@ -99,7 +101,7 @@ func (e JobEnv) check() error {
 	}
 	for _, g := range e.Nodes {
 		for _, n := range g {
-			if !nodeRe.MatchString(n) {
+			if naming.Node(n) != nil {
 				return fmt.Errorf("%s: %q is not a node name", varNodes, n)
 			}
 		}

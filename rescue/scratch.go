@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spotrescue/spotrescue/rescue/confine"
+	"github.com/spotrescue/spotrescue/rescue/naming"
 )
 
 // ScratchVars are the values a scratch path template may use. Every
@@ -34,11 +35,15 @@ func NewScratchVars(jobID, user, arrayJobID, arrayTaskID, node string) ScratchVa
 // Node is the node the values are for.
 func (v ScratchVars) Node() string { return v.node }
 
-var (
-	numericRe = regexp.MustCompile(`^[0-9]{1,10}$`)
-	userRe    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,31}$`)
-	nodeRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-)
+// userRe is a POSIX user name as useradd takes it.
+var userRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,31}$`)
+
+func validUser(s string) error {
+	if !userRe.MatchString(s) {
+		return errors.New("not a user name")
+	}
+	return nil
+}
 
 // ScratchDir expands template with v. Every value is checked against a
 // strict pattern first, so a job or user name can never steer the path
@@ -50,14 +55,14 @@ func ScratchDir(template string, v ScratchVars) (string, error) {
 	}
 	type check struct {
 		name, value string
-		re          *regexp.Regexp
+		valid       func(string) error
 	}
-	checks := []check{{"job_id", v.jobID, numericRe}, {"user", v.user, userRe}, {"node", v.node, nodeRe}}
+	checks := []check{{"job_id", v.jobID, naming.JobNumber}, {"user", v.user, validUser}, {"node", v.node, naming.Node}}
 	if v.arrayJobID != "none" {
-		checks = append(checks, check{"array_job_id", v.arrayJobID, numericRe}, check{"array_task_id", v.arrayTaskID, numericRe})
+		checks = append(checks, check{"array_job_id", v.arrayJobID, naming.JobNumber}, check{"array_task_id", v.arrayTaskID, naming.TaskID})
 	}
 	for _, c := range checks {
-		if strings.Contains(template, "{"+c.name+"}") && !c.re.MatchString(c.value) {
+		if strings.Contains(template, "{"+c.name+"}") && c.valid(c.value) != nil {
 			return "", fmt.Errorf("scratch path: %s %q is not usable in a path", c.name, c.value)
 		}
 	}

@@ -9,10 +9,11 @@ package state
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spotrescue/spotrescue/rescue/naming"
 )
 
 // Phase is where a job run's rescue stands.
@@ -56,13 +57,6 @@ type Key struct {
 	Run     int // SLURM_RESTART_COUNT of the interrupted run (0 for the first run)
 }
 
-// jobIDRe accepts plain, array-task and heterogeneous-component job ids.
-var jobIDRe = regexp.MustCompile(`^[0-9]{1,10}([_+][0-9]{1,10})?$`)
-
-// ValidJobID reports whether id is a Slurm job id we are willing to put in
-// paths, keys and command arguments.
-func ValidJobID(id string) bool { return jobIDRe.MatchString(id) }
-
 func (k Key) String() string { return fmt.Sprintf("%s/%s/%d", k.Cluster, k.JobID, k.Run) }
 
 // ParseKey is the inverse of Key.String; work queues carry keys as strings.
@@ -75,8 +69,8 @@ func ParseKey(s string) (Key, error) {
 	if err != nil || run < 0 {
 		return Key{}, fmt.Errorf("parse key %q: run %q is not a restart count", s, parts[2])
 	}
-	if !ValidJobID(parts[1]) {
-		return Key{}, fmt.Errorf("parse key %q: %q is not a Slurm job id", s, parts[1])
+	if _, err := naming.ParseJobID(parts[1]); err != nil {
+		return Key{}, fmt.Errorf("parse key %q: %w", s, err)
 	}
 	return Key{Cluster: parts[0], JobID: parts[1], Run: run}, nil
 }

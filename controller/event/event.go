@@ -8,10 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/spotrescue/spotrescue/rescue/naming"
 )
 
 // Kind says what happened.
@@ -79,12 +80,6 @@ var ErrUnsupported = errors.New("unsupported event")
 
 // MaxBody is the largest message accepted; SQS itself caps bodies at 256 KiB.
 const MaxBody = 256 << 10
-
-// instanceRe is the EC2 instance id format: 8 (old) or 17 hex digits.
-var instanceRe = regexp.MustCompile(`^i-[0-9a-f]{8}([0-9a-f]{9})?$`)
-
-// ValidInstance reports whether id is an EC2 instance id.
-func ValidInstance(id string) bool { return instanceRe.MatchString(id) }
 
 // maxID bounds an event id. EventBridge's are UUIDs; the id is copied into
 // every record and log line about the event, and shown by `spotrescue jobs`.
@@ -174,7 +169,7 @@ func decodeDetail(env *Envelope, v any) error {
 
 // instance checks and returns the instance id from the detail.
 func instance(id string) (string, error) {
-	if !ValidInstance(id) {
+	if !naming.ValidInstance(id) {
 		return "", &FieldError{Field: "detail.instance-id", Msg: fmt.Sprintf("%q is not an EC2 instance id", truncate(id, 40))}
 	}
 	return id, nil

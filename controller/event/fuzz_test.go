@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/spotrescue/spotrescue/rescue/naming"
 )
 
 var updateCorpus = flag.Bool("update-corpus", false, "write the fixtures missing from testdata/fuzz as seeds")
@@ -64,7 +66,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if !ValidInstance(e.Instance) {
+		if !naming.ValidInstance(e.Instance) {
 			t.Fatalf("accepted instance id %q", e.Instance)
 		}
 		if !validID(e.ID) || e.ID == "" {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spotrescue/spotrescue/rescue/naming"
 )
 
 // Hostile and malformed message bodies, and what Parse makes of each. The
@@ -111,7 +113,7 @@ func TestHostileBodies(t *testing.T) {
 			var fe *FieldError
 			switch tc.want {
 			case accept:
-				if err != nil || !ValidInstance(e.Instance) || !tc.check(e) {
+				if err != nil || !naming.ValidInstance(e.Instance) || !tc.check(e) {
 					t.Fatalf("got %+v, %v; want it accepted", e, err)
 				}
 			case unsupported:

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/spotrescue/spotrescue/rescue/naming"
 )
 
 // The parsers read whatever a Slurm command printed; no input may make
@@ -88,11 +90,11 @@ func checkJobs(t *testing.T, jobs []Job) {
 
 func checkNames(t *testing.T, names []string) {
 	t.Helper()
-	if len(names) > maxHosts {
+	if len(names) > naming.MaxHosts {
 		t.Fatalf("%d names", len(names))
 	}
 	for _, n := range names {
-		if n == "" || len(n) > maxHostName || strings.ContainsAny(n, ",[]") {
+		if n == "" || len(n) > naming.MaxHostName || strings.ContainsAny(n, ",[]") {
 			t.Fatalf("node name %q", n)
 		}
 	}
@@ -163,24 +165,6 @@ func FuzzParseSqueue(f *testing.F) {
 		if n := strings.Count(string(data), recordSep); len(jobs) > n {
 			t.Fatalf("%d jobs from %d records", len(jobs), n)
 		}
-	})
-}
-
-// FuzzExpandHostlist: the expansion is bounded in count and in the size of
-// each name (so in memory), whatever the input.
-func FuzzExpandHostlist(f *testing.F) {
-	for _, s := range []string{"n[01-03]", "a[1-2]-b[3-4],c", "x[", "q[0-99999]", "a[1-9]b[1-9]c[1-9]", "n[1-999999999]", "[0-9][0-9][0-9][0-9][0-9]"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		names, err := ExpandHostlist(s)
-		if err != nil {
-			if names != nil {
-				t.Fatalf("%d names with error %v", len(names), err)
-			}
-			return
-		}
-		checkNames(t, names)
 	})
 }
 

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spotrescue/spotrescue/rescue/naming"
 )
 
 // Job is one job record of slurmctld: a plain job, one task of a job array
@@ -193,7 +195,7 @@ func (j *Job) setNodes(list string) error {
 	if list == "None assigned" {
 		list = ""
 	}
-	nodes, err := ExpandHostlist(list)
+	nodes, err := naming.ExpandHostlist(list)
 	j.Nodes = nodes
 	return err
 }

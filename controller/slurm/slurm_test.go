@@ -63,32 +63,6 @@ func TestVersionCachedAfterSuccess(t *testing.T) {
 	}
 }
 
-func TestExpandHostlist(t *testing.T) {
-	for in, want := range map[string][]string{
-		"":                         nil,
-		"(null)":                   nil,
-		"compute-1":                {"compute-1"},
-		"queue1-dy-c5-[1-3,5]":     {"queue1-dy-c5-1", "queue1-dy-c5-2", "queue1-dy-c5-3", "queue1-dy-c5-5"},
-		"n[01-03]":                 {"n01", "n02", "n03"},
-		"n[9-10]":                  {"n9", "n10"},
-		"n[098-101]":               {"n098", "n099", "n100", "n101"},
-		"a[1-2],b,c[7]":            {"a1", "a2", "b", "c7"},
-		"rack[1-2]-n[01-02]":       {"rack1-n01", "rack1-n02", "rack2-n01", "rack2-n02"},
-		"q-st-m5-[09-10]":          {"q-st-m5-09", "q-st-m5-10"},
-		"queue1-dy-c5xlarge-[2-3]": {"queue1-dy-c5xlarge-2", "queue1-dy-c5xlarge-3"},
-	} {
-		got, err := ExpandHostlist(in)
-		if err != nil || !reflect.DeepEqual(got, want) {
-			t.Errorf("ExpandHostlist(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"n[", "n]", "n[]", "n[1-]", "n[3-1]", "n[a-b]", "n[[1]]", "a,,b", "n[0-4000000000]", "a[1-99999]b[1-99999]", ","} {
-		if got, err := ExpandHostlist(bad); err == nil {
-			t.Errorf("ExpandHostlist(%q) = %d names, want an error", bad, len(got))
-		}
-	}
-}
-
 func TestValidation(t *testing.T) {
 	for _, ok := range []string{"1", "125", "4294967293", "123_4", "123_0"} {
 		if err := validTarget(ok); err != nil {

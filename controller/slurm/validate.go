@@ -7,16 +7,11 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/spotrescue/spotrescue/rescue/naming"
 )
 
 var (
-	// A canonical job id: the numeric job_id. Leading zeros are refused so
-	// that one job has one spelling, and the value must fit in Slurm's
-	// uint32 below its NO_VAL markers.
-	jobIDPattern = regexp.MustCompile(`^[1-9][0-9]{0,9}$`)
-	// An array task addressed as <array job id>_<task id>.
-	taskIDPattern  = regexp.MustCompile(`^([1-9][0-9]{0,9})_([0-9]{1,10})$`)
-	nodePattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	partPattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	signalNumRange = [2]int{1, 64}
 )
@@ -32,7 +27,6 @@ var signalNames = map[string]bool{
 }
 
 const (
-	maxJobID      = 0xfffffffd // NO_VAL and INFINITE are 0xfffffffe/0xffffffff
 	maxCommentLen = 4096
 	maxReasonLen  = 1024
 )
@@ -41,35 +35,22 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 }
 
-// validJobID checks a canonical numeric job id.
-func validJobID(id string) error {
-	if !jobIDPattern.MatchString(id) {
-		return invalid("job id %q is not a job number", id)
+// validTarget checks an id a command may address: a canonical job id or an
+// array task as "<array job id>_<task id>" (naming.ParseJobID, without the
+// heterogeneous component form, which Slurm's commands do not take).
+func validTarget(id string) error {
+	if strings.Contains(id, "+") {
+		return invalid("job id %q: address a heterogeneous job by its leader's id", id)
 	}
-	if n, _ := strconv.ParseUint(id, 10, 64); n > maxJobID {
-		return invalid("job id %q is out of range", id)
+	if _, err := naming.ParseJobID(id); err != nil {
+		return invalid("%v", err)
 	}
 	return nil
 }
 
-// validTarget checks an id a command may address: a canonical job id or an
-// array task as "<array job id>_<task id>".
-func validTarget(id string) error {
-	if m := taskIDPattern.FindStringSubmatch(id); m != nil {
-		if err := validJobID(m[1]); err != nil {
-			return err
-		}
-		if n, _ := strconv.ParseUint(m[2], 10, 64); n > maxJobID {
-			return invalid("array task %q is out of range", id)
-		}
-		return nil
-	}
-	return validJobID(id)
-}
-
 func validNode(name string) error {
-	if !nodePattern.MatchString(name) {
-		return invalid("node name %q", name)
+	if err := naming.Node(name); err != nil {
+		return invalid("%v", err)
 	}
 	return nil
 }

@@ -15,10 +15,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spotrescue/spotrescue/controller/config"
-	"github.com/spotrescue/spotrescue/controller/event"
 	"github.com/spotrescue/spotrescue/controller/slurm"
 	"github.com/spotrescue/spotrescue/rescue"
 	"github.com/spotrescue/spotrescue/rescue/confine"
+	"github.com/spotrescue/spotrescue/rescue/naming"
 )
 
 func newAgentCommand(g *globals) *cobra.Command {
@@ -81,7 +81,7 @@ func runAgentRescue(ctx context.Context, cfg *config.Config, log *zap.Logger, pl
 			return fmt.Errorf("find this instance's id: %w", err)
 		}
 	}
-	if !event.ValidInstance(instance) {
+	if !naming.ValidInstance(instance) {
 		return fmt.Errorf("instance id %q is not valid", instance)
 	}
 	plan, err := layoutOf(cfg).ReadPlan(planID, instance)
@@ -318,7 +318,7 @@ func rankPeer(env jobEnv, rescued [][]string) string {
 	if env.Group >= len(rescued) {
 		return ""
 	}
-	nodes, err := slurm.ExpandHostlist(env.NodeList)
+	nodes, err := naming.ExpandHostlist(env.NodeList)
 	if err != nil || len(nodes) == 0 {
 		nodes = []string{env.Node}
 	}

@@ -14,9 +14,9 @@ import (
 
 	"github.com/spotrescue/spotrescue/controller"
 	"github.com/spotrescue/spotrescue/controller/config"
-	"github.com/spotrescue/spotrescue/controller/event"
 	"github.com/spotrescue/spotrescue/controller/slurm"
 	"github.com/spotrescue/spotrescue/rescue"
+	"github.com/spotrescue/spotrescue/rescue/naming"
 )
 
 // inspection is what a warning for one node would do right now.
@@ -104,7 +104,7 @@ func inspect(ctx context.Context, cfg *config.Config, kind, name string) (*inspe
 			in.Instance, in.InstanceError = inst, errText(err)
 		}
 	case "instance":
-		if !event.ValidInstance(name) {
+		if !naming.ValidInstance(name) {
 			return nil, fmt.Errorf("%q is not an EC2 instance id", name)
 		}
 		if nodes == nil {

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/spotrescue/spotrescue/controller/config"
+	"github.com/spotrescue/spotrescue/rescue/naming"
 	"github.com/spotrescue/spotrescue/state"
 )
 
@@ -71,8 +72,8 @@ func newJobsShowCommand(g *globals) *cobra.Command {
 		Short: "Show every rescued run of one job",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !state.ValidJobID(args[0]) {
-				return fmt.Errorf("%q is not a Slurm job id", args[0])
+			if _, err := naming.ParseJobID(args[0]); err != nil {
+				return err
 			}
 			s, cfg, err := openStore(cmd, g)
 			if err != nil {
@@ -107,8 +108,8 @@ func openStore(cmd *cobra.Command, g *globals) (*state.Store, *config.Config, er
 
 func listJobs(ctx context.Context, w, errw io.Writer, s *state.Store, cfg *config.Config, f listFlags) error {
 	if f.job != "" {
-		if !state.ValidJobID(f.job) {
-			return fmt.Errorf("--job %q is not a Slurm job id", f.job)
+		if _, err := naming.ParseJobID(f.job); err != nil {
+			return fmt.Errorf("--job: %w", err)
 		}
 		runs, err := s.Runs(ctx, cfg.Cluster, f.job)
 		if err != nil {

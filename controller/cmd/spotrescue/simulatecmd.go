@@ -13,7 +13,7 @@ import (
 
 	"github.com/spotrescue/spotrescue/controller"
 	"github.com/spotrescue/spotrescue/controller/config"
-	"github.com/spotrescue/spotrescue/controller/event"
+	"github.com/spotrescue/spotrescue/rescue/naming"
 )
 
 // drillKinds maps --kind to the EventBridge detail-type and detail.
@@ -63,7 +63,7 @@ simulated reclaim (EC2 gives 120s).`,
 					return err
 				}
 			}
-			if !event.ValidInstance(instance) {
+			if !naming.ValidInstance(instance) {
 				return fmt.Errorf("--instance %q is not an EC2 instance id", instance)
 			}
 			at := time.Now().UTC().Add(in - controller.Reclaim)

@@ -1,4 +1,4 @@
-package slurm
+package naming
 
 import (
 	"fmt"
@@ -6,14 +6,14 @@ import (
 	"strings"
 )
 
-// maxHosts bounds what one hostlist may expand to, so that a malformed or
-// hostile "n[0-4000000000]" cannot exhaust memory. maxHostName and
+// MaxHosts bounds what one hostlist may expand to, so that a malformed or
+// hostile "n[0-4000000000]" cannot exhaust memory. MaxHostName and
 // maxGroups bound the size of each name and the work to build it, so that
 // "[0-99999]" followed by a long suffix, or thousands of "[0]" groups,
 // cannot either: with them the names of one hostlist take at most 25 MB.
 const (
-	maxHosts    = 100000
-	maxHostName = 255 // a DNS name; Slurm's node names are far shorter
+	MaxHosts    = 100000
+	MaxHostName = 255 // a DNS name; Slurm's node names are far shorter
 	maxGroups   = 8   // bracket groups in one name ("rack[1-2]-n[01-04]" has 2)
 )
 
@@ -118,8 +118,8 @@ func expandRanges(body string) ([]string, error) {
 		if b < a {
 			return nil, fmt.Errorf("range %q runs backwards", r)
 		}
-		if b-a >= maxHosts || len(out)+int(b-a) >= maxHosts {
-			return nil, fmt.Errorf("range %q has more than %d hosts", r, maxHosts)
+		if b-a >= MaxHosts || len(out)+int(b-a) >= MaxHosts {
+			return nil, fmt.Errorf("range %q has more than %d hosts", r, MaxHosts)
 		}
 		for n := a; n <= b; n++ {
 			out = append(out, fmt.Sprintf("%0*d", len(lo), n))
@@ -129,11 +129,19 @@ func expandRanges(body string) ([]string, error) {
 }
 
 func appendBounded(out []string, name string) ([]string, error) {
-	if len(out) >= maxHosts {
-		return nil, fmt.Errorf("more than %d hosts", maxHosts)
+	if len(out) >= MaxHosts {
+		return nil, fmt.Errorf("more than %d hosts", MaxHosts)
 	}
-	if len(name) > maxHostName {
-		return nil, fmt.Errorf("name of %d bytes is longer than %d", len(name), maxHostName)
+	if len(name) > MaxHostName {
+		return nil, fmt.Errorf("name of %d bytes is longer than %d", len(name), MaxHostName)
 	}
 	return append(out, name), nil
+}
+
+// truncate shortens s for an error message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
