@@ -33,6 +33,7 @@ import (
 	"golang.org/x/time/rate"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/spotrescue/spotrescue/controller/agents"
 	"github.com/spotrescue/spotrescue/controller/slurm"
 	"github.com/spotrescue/spotrescue/rescue"
 	"github.com/spotrescue/spotrescue/state"
@@ -74,7 +75,7 @@ type Nodes interface {
 
 // Dispatcher runs the agent on instances and reports on it.
 type Dispatcher interface {
-	Dispatch(ctx context.Context, reqs []rescue.Request) (map[string]string, error)
+	Dispatch(ctx context.Context, reqs []agents.Request) (map[string]string, error)
 	Status(ctx context.Context, command, instance string) (string, error)
 	Cancel(ctx context.Context, command, instance string) error
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/spotrescue/spotrescue/controller/agents"
 	"github.com/spotrescue/spotrescue/controller/slurm"
 	"github.com/spotrescue/spotrescue/rescue"
 	"github.com/spotrescue/spotrescue/state"
@@ -118,13 +119,13 @@ type planner struct {
 }
 
 // request asks for rec's data on node to be saved.
-func (p planner) request(rec *state.Record, node, instance string, deadline, reclaim time.Time, presync bool) (rescue.Request, error) {
+func (p planner) request(rec *state.Record, node, instance string, deadline, reclaim time.Time, presync bool) (agents.Request, error) {
 	dir, err := rescue.ScratchDir(p.template, rescue.NewScratchVars(rec.JobID, rec.User, rec.ArrayJobID, rec.ArrayTaskID, node))
 	if err != nil {
-		return rescue.Request{}, err
+		return agents.Request{}, err
 	}
 	uid := rec.UID
-	return rescue.Request{
+	return agents.Request{
 		Instance: instance, Node: node, Presync: presync, Deadline: deadline, Reclaim: reclaim,
 		Job: rescue.PlanJob{JobID: rec.JobID, Run: rec.Run, Dir: dir, Prefix: p.layout.NodePrefix(rec.JobID, rec.Run, node), UID: &uid},
 	}, nil

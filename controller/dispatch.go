@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/spotrescue/spotrescue/rescue"
+	"github.com/spotrescue/spotrescue/controller/agents"
 	"github.com/spotrescue/spotrescue/state"
 )
 
@@ -18,7 +18,7 @@ import (
 // writes it); one past its deadline is not sent. The error says which
 // nodes got no agent: they keep no command, and a later pass retries them.
 func (s *steps) dispatch(ctx context.Context, log *zap.Logger, recs []*state.Record) error {
-	var reqs []rescue.Request
+	var reqs []agents.Request
 	var errs []error
 	now := s.now()
 	for _, r := range recs {
@@ -59,8 +59,8 @@ func (s *steps) dispatch(ctx context.Context, log *zap.Logger, recs []*state.Rec
 }
 
 // requests are the dispatch requests of rec's nodes that have no agent yet.
-func (s *steps) requests(rec *state.Record) ([]rescue.Request, error) {
-	var reqs []rescue.Request
+func (s *steps) requests(rec *state.Record) ([]agents.Request, error) {
+	var reqs []agents.Request
 	for _, n := range rec.Nodes {
 		if n.Command != "" {
 			continue

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/spotrescue/spotrescue/controller/agents"
 	"github.com/spotrescue/spotrescue/controller/event"
 	"github.com/spotrescue/spotrescue/controller/slurm"
 	"github.com/spotrescue/spotrescue/rescue"
@@ -453,7 +454,7 @@ func (n *fakeNodes) InstanceOf(_ context.Context, node string) (string, error) {
 type fakeDispatcher struct {
 	mu       sync.Mutex
 	next     int
-	sent     []rescue.Request
+	sent     []agents.Request
 	cmds     map[string][]string // instance -> commands sent to it
 	status   map[string]string   // instance -> invocation status SSM reports
 	fail     error               // every SendCommand fails with this
@@ -466,7 +467,7 @@ func newFakeDispatcher() *fakeDispatcher {
 	return &fakeDispatcher{cmds: map[string][]string{}, status: map[string]string{}, failFor: map[string]bool{}, fallback: "Success"}
 }
 
-func (d *fakeDispatcher) Dispatch(_ context.Context, reqs []rescue.Request) (map[string]string, error) {
+func (d *fakeDispatcher) Dispatch(_ context.Context, reqs []agents.Request) (map[string]string, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.fail != nil {
@@ -516,7 +517,7 @@ func (d *fakeDispatcher) setStatus(instance, status string) {
 	d.mu.Unlock()
 }
 
-func (d *fakeDispatcher) requests() []rescue.Request {
+func (d *fakeDispatcher) requests() []agents.Request {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return slices.Clone(d.sent)

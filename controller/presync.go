@@ -9,9 +9,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/spotrescue/spotrescue/controller/agents"
 	"github.com/spotrescue/spotrescue/controller/event"
 	"github.com/spotrescue/spotrescue/controller/slurm"
-	"github.com/spotrescue/spotrescue/rescue"
 	"github.com/spotrescue/spotrescue/state"
 )
 
@@ -85,7 +85,7 @@ func (p *presyncer) all(ctx context.Context) {
 	// either way not a job to copy now.
 	jobs = slices.DeleteFunc(jobs, func(j slurm.Job) bool { return j.Held() })
 	rescuing := p.records.instances()
-	var reqs []rescue.Request
+	var reqs []agents.Request
 	for _, node := range nodesOf(jobs) {
 		instance, err := p.nodes.InstanceOf(ctx, node)
 		if err != nil {
@@ -100,9 +100,9 @@ func (p *presyncer) all(ctx context.Context) {
 }
 
 // requests is one request per job of node that would be rescued.
-func (p *presyncer) requests(log *zap.Logger, jobs []slurm.Job, instance, node string) []rescue.Request {
+func (p *presyncer) requests(log *zap.Logger, jobs []slurm.Job, instance, node string) []agents.Request {
 	units, _ := Decide(p.policy, jobs, node)
-	var reqs []rescue.Request
+	var reqs []agents.Request
 	far := p.now().Add(time.Hour)
 	for _, u := range units {
 		rq, err := p.plans.request(jobRecord("", u.Job), node, instance, far, far, true)
@@ -117,7 +117,7 @@ func (p *presyncer) requests(log *zap.Logger, jobs []slurm.Job, instance, node s
 
 // start sends the agents and notes their commands, so that a final rescue
 // can cancel them first.
-func (p *presyncer) start(ctx context.Context, log *zap.Logger, reqs []rescue.Request) {
+func (p *presyncer) start(ctx context.Context, log *zap.Logger, reqs []agents.Request) {
 	if len(reqs) == 0 {
 		return
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spotrescue/spotrescue/controller/agents"
 	"github.com/spotrescue/spotrescue/controller/slurm"
 	"github.com/spotrescue/spotrescue/rescue"
 	"github.com/spotrescue/spotrescue/state"
@@ -97,7 +98,7 @@ func TestRescueEndToEnd(t *testing.T) {
 		t.Fatalf("%d agent requests, want 1", len(reqs))
 	}
 	uid := os.Getuid() // the job's user, whom the agent reads the files as
-	want := rescue.Request{
+	want := agents.Request{
 		Instance: instA, Node: nodeA,
 		Job:      rescue.PlanJob{JobID: "101", Run: 0, Dir: "/scratch/alice/101", Prefix: "spot/lab/101/run-0/" + nodeA + "/", UID: &uid},
 		Deadline: rec.Deadline, Reclaim: rec.EventTime.Add(Reclaim),
@@ -348,7 +349,7 @@ func TestOutcomeComesFromTheManifests(t *testing.T) {
 				t.Errorf("job: restarts %d reason %s, want requeued and released", j.Restarts, j.Reason)
 			}
 			env := h.env(t, "101")
-			if env.Status != string(tc.outcome) || env.URI != "s3://rescue-bucket/spot/lab/101/run-0/" {
+			if string(env.Status) != string(tc.outcome) || env.URI != "s3://rescue-bucket/spot/lab/101/run-0/" {
 				t.Errorf("env %+v, want status %s", env, tc.outcome)
 			}
 			if got := h.metric(t, "spotrescue_rescues_total", "outcome="+string(tc.outcome)); got != 1 {

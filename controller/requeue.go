@@ -94,7 +94,9 @@ func (s *steps) fallback(ctx context.Context, log *zap.Logger, rec *state.Record
 // URI into AdminComment, which only admins can set (users can forge
 // Comment), so operators see it in scontrol show job.
 func (s *steps) tellNextRun(ctx context.Context, log *zap.Logger, rec *state.Record) error {
-	status := string(rec.Outcome)
+	// The record's outcome is the status the next run sees (skipped
+	// records are never requeued).
+	status := rescue.Status(rec.Outcome)
 	var nodes [][]string
 	for _, n := range rec.Nodes {
 		for len(nodes) <= n.Group {
@@ -110,7 +112,7 @@ func (s *steps) tellNextRun(ctx context.Context, log *zap.Logger, rec *state.Rec
 	if rec.Outcome == state.OutcomeFailed {
 		// Nothing of this run was saved: an earlier rescued run of the job
 		// is still the best the next run can start from.
-		if prev, err := s.plans.layout.ReadJobEnv(rec.JobID); err == nil && prev.Run < rec.Run && prev.Status != string(state.OutcomeFailed) {
+		if prev, err := s.plans.layout.ReadJobEnv(rec.JobID); err == nil && prev.Run < rec.Run && prev.Status != rescue.Failed {
 			log.Info("nothing saved of this run; the next run resumes from an earlier rescue", zap.Int("from_run", prev.Run))
 			env = *prev
 		}

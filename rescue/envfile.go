@@ -21,7 +21,7 @@ import (
 // TaskProlog, and what the Prolog restores from.
 type JobEnv struct {
 	URI    string // SPOT_RESCUE_URI: the rescued run's s3:// prefix
-	Status string // SPOT_RESCUE_STATUS: complete, partial or failed
+	Status Status // SPOT_RESCUE_STATUS: Complete, Partial or Failed
 	Run    int    // SPOT_RESCUE_RUN: restart count of the rescued run
 	// Nodes are the rescued run's nodes in order, one list per
 	// heterogeneous job component (one list for other jobs), so that each
@@ -78,7 +78,7 @@ func (e JobEnv) pairs() [][2]string {
 	for i, g := range e.Nodes {
 		groups[i] = strings.Join(g, ",")
 	}
-	return [][2]string{{VarURI, e.URI}, {VarStatus, e.Status}, {VarRun, strconv.Itoa(e.Run)}, {varNodes, strings.Join(groups, ";")}}
+	return [][2]string{{VarURI, e.URI}, {VarStatus, string(e.Status)}, {VarRun, strconv.Itoa(e.Run)}, {varNodes, strings.Join(groups, ";")}}
 }
 
 // check validates every value, for writers and readers alike.
@@ -91,9 +91,7 @@ func (e JobEnv) check() error {
 	if _, _, err := splitURI(e.URI); err != nil {
 		return fmt.Errorf("%s: %w", VarURI, err)
 	}
-	switch e.Status {
-	case "complete", "partial", "failed":
-	default:
+	if !e.Status.rescued() {
 		return fmt.Errorf("%s %q is not complete, partial or failed", VarStatus, e.Status)
 	}
 	if e.Run < 0 {
@@ -134,7 +132,7 @@ func (l Layout) ReadJobEnv(jobID string) (*JobEnv, error) {
 		case VarURI:
 			e.URI = v
 		case VarStatus:
-			e.Status = v
+			e.Status = Status(v)
 		case VarRun:
 			if e.Run, err = strconv.Atoi(v); err != nil {
 				return nil, fmt.Errorf("read env for job %s: %s %q is not a number", jobID, VarRun, v)

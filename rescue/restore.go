@@ -41,10 +41,9 @@ type Restored struct {
 	Run   int    `json:"run"`     // the restart count of the run it was restored for
 	From  int    `json:"rescued"` // the rescued run it came from
 	Dir   string `json:"dir"`
-	// Status is complete, partial or failed: the rescued data's state as
-	// restored; none when this node has nothing to get back, kept when
-	// the scratch directory already held the job's data (see Restore).
-	Status string `json:"status"`
+	// Status is Complete, Partial or Failed: the rescued data's state as
+	// restored; NothingHere or Kept (see Restore).
+	Status Status `json:"status"`
 	Files  int    `json:"files"`
 	Bytes  int64  `json:"bytes"`
 	Error  string `json:"error,omitempty"`
@@ -99,7 +98,7 @@ func (a *Agent) Restore(ctx context.Context, req RestoreRequest) (*Restored, err
 	}
 	r := &Restored{JobID: req.JobID, Dir: req.Dir.Name(), Status: statusOf(m), Files: len(m.Files), Bytes: m.Bytes}
 	took := time.Since(started)
-	log.Info("restored", zap.String("dir", r.Dir), zap.String("status", r.Status), zap.Int("files", r.Files), zap.Int64("bytes", r.Bytes),
+	log.Info("restored", zap.String("dir", r.Dir), zap.String("status", string(r.Status)), zap.Int("files", r.Files), zap.Int64("bytes", r.Bytes),
 		zap.Duration("took", took.Round(time.Millisecond)), zap.String("rate", mibps(r.Bytes, took.Seconds())))
 	return r, nil
 }
@@ -115,11 +114,11 @@ func (a *Agent) fill(ctx context.Context, bucket, nodePrefix string, m *Manifest
 	return finishTree(stage, m, req.UID, req.GID)
 }
 
-func statusOf(m *Manifest) string {
+func statusOf(m *Manifest) Status {
 	if m.Complete {
-		return "complete"
+		return Complete
 	}
-	return "partial"
+	return Partial
 }
 
 // checkEmpty refuses a scratch directory that holds anything but our own

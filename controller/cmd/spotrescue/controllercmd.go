@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/spotrescue/spotrescue/controller"
+	"github.com/spotrescue/spotrescue/controller/agents"
 	"github.com/spotrescue/spotrescue/controller/config"
 	"github.com/spotrescue/spotrescue/controller/slurm"
 	"github.com/spotrescue/spotrescue/rescue"
@@ -63,7 +64,7 @@ Stops gracefully on SIGTERM; unfinished rescues resume on the next start.`,
 
 func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) error {
 	ctx := cmd.Context()
-	awsCfg, err := awsConfig(ctx, cfg.Region)
+	awsCfg, err := rescue.AWSConfig(ctx, cfg.Region)
 	if err != nil {
 		return err
 	}
@@ -76,7 +77,7 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) erro
 	metrics := controller.NewMetrics(reg)
 	awsCfg.APIOptions = append(awsCfg.APIOptions, metrics.CountAWSCalls)
 	db := dynamodb.NewFromConfig(awsCfg)
-	s3c := newS3(awsCfg)
+	s3c := rescue.NewS3(awsCfg)
 	nodes := &controller.NodeTable{DB: db, Table: cfg.NodeTable}
 	// Knowing every node's instance up front saves a lookup per instance
 	// in a mass reclaim; without Scan permission it looks them up one by one.
@@ -129,7 +130,7 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) erro
 			slurm.WithTimeout(20*time.Second), slurm.WithObserver(metrics.CountSlurmCall)), 20*time.Millisecond),
 		Store: store,
 		Nodes: nodes,
-		Dispatcher: &rescue.Dispatcher{
+		Dispatcher: &agents.Dispatcher{
 			SSM: ssm.NewFromConfig(awsCfg), Layout: layout, Region: cfg.Region, Document: cfg.SSM.Document,
 			Window: 50 * time.Millisecond, Log: log, DryRun: cfg.DryRun,
 			Priority: cfg.Rescue.Priority, Checksum: cfg.Rescue.Checksum, Pack: cfg.Rescue.PackSmallFiles,

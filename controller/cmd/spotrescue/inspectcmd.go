@@ -131,7 +131,7 @@ func nodeTable(ctx context.Context, cfg *config.Config) *controller.NodeTable {
 	if cfg.Region == "" || cfg.NodeTable == "" {
 		return nil
 	}
-	awsCfg, err := awsConfig(ctx, cfg.Region)
+	awsCfg, err := rescue.AWSConfig(ctx, cfg.Region)
 	if err != nil {
 		return nil
 	}

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/spotrescue/spotrescue/controller/config"
+	"github.com/spotrescue/spotrescue/rescue"
 	"github.com/spotrescue/spotrescue/rescue/naming"
 	"github.com/spotrescue/spotrescue/state"
 )
@@ -99,7 +100,7 @@ func openStore(cmd *cobra.Command, g *globals) (*state.Store, *config.Config, er
 	if err != nil {
 		return nil, nil, err
 	}
-	awsCfg, err := awsConfig(cmd.Context(), cfg.Region)
+	awsCfg, err := rescue.AWSConfig(cmd.Context(), cfg.Region)
 	if err != nil {
 		return nil, nil, err
 	}

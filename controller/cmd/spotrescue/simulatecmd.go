@@ -13,6 +13,7 @@ import (
 
 	"github.com/spotrescue/spotrescue/controller"
 	"github.com/spotrescue/spotrescue/controller/config"
+	"github.com/spotrescue/spotrescue/rescue"
 	"github.com/spotrescue/spotrescue/rescue/naming"
 )
 
@@ -54,7 +55,7 @@ simulated reclaim (EC2 gives 120s).`,
 				return err
 			}
 			ctx := cmd.Context()
-			awsCfg, err := awsConfig(ctx, cfg.Region)
+			awsCfg, err := rescue.AWSConfig(ctx, cfg.Region)
 			if err != nil {
 				return err
 			}

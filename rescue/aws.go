@@ -1,4 +1,4 @@
-package main
+package rescue
 
 import (
 	"context"
@@ -11,9 +11,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
-// awsConfig loads the SDK's standard chain (credentials, AWS_ENDPOINT_URL*),
-// with the region from our configuration when it is set.
-func awsConfig(ctx context.Context, region string) (aws.Config, error) {
+// AWSConfig loads the SDK's standard chain (credentials, AWS_ENDPOINT_URL*),
+// with the region from our configuration when it is set: the one AWS
+// configuration of every spotrescue command.
+func AWSConfig(ctx context.Context, region string) (aws.Config, error) {
 	opts := []func(*awsconfig.LoadOptions) error{
 		awsconfig.WithRetryer(func() aws.Retryer {
 			// A rescue has two minutes: retry throttling and 5xx a few
@@ -31,9 +32,10 @@ func awsConfig(ctx context.Context, region string) (aws.Config, error) {
 	return cfg, nil
 }
 
-// newS3 addresses S3 path-style when a custom endpoint is configured: S3
-// compatible stores and emulators rarely serve virtual-hosted buckets.
-func newS3(cfg aws.Config) *s3.Client {
+// NewS3 is the S3 client of every spotrescue command. It addresses S3
+// path-style when a custom endpoint is configured: S3-compatible stores
+// rarely serve virtual-hosted buckets.
+func NewS3(cfg aws.Config) *s3.Client {
 	custom := os.Getenv("AWS_ENDPOINT_URL_S3") != "" || os.Getenv("AWS_ENDPOINT_URL") != ""
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
 		o.UsePathStyle = custom

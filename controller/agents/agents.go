@@ -1,4 +1,9 @@
-package rescue
+// Package agents starts the rescue agent on compute nodes through SSM Run
+// Command, from the head node: it writes one plan per instance in the
+// shared spool (rescue.Plan, which the agent reads) and sends one
+// SendCommand per 50 instances, and tells the controller how each
+// invocation went.
+package agents
 
 import (
 	"context"
@@ -12,6 +17,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"go.uber.org/zap"
+
+	"github.com/spotrescue/spotrescue/controller/batch"
+	"github.com/spotrescue/spotrescue/rescue"
 )
 
 // SSMAPI is the part of SSM the dispatcher uses.
@@ -28,7 +36,7 @@ const MaxTargets = 50
 type Request struct {
 	Instance string
 	Node     string
-	Job      PlanJob
+	Job      rescue.PlanJob
 	Deadline time.Time
 	Reclaim  time.Time
 	// Presync copies ahead of an interruption, without a deadline; it never
@@ -36,24 +44,24 @@ type Request struct {
 	Presync bool
 }
 
-// Dispatcher gathers requests arriving within a short window into one plan
-// per instance and one SendCommand per 50 instances: a mass reclaim costs a
+// Dispatcher gathers the requests arriving within Window into one plan per
+// instance and one SendCommand per 50 instances: a mass reclaim costs a
 // few API calls, not one per job.
 type Dispatcher struct {
 	SSM      SSMAPI
-	Layout   Layout
+	Layout   rescue.Layout
 	Region   string
 	Document string
 	Window   time.Duration
 	Log      *zap.Logger
 	DryRun   bool
-	// How the agents upload: see Plan.
+	// How the agents upload: see rescue.Plan.
 	Priority []string
 	Checksum string
 	Pack     bool
 
-	mu   sync.Mutex
-	open *batch
+	once    sync.Once
+	batches *batch.Batcher[group, sent]
 }
 
 // planKey tells apart the plans of one batch: an instance gets at most one
@@ -63,72 +71,99 @@ type planKey struct {
 	presync  bool
 }
 
-type batch struct {
-	plans  map[planKey]*Plan
-	full   chan struct{} // closed when the batch reaches MaxTargets
-	sealed bool
-	done   chan struct{} // closed when sent
-	cmds   map[planKey]string
-	errs   map[planKey]error
+// group is one caller's requests for one plan.
+type group struct {
+	key  planKey
+	reqs []Request
+}
+
+// sent is what became of a group: its command, or why it has none.
+type sent struct {
+	cmd string
+	err error
 }
 
 // Dispatch adds reqs to the batch being gathered and waits until it is sent.
 // It returns the SSM command id for each instance that got its plan.
 func (d *Dispatcher) Dispatch(ctx context.Context, reqs []Request) (map[string]string, error) {
-	mine := d.enqueue(reqs)
+	d.once.Do(func() {
+		// Past two minutes every instance of the batch is gone.
+		d.batches = &batch.Batcher[group, sent]{Window: d.Window, Max: MaxTargets, Timeout: 2 * time.Minute, Run: d.run}
+	})
+	var groups []group
+	at := map[planKey]int{}
+	for _, r := range reqs {
+		k := planKey{r.Instance, r.Presync}
+		i, ok := at[k]
+		if !ok {
+			i, at[k] = len(groups), len(groups)
+			groups = append(groups, group{key: k})
+		}
+		groups[i].reqs = append(groups[i].reqs, r)
+	}
+	res, err := d.batches.Do(ctx, groups...)
+	if err != nil {
+		return nil, err
+	}
 	cmds := map[string]string{}
 	var errs []error
-	for _, r := range reqs {
-		b := mine[planKey{r.Instance, r.Presync}]
-		select {
-		case <-b.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		k := planKey{r.Instance, r.Presync}
-		if err := b.errs[k]; err != nil {
-			errs = append(errs, fmt.Errorf("instance %s: %w", r.Instance, err))
+	for i, g := range groups {
+		if res[i].err != nil {
+			errs = append(errs, fmt.Errorf("instance %s: %w", g.key.instance, res[i].err))
 			continue
 		}
-		cmds[r.Instance] = b.cmds[k]
+		cmds[g.key.instance] = res[i].cmd
 	}
 	return cmds, errors.Join(errs...)
 }
 
-func (d *Dispatcher) enqueue(reqs []Request) map[planKey]*batch {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	mine := map[planKey]*batch{}
-	for _, r := range reqs {
-		k := planKey{r.Instance, r.Presync}
-		b := d.open
-		if b == nil || (len(b.plans) == MaxTargets && b.plans[k] == nil) {
-			b = &batch{plans: map[planKey]*Plan{}, full: make(chan struct{}), done: make(chan struct{})}
-			d.open = b
-			go d.flush(b)
-		}
-		p := b.plans[k]
-		if p == nil {
-			p = &Plan{Instance: r.Instance, Node: r.Node, Cluster: d.Layout.Cluster, Region: d.Region, Bucket: d.Layout.Bucket,
-				Deadline: r.Deadline, Reclaim: r.Reclaim, Presync: r.Presync, Priority: d.Priority, Checksum: d.Checksum, Pack: d.Pack}
-			b.plans[k] = p
-		}
-		p.Jobs = appendJob(p.Jobs, r.Job)
-		if r.Deadline.Before(p.Deadline) {
-			p.Deadline, p.Reclaim = r.Deadline, r.Reclaim
-		}
-		mine[k] = b
-		if len(b.plans) == MaxTargets && !b.sealed {
-			// Send now; until flush detaches the batch, more jobs for
-			// these 50 instances still join their plans.
-			b.sealed = true
-			close(b.full)
+// run sends one batch: the groups of an instance make one plan (the
+// earliest deadline wins), final rescues and pre-syncs in separate
+// commands, since an agent finds its plan by plan id and instance.
+func (d *Dispatcher) run(ctx context.Context, groups []group) ([]sent, error) {
+	plans := map[planKey]*rescue.Plan{}
+	for _, g := range groups {
+		for _, r := range g.reqs {
+			p := plans[g.key]
+			if p == nil {
+				p = &rescue.Plan{Instance: r.Instance, Node: r.Node, Cluster: d.Layout.Cluster, Region: d.Region, Bucket: d.Layout.Bucket,
+					Deadline: r.Deadline, Reclaim: r.Reclaim, Presync: r.Presync, Priority: d.Priority, Checksum: d.Checksum, Pack: d.Pack}
+				plans[g.key] = p
+			}
+			p.Jobs = appendJob(p.Jobs, r.Job)
+			if r.Deadline.Before(p.Deadline) {
+				p.Deadline, p.Reclaim = r.Deadline, r.Reclaim
+			}
 		}
 	}
-	return mine
+	b := &outcome{plans: plans, cmds: map[planKey]string{}, errs: map[planKey]error{}}
+	for _, presync := range []bool{false, true} {
+		var instances []string
+		for k := range plans {
+			if k.presync == presync {
+				instances = append(instances, k.instance)
+			}
+		}
+		if len(instances) > 0 {
+			sort.Strings(instances)
+			d.send(ctx, b, presync, instances)
+		}
+	}
+	out := make([]sent, len(groups))
+	for i, g := range groups {
+		out[i] = sent{b.cmds[g.key], b.errs[g.key]}
+	}
+	return out, nil
 }
 
-func appendJob(jobs []PlanJob, j PlanJob) []PlanJob {
+// outcome is what sending one batch's plans came to.
+type outcome struct {
+	plans map[planKey]*rescue.Plan
+	cmds  map[planKey]string
+	errs  map[planKey]error
+}
+
+func appendJob(jobs []rescue.PlanJob, j rescue.PlanJob) []rescue.PlanJob {
 	for _, have := range jobs {
 		if have.JobID == j.JobID && have.Run == j.Run {
 			return jobs
@@ -137,40 +172,11 @@ func appendJob(jobs []PlanJob, j PlanJob) []PlanJob {
 	return append(jobs, j)
 }
 
-// flush sends b after the window, or at once when it is full.
-func (d *Dispatcher) flush(b *batch) {
-	select {
-	case <-time.After(d.Window):
-	case <-b.full:
-	}
-	d.mu.Lock()
-	if d.open == b {
-		d.open = nil
-	}
-	d.mu.Unlock()
-	b.cmds, b.errs = map[planKey]string{}, map[planKey]error{}
-	// Final rescues and pre-syncs go in separate commands: an agent finds
-	// its plan by plan id and instance, and an instance may have one of each.
-	for _, presync := range []bool{false, true} {
-		var instances []string
-		for k := range b.plans {
-			if k.presync == presync {
-				instances = append(instances, k.instance)
-			}
-		}
-		if len(instances) > 0 {
-			sort.Strings(instances)
-			d.send(context.Background(), b, presync, instances)
-		}
-	}
-	close(b.done)
-}
-
 // send writes the plans and runs the document on instances. If SSM refuses
 // the whole call (one instance is no longer managed, say), each instance is
 // retried alone so one lost node does not cost the others their rescue.
-func (d *Dispatcher) send(ctx context.Context, b *batch, presync bool, instances []string) {
-	id := NewPlanID()
+func (d *Dispatcher) send(ctx context.Context, b *outcome, presync bool, instances []string) {
+	id := rescue.NewPlanID()
 	for _, inst := range instances {
 		p := b.plans[planKey{inst, presync}]
 		p.ID = id
