@@ -57,7 +57,7 @@ test: deps vet unit lab-test fuzz-short
 # (go.dev/issue/75804, fixed in Go 1.27): that, without a failing input
 # written, is reported and not counted as a failure.
 .PHONY: fuzz fuzz-short
-FUZZ_PKGS := ./controller/event ./controller/slurm ./controller/config ./rescue
+FUZZ_PKGS := ./controller/event ./controller/slurm ./controller/config ./rescue ./rescue/naming
 FUZZTIME ?= 30s
 # Minimizing every new input can take the default 60 s on the 50-70 KB
 # Slurm JSON seeds, which would leave a short run no time to explore.

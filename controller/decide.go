@@ -118,9 +118,20 @@ type planner struct {
 	template string
 }
 
+// dir is rec's job's scratch directory on node.
+func (p planner) dir(rec *state.Record, node string) (string, error) {
+	return rescue.ScratchDir(p.template, rescue.NewScratchVars(rec.JobID, rec.User, rec.ArrayJobID, rec.ArrayTaskID, node))
+}
+
+// ScratchDir is j's scratch directory on node, from the scratch path
+// template: what the agent saves, and `spotrescue inspect` shows.
+func ScratchDir(template string, j *slurm.Job, node string) (string, error) {
+	return planner{template: template}.dir(jobRecord("", j), node)
+}
+
 // request asks for rec's data on node to be saved.
 func (p planner) request(rec *state.Record, node, instance string, deadline, reclaim time.Time, presync bool) (agents.Request, error) {
-	dir, err := rescue.ScratchDir(p.template, rescue.NewScratchVars(rec.JobID, rec.User, rec.ArrayJobID, rec.ArrayTaskID, node))
+	dir, err := p.dir(rec, node)
 	if err != nil {
 		return agents.Request{}, err
 	}

@@ -172,7 +172,7 @@ func (in *inspection) fromSlurm(ctx context.Context, sc *slurm.Client, cfg *conf
 			j.Why = "left held: not only ours to lift (" + u.Job.Reason + ")"
 		}
 		for _, n := range u.Nodes {
-			dir, err := rescue.ScratchDir(cfg.Scratch.PathTemplate, rescue.NewScratchVars(u.Job.ID, u.Job.User, u.Job.ArrayJobID, u.Job.ArrayTaskID, n.Name))
+			dir, err := controller.ScratchDir(cfg.Scratch.PathTemplate, u.Job, n.Name)
 			if err != nil {
 				dir = "cannot be rescued: " + err.Error()
 			}
