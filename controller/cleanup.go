@@ -43,7 +43,7 @@ func (cl *cleaner) loop(ctx context.Context) {
 	}
 }
 
-// cleanSpool removes old plans, and old env files of jobs Slurm no longer
+// clean removes old plans, and old env files of jobs Slurm no longer
 // knows or that have ended: a job that may still run again keeps its file
 // however old it is.
 func (cl *cleaner) clean(ctx context.Context) {
