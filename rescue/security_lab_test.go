@@ -164,7 +164,10 @@ func TestSwapLoopNeverLeaksOutsideTheTree(t *testing.T) {
 		}
 	}
 	swaps := stop()
-	if swaps < 1000 || seen["d"] == 0 {
+	// The attack ran against the rescues when it swapped all along and the
+	// scans met the directory (under either name: files under link/ are
+	// the inside directory seen mid-swap; which name a scan meets is luck).
+	if swaps < 1000 || seen["d"]+seen["link"] == 0 {
 		t.Fatalf("the attack did not run against the rescues: %d swaps, files saved per top directory %v", swaps, seen)
 	}
 	t.Logf("%d swaps during 4 rescues; files saved below d/ %d, below link/ %d; none from outside", swaps, seen["d"], seen["link"])
