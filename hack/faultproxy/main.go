@@ -11,14 +11,29 @@
 //	GET  /_fault/stats  counts of forwarded and injected requests per service/operation/fault
 //
 // The first matching rule applies; "*" matches anything.
+//
+// A rule can also model the network to a real region rather than break it:
+// a latency drawn for each request between "latency" and "latency_max", and
+// a "bandwidth" in bytes per second for each connection's bodies. Request
+// rate quotas (S3's per-prefix 3,500 writes and 5,500 reads per second, an
+// API's calls per second) are limits, answered beyond their rate with the
+// service's throttling error:
+//
+//	PUT  /_fault/limits [{"service":"s3","operations":["PutObject"],"rate":3500,"burst":3500,"partition":"bucket"}]
+//
+// -config names a JSON file {"rules": [...], "limits": [...]} to start with.
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"flag"
+	"fmt"
 	"log"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 )
 
 func main() {
@@ -26,6 +41,7 @@ func main() {
 	upstream := flag.String("upstream", "http://127.0.0.1:4570", "endpoint for every service but SSM (moto_server)")
 	ssmUpstream := flag.String("ssm-upstream", "http://127.0.0.1:4580", "SSM endpoint (hack/ssmlocal)")
 	seed := flag.Int64("seed", 1, "random seed, so a failing run can be replayed")
+	config := flag.String("config", "", `JSON file {"rules": [...], "limits": [...]} to start with`)
 	flag.Parse()
 	host, _, err := net.SplitHostPort(*listen)
 	if err != nil || !net.ParseIP(host).IsLoopback() {
@@ -40,6 +56,33 @@ func main() {
 		log.Fatalf("faultproxy: -ssm-upstream: %v", err)
 	}
 	p := newProxy(map[string]*url.URL{"ssm": ssm}, def, *seed)
+	if *config != "" {
+		if err := p.load(*config); err != nil {
+			log.Fatalf("faultproxy: -config: %v", err)
+		}
+	}
 	log.Printf("faultproxy: serving on %s", *listen)
 	log.Fatal(http.ListenAndServe(*listen, p))
+}
+
+// load reads a starting configuration of rules and limits.
+func (p *proxy) load(name string) error {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return err
+	}
+	var c struct {
+		Rules  []Rule  `json:"rules"`
+		Limits []Limit `json:"limits"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	p.mu.Lock()
+	p.rules = c.Rules
+	p.mu.Unlock()
+	p.limits.set(c.Limits)
+	return nil
 }

@@ -24,6 +24,13 @@ type Rule struct {
 	Drop      float64  `json:"drop"`     // connection closed before forwarding
 	Lose      float64  `json:"lose"`     // forwarded, then the connection closed instead of answering
 	Latency   Duration `json:"latency"`  // added before forwarding
+	// LatencyMax, when above Latency, makes the added latency a uniform
+	// draw between the two for each request: the spread of a real
+	// service's time to first byte.
+	LatencyMax Duration `json:"latency_max"`
+	// Bandwidth caps each request's body and its response's body at this
+	// many bytes per second: a connection's throughput to the service.
+	Bandwidth int64 `json:"bandwidth"`
 }
 
 // Duration reads "20ms" in JSON.
@@ -51,18 +58,35 @@ type proxy struct {
 	upstreams map[string]*httputil.ReverseProxy
 	fallback  *httputil.ReverseProxy
 
+	limits limiters
+
 	mu    sync.Mutex
 	rules []Rule
 	rnd   *rand.Rand
 	stats map[string]int
 }
 
+// upstreamTransport keeps as many connections to the upstream open as
+// clients keep to the proxy: the default two idle ones per host would make
+// a benchmark with a hundred requests in flight open and close a
+// connection for nearly every request.
+var upstreamTransport = func() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns, t.MaxIdleConnsPerHost = 1024, 1024
+	return t
+}()
+
 func newProxy(byService map[string]*url.URL, def *url.URL, seed int64) *proxy {
 	p := &proxy{upstreams: map[string]*httputil.ReverseProxy{}, rnd: rand.New(rand.NewSource(seed)), stats: map[string]int{}}
-	for svc, u := range byService {
-		p.upstreams[svc] = httputil.NewSingleHostReverseProxy(u)
+	reverse := func(u *url.URL) *httputil.ReverseProxy {
+		rp := httputil.NewSingleHostReverseProxy(u)
+		rp.Transport = upstreamTransport
+		return rp
 	}
-	p.fallback = httputil.NewSingleHostReverseProxy(def)
+	for svc, u := range byService {
+		p.upstreams[svc] = reverse(u)
+	}
+	p.fallback = reverse(def)
 	return p
 }
 
@@ -71,14 +95,25 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/_fault/rules":
 		p.serveRules(w, r)
 		return
+	case "/_fault/limits":
+		p.serveLimits(w, r)
+		return
 	case "/_fault/stats":
 		p.serveStats(w)
 		return
 	}
 	service, op := identify(r)
-	fault, latency := p.pick(service, op)
+	fault, latency, bandwidth := p.pick(service, op)
+	if fault == "" && !p.limits.allow(r, service, op) {
+		fault = "throttle"
+	}
 	if latency > 0 {
 		time.Sleep(latency)
+	}
+	if bandwidth > 0 {
+		pace := newPaced(r.Context(), bandwidth)
+		r.Body = pacedReader{ReadCloser: r.Body, paced: pace}
+		w = pacedWriter{ResponseWriter: w, paced: pace}
 	}
 	p.count(service, op, fault)
 	switch fault {
@@ -103,13 +138,18 @@ func (p *proxy) upstream(service string) *httputil.ReverseProxy {
 	return p.fallback
 }
 
-// pick draws the fault for one request from the first matching rule.
-func (p *proxy) pick(service, op string) (string, time.Duration) {
+// pick draws the fault and the latency for one request from the first
+// matching rule, and returns its bandwidth.
+func (p *proxy) pick(service, op string) (string, time.Duration, int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, rule := range p.rules {
 		if !rule.matches(service, op) {
 			continue
+		}
+		latency := time.Duration(rule.Latency)
+		if spread := time.Duration(rule.LatencyMax) - latency; spread > 0 {
+			latency += time.Duration(p.rnd.Int63n(int64(spread)))
 		}
 		x := p.rnd.Float64()
 		for _, f := range []struct {
@@ -117,13 +157,13 @@ func (p *proxy) pick(service, op string) (string, time.Duration) {
 			share float64
 		}{{"throttle", rule.Throttle}, {"error", rule.Error}, {"drop", rule.Drop}, {"lose", rule.Lose}} {
 			if x < f.share {
-				return f.name, time.Duration(rule.Latency)
+				return f.name, latency, rule.Bandwidth
 			}
 			x -= f.share
 		}
-		return "", time.Duration(rule.Latency)
+		return "", latency, rule.Bandwidth
 	}
-	return "", 0
+	return "", 0, 0
 }
 
 func (p *proxy) coin() bool {
@@ -155,6 +195,18 @@ func (p *proxy) serveRules(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	json.NewEncoder(w).Encode(p.rules)
+}
+
+func (p *proxy) serveLimits(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPut {
+		var limits []Limit
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&limits); err != nil {
+			http.Error(w, "limits: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		p.limits.set(limits)
+	}
+	json.NewEncoder(w).Encode(p.limits.get())
 }
 
 func (p *proxy) serveStats(w http.ResponseWriter) {
@@ -194,7 +246,14 @@ func identify(r *http.Request) (service, op string) {
 func s3Operation(r *http.Request) string {
 	q := r.URL.Query()
 	object := strings.Count(strings.Trim(r.URL.Path, "/"), "/") >= 1
+	copying := r.Header.Get("X-Amz-Copy-Source") != ""
 	switch {
+	case r.Method == http.MethodPut && q.Has("partNumber") && copying:
+		return "UploadPartCopy"
+	case r.Method == http.MethodPut && object && copying:
+		return "CopyObject"
+	case r.Method == http.MethodPost && q.Has("delete"):
+		return "DeleteObjects"
 	case r.Method == http.MethodPost && q.Has("uploads"):
 		return "CreateMultipartUpload"
 	case r.Method == http.MethodPost && q.Has("uploadId"):
@@ -205,6 +264,8 @@ func s3Operation(r *http.Request) string {
 		return "UploadPart"
 	case r.Method == http.MethodPut && object:
 		return "PutObject"
+	case r.Method == http.MethodDelete && object:
+		return "DeleteObject"
 	case r.Method == http.MethodGet && object:
 		return "GetObject"
 	case r.Method == http.MethodHead && object:
