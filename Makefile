@@ -86,13 +86,15 @@ demo: build
 	$(GO) build -o bin/demo ./hack/demo
 	hack/lab/with-lab.sh --offer-to-keep bin/demo
 
-# bench compares the agent with `aws s3 sync` on the lab's S3 and rewrites
-# the generated section of hack/bench/BENCHMARKS.md (5-10 minutes; not part of test).
+# bench compares the agent with `aws s3 sync` on a private SeaweedFS, with
+# and without hack/faultproxy's model of the network to S3, and rewrites the
+# generated section of hack/bench/BENCHMARKS.md and its plots (about 15
+# minutes, plus 8 to build SeaweedFS the first time; not part of test).
 .PHONY: bench
 bench: build
-	hack/lab/up.sh
+	hack/deps.sh bench
 	$(GO) build -o bin/bench ./hack/bench
-	source $(LAB_DIR)/lab.env && BENCH_COMMAND='make bench' bin/bench -out hack/bench/BENCHMARKS.md
+	BENCH_COMMAND='make bench' bin/bench -out hack/bench/BENCHMARKS.md
 
 # chaos runs the crash and fault tests at full size: 50 interruptions on a
 # 50-node lab (it replaces a running lab and takes it down afterwards).

@@ -5,6 +5,9 @@
 #   hack/deps.sh lab    the lab: Debian's Slurm and munge, AEMM
 #   hack/deps.sh test   make test: the lab, plus promtool and Prometheus,
 #                       systemd-analyze, shellcheck, staticcheck
+#   hack/deps.sh bench  make bench: SeaweedFS's `weed`, the S3 that is not
+#                       the bottleneck (built once from its Go module, about
+#                       8 minutes on 2 cores, then cached), moto_server, aws
 #
 # Debian packages need root (the lab does too); Go tools go to $(go env GOPATH)/bin.
 set -euo pipefail
@@ -15,8 +18,9 @@ die() { log "error: $*"; exit 1; }
 purpose=${1:-test}
 case $purpose in
 lab) packages=(slurmctld slurmd slurm-client munge) ;;
+bench) packages=() ;;
 test) packages=(slurmctld slurmd slurm-client munge prometheus systemd shellcheck) ;;
-*) die "usage: $0 lab|test" ;;
+*) die "usage: $0 lab|test|bench" ;;
 esac
 
 missing=()
@@ -40,9 +44,26 @@ gotool() { # name module@version
 	log "installing $1 ($2)"
 	GOFLAGS=-mod=mod go install "$2"
 }
-gotool ec2-metadata-mock github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@v1.13.0
+[[ $purpose == bench ]] || gotool ec2-metadata-mock github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@v1.13.0
 if [[ $purpose == test ]]; then
 	gotool staticcheck honnef.co/go/tools/cmd/staticcheck@v0.8.2
 fi
 
+# weed is built from its module's own directory: its go.mod has replace
+# directives, so `go install module@version` refuses it.
+weed_version=v0.0.0-20261109003541-7506e5f91cd6
+weed_bin=${SPOTRESCUE_CACHE:-$HOME/.cache/spotrescue}/weed-$weed_version
+if [[ $purpose == bench && ! -x $weed_bin ]]; then
+	log "building SeaweedFS weed $weed_version into $weed_bin (once; about 8 minutes on 2 cores)"
+	mod=$(GOFLAGS=-mod=mod go mod download -json "github.com/seaweedfs/seaweedfs@$weed_version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+	[[ -d $mod ]] || die "go mod download of github.com/seaweedfs/seaweedfs@$weed_version gave no directory"
+	src=$(mktemp -d)
+	trap 'chmod -R u+w "$src"; rm -rf "$src"' EXIT
+	cp -r "$mod/." "$src"
+	chmod -R u+w "$src"
+	mkdir -p "$(dirname "$weed_bin")"
+	(cd "$src" && go build -trimpath -o "$weed_bin.tmp" ./weed) && mv "$weed_bin.tmp" "$weed_bin"
+fi
+
 command -v moto_server >/dev/null || die "moto_server is missing: it ships in this machine image's Python (pip install 'moto[server]==5.2.1')"
+command -v aws >/dev/null || die "the aws CLI is missing: it ships in this machine image's Python (pip install 'awscli==1.45.11')"

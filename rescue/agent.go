@@ -23,18 +23,20 @@ type Agent struct {
 	// Root is the node's scratch mount; the agent never reads or writes
 	// outside it. "{node}" is replaced by the node name.
 	Root string
-	// Concurrency is how many files move at once (DefaultConcurrency when 0).
+	// Concurrency is how many files move at once, and so how many requests
+	// are in flight (DefaultConcurrency when 0). It costs no memory of its
+	// own: file data is read into PartBuffers.
 	Concurrency int
 	// PartSize is the size of a multipart upload's parts and of the agent's
 	// read buffers; files smaller than it go in one PUT (DefaultPartSize
 	// when 0, at least 5 MiB as S3 requires).
 	PartSize int64
-	// PartsInFlight is how many part buffers each of the Concurrency slots
-	// may hold (DefaultPartsInFlight when 0). The buffers are shared: a
-	// large file uses those small files leave free. Memory for file data
-	// is bounded by Concurrency x PartsInFlight x PartSize, whatever the
-	// size or number of the files.
-	PartsInFlight int
+	// PartBuffers is the memory for file data, in part-sized buffers
+	// (DefaultPartBuffers when 0), shared by every transfer: a large file
+	// uses what small files leave free, and a small file takes only its
+	// own size. Memory for file data is bounded by PartBuffers x PartSize,
+	// whatever the size or number of the files.
+	PartBuffers int
 	// RangeSize is the smallest range a larger file is restored in,
 	// several at once (DefaultRangeSize when 0; ranges grow so that a file
 	// has no more of them than there are streams); smaller files come in
@@ -65,17 +67,19 @@ type Agent struct {
 	tuned *s3.Client
 }
 
-// Defaults: 8 transfers at once, 8 MiB parts, one part in flight per
-// transfer (hack/bench/BENCHMARKS.md has the measurements behind them).
-// Larger parts, or more of them per slot, only add memory. The part buffers
-// are shared, so one large file alone still gets 8 parts in flight. File
-// data then takes at most 64 MiB.
+// Defaults: 64 files at once, 8 MiB parts, 8 part buffers
+// (hack/bench/BENCHMARKS.md has the measurements behind them). Against a
+// real S3, where a small PUT takes tens of milliseconds, requests in flight
+// decide how many small files a node saves in its two minutes; they cost
+// only the files' own bytes. Larger parts, or more of them, only add
+// memory: one large file alone still gets 8 parts in flight. File data
+// takes at most 64 MiB.
 const (
-	DefaultConcurrency   = 8
-	DefaultPartSize      = 8 << 20
-	DefaultPartsInFlight = 1
-	DefaultRangeSize     = 64 << 20
-	minPartSize          = 5 << 20
+	DefaultConcurrency = 64
+	DefaultPartSize    = 8 << 20
+	DefaultPartBuffers = 8
+	DefaultRangeSize   = 64 << 20
+	minPartSize        = 5 << 20
 )
 
 func (a *Agent) now() time.Time {
@@ -99,11 +103,11 @@ func (a *Agent) partSize() int64 {
 	return max(a.PartSize, minPartSize)
 }
 
-func (a *Agent) partsInFlight() int {
-	if a.PartsInFlight > 0 {
-		return a.PartsInFlight
+func (a *Agent) partBuffers() int {
+	if a.PartBuffers > 0 {
+		return a.PartBuffers
 	}
-	return DefaultPartsInFlight
+	return DefaultPartBuffers
 }
 
 func (a *Agent) rangeSize() int64 {
@@ -141,7 +145,7 @@ func (a *Agent) client() *s3.Client {
 		if a.S3 == nil {
 			return
 		}
-		conns := a.concurrency()*a.partsInFlight() + 4
+		conns := a.concurrency() + a.partBuffers() + 4
 		a.tuned = s3.New(a.S3.Options(), func(o *s3.Options) {
 			if bc, ok := o.HTTPClient.(*awshttp.BuildableClient); ok {
 				o.HTTPClient = bc.WithTransportOptions(func(t *http.Transport) {

@@ -189,54 +189,75 @@ func TestParseManifestKeepsIncrementalFields(t *testing.T) {
 	}
 }
 
-// The pool never holds more than its slots: a reader waits (back-pressure)
-// instead of allocating, and gives up when its context ends.
+// The pool never hands out more bytes than its budget: a reader waits
+// (back-pressure) instead of allocating, and gives up when its context ends.
+// Small buffers cost their size, part-sized ones a whole part.
 func TestPartPoolBoundsMemory(t *testing.T) {
-	p := newPartPool(1<<10, 3)
+	p := newPartPool(1<<10, 3) // 3 KiB
 	ctx := context.Background()
-	var held [][]byte
-	for range 3 {
-		b, err := p.get(ctx, 100)
-		if err != nil || len(b) != 100 {
-			t.Fatalf("get: %d bytes, %v", len(b), err)
+	full := func() bool {
+		short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		b, err := p.get(short, 1)
+		if err == nil {
+			p.put(b)
 		}
-		held = append(held, b)
+		return err != nil
 	}
-	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	defer cancel()
-	if _, err := p.get(short, 1); err == nil {
-		t.Fatal("a fourth buffer was handed out")
+	var small [][]byte
+	for range 32 { // 32 x 96 bytes fill 3 KiB
+		b, err := p.get(ctx, 96)
+		if err != nil || len(b) != 96 || cap(b) != 96 {
+			t.Fatalf("get: %d bytes (cap %d), %v", len(b), cap(b), err)
+		}
+		small = append(small, b)
 	}
-	p.put(held[0])
+	if !full() {
+		t.Fatal("a buffer was handed out beyond the budget")
+	}
+	for _, b := range small {
+		p.put(b)
+	}
 	part, err := p.get(ctx, 1<<10)
 	if err != nil || cap(part) != 1<<10 {
 		t.Fatalf("part-sized buffer: cap %d, %v", cap(part), err)
 	}
 	p.put(part)
+	// A file of a quarter part or more takes a part-sized buffer, reused.
 	b, err := p.get(ctx, 1<<9)
 	if err != nil || &b[:1][0] != &part[:1][0] {
 		t.Fatalf("a returned buffer is not reused: %v", err)
 	}
-	p.put(b)
-	if small, _ := p.get(ctx, 100); cap(small) != 100 {
-		t.Fatalf("a small file got a %d-byte buffer", cap(small))
-	} else {
-		b = small
+	var parts [][]byte
+	for range 2 {
+		x, err := p.get(ctx, 300)
+		if err != nil || cap(x) != 1<<10 {
+			t.Fatalf("a 300-byte buffer: cap %d, %v", cap(x), err)
+		}
+		parts = append(parts, x)
+	}
+	if !full() {
+		t.Fatal("three part-sized buffers should take the whole budget")
 	}
 	p.put(b)
-	p.put(held[1])
-	// A part wider than one slot takes several, and more than all is refused.
+	// A part wider than one part is charged its size; more than all is refused.
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := p.get(short, 1<<10+1); err == nil {
+		t.Fatal("a 1025-byte part was handed out with 1024 bytes left")
+	}
+	p.put(parts[0])
 	if big, err := p.get(ctx, 2<<10); err != nil || len(big) != 2<<10 {
-		t.Fatalf("two-slot part: %v", err)
+		t.Fatalf("two-part-wide buffer: %v", err)
 	} else {
 		p.put(big)
 	}
 	if _, err := p.get(ctx, 4<<10); err == nil {
 		t.Fatal("a part beyond the budget was handed out")
 	}
-	p.put(held[2])
-	if len(p.slots) != 0 {
-		t.Fatalf("%d slots still taken", len(p.slots))
+	p.put(parts[1])
+	if !p.sem.TryAcquire(3 << 10) {
+		t.Fatal("bytes still taken after every buffer came back")
 	}
 }
 

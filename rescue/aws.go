@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -38,9 +40,25 @@ func AWSConfig(ctx context.Context, region string) (aws.Config, error) {
 func NewS3(cfg aws.Config) *s3.Client {
 	custom := os.Getenv("AWS_ENDPOINT_URL_S3") != "" || os.Getenv("AWS_ENDPOINT_URL") != ""
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.Retryer = s3Retryer()
 		o.UsePathStyle = custom
 		// Manifests carry whole-file CRC32C checksums that the agent verifies;
 		// the SDK's note about skipped part checksums is noise in our logs.
 		o.DisableLogOutputChecksumValidationSkipped = true
+	})
+}
+
+// s3Retryer backs off from S3's 503 SlowDown and 5xx for as long as a
+// rescue's window allows. The SDK's default retryer also spends a shared
+// quota on each retry: with a node's worth of requests in flight against a
+// prefix at S3's rate limit, a few seconds of SlowDown empty it and every
+// request after that fails at once, with "retry quota exceeded", instead of
+// waiting its turn (rescue/retry_lab_test.go shows it). Attempts are
+// bounded, and each upload also by the rescue's deadline.
+func s3Retryer() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = 10
+		o.MaxBackoff = 2 * time.Second
+		o.RateLimiter = ratelimit.None
 	})
 }

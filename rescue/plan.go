@@ -53,6 +53,10 @@ type Plan struct {
 	// speed on them. Such files are then not objects of their own under
 	// the node prefix (a restore, or a ranged GET, gets them back).
 	Pack bool `json:"pack,omitempty"`
+	// PackLate keeps one object per file while the rescue can finish that
+	// way, and packs the small files left once the rate so far says it
+	// cannot (latepack.go). Pack overrides it.
+	PackLate bool `json:"pack_late,omitempty"`
 }
 
 // PlanJob is one job's part of a plan.

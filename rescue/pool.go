@@ -3,49 +3,49 @@ package rescue
 import (
 	"context"
 	"fmt"
-	"sync"
+
+	"golang.org/x/sync/semaphore"
 )
 
-// partPool hands out the buffers file parts are read into. At most n
-// part-sized slots exist at once, so the agent's memory is bounded by
-// n x size whatever the number and size of the files: a reader that wants
-// a buffer when all are in flight waits until an upload returns one
-// (back-pressure instead of growth).
+// partPool hands out the buffers file data is read into, within a budget
+// of bytes: the agent's memory for file data is bounded by the budget
+// whatever the number and size of the files, and however many requests
+// are in flight. A reader that wants more than is left waits until an
+// upload gives some back (back-pressure instead of growth).
+//
+// Buffers are charged at their capacity. Part-sized buffers (and those of
+// files between a quarter of a part and a part) come from a free list and
+// cost a whole part; smaller files get a buffer of their own size and cost
+// only that, so a hundred 4 KiB files in flight take 400 KiB, not a
+// hundred parts.
 type partPool struct {
-	size  int64
-	slots chan struct{} // one token per part-sized slot in use
-	free  chan []byte   // part-sized buffers kept for reuse
-	wide  sync.Mutex    // serialises multi-slot requests so two cannot deadlock
+	size   int64
+	budget int64
+	sem    *semaphore.Weighted
+	free   chan []byte // part-sized buffers kept for reuse
 }
 
+// newPartPool budgets n buffers of size bytes.
 func newPartPool(size int64, n int) *partPool {
-	return &partPool{size: size, slots: make(chan struct{}, n), free: make(chan []byte, n)}
+	budget := size * int64(n)
+	return &partPool{size: size, budget: budget, sem: semaphore.NewWeighted(budget), free: make(chan []byte, n)}
 }
 
 // get returns a buffer of length need. need may exceed the part size (the
 // parts of a file too big for 10,000 parts of the usual size); such a
-// buffer takes several slots and is not kept for reuse.
+// buffer is charged its size and not kept for reuse.
 func (p *partPool) get(ctx context.Context, need int64) ([]byte, error) {
-	k := p.slotsFor(need)
-	if k > cap(p.slots) {
-		return nil, fmt.Errorf("a %d-byte part exceeds the memory budget of %d x %d bytes", need, cap(p.slots), p.size)
+	capacity := need
+	if need >= p.size/4 && need <= p.size {
+		capacity = p.size
 	}
-	if k > 1 {
-		p.wide.Lock()
-		defer p.wide.Unlock()
+	if capacity > p.budget {
+		return nil, fmt.Errorf("a %d-byte part exceeds the memory budget of %d bytes", need, p.budget)
 	}
-	for i := range k {
-		select {
-		case p.slots <- struct{}{}:
-		case <-ctx.Done():
-			p.release(i)
-			return nil, ctx.Err()
-		}
+	if err := p.sem.Acquire(ctx, capacity); err != nil {
+		return nil, err
 	}
-	if k > 1 || need < p.size/4 {
-		// Wide parts, and small files: a buffer of their own size (counted
-		// against a slot all the same), so that thousands of 4 KiB files do
-		// not each touch a part-sized buffer.
+	if capacity != p.size {
 		return make([]byte, need), nil
 	}
 	select {
@@ -58,22 +58,11 @@ func (p *partPool) get(ctx context.Context, need int64) ([]byte, error) {
 
 // put gives back a buffer from get.
 func (p *partPool) put(b []byte) {
-	k := p.slotsFor(int64(cap(b))) // 1 for small and part-sized buffers
 	if int64(cap(b)) == p.size {
 		select {
 		case p.free <- b[:0]:
 		default:
 		}
 	}
-	p.release(k)
-}
-
-func (p *partPool) release(k int) {
-	for range k {
-		<-p.slots
-	}
-}
-
-func (p *partPool) slotsFor(n int64) int {
-	return int(max(1, (n+p.size-1)/p.size))
+	p.sem.Release(int64(cap(b)))
 }

@@ -247,7 +247,7 @@ func TestHardStopAbortsUploadsAndManifestIsExact(t *testing.T) {
 	}
 	prefix := nodePrefix(t, l)
 	core, logs := observer.New(zap.InfoLevel)
-	a := &rescue.Agent{S3: l.S3(), Log: zap.New(core), Root: filepath.Join(root, "{node}"), Concurrency: 2, PartsInFlight: 2, PartSize: 5 << 20, Checkpoint: time.Hour}
+	a := &rescue.Agent{S3: l.S3(), Log: zap.New(core), Root: filepath.Join(root, "{node}"), Concurrency: 2, PartBuffers: 4, PartSize: 5 << 20, Checkpoint: time.Hour}
 	now := time.Now()
 	d := rescue.Deadlines{Soft: now.Add(1500 * time.Millisecond), Hard: now.Add(2 * time.Second)}
 	// The second part of each big file waits for the hard stop: both

@@ -257,7 +257,7 @@ func (a *Agent) download(ctx context.Context, bucket, nodePrefix string, m *Mani
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	d := &downloader{agent: a, s3: a.client(), alg: alg, bucket: bucket, prefix: nodePrefix, stage: stage, uid: uid, gid: gid,
-		streams: make(chan struct{}, a.concurrency()*a.partsInFlight())}
+		streams: make(chan struct{}, a.concurrency())}
 	work := make(chan []File)
 	var wg sync.WaitGroup
 	for range a.concurrency() {

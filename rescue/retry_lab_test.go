@@ -5,15 +5,18 @@ package rescue_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go/middleware"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/spotrescue/spotrescue/hack/lab"
 	"github.com/spotrescue/spotrescue/rescue"
@@ -70,5 +73,38 @@ func TestFailedUploadIsTriedAgain(t *testing.T) {
 				t.Errorf("%d failures: flaky.bin not in S3: %v", c.failures, err)
 			}
 		}
+	}
+}
+
+// S3 answers 503 SlowDown beyond a prefix's request rate, and a node's
+// agent, with a hundred small files in flight, can reach it (a whole
+// reclaim of nodes writing to one bucket surely does). The agent backs off
+// and saves every file; the SDK's default retry quota would have run dry
+// after a hundred retries and failed the rest at once.
+func TestSlowDownBacksOffAndSavesEverything(t *testing.T) {
+	l := lab.Get(t)
+	limits(t, l, `[{"service":"s3","operations":["PutObject"],"rate":150,"burst":30,"partition":"bucket"}]`)
+	root := t.TempDir()
+	src := filepath.Join(root, "node-a", "job")
+	const files = 600
+	for i := range files {
+		writeFile(t, filepath.Join(src, fmt.Sprintf("d%d", i/100), fmt.Sprintf("f%03d", i)), randomBytes(t, 1<<10))
+	}
+	prefix := nodePrefix(t, l)
+	cfg := l.AWS.Copy()
+	cfg.BaseEndpoint = aws.String(l.Env["LAB_FAULTPROXY_URL"])
+	a := &rescue.Agent{S3: rescue.NewS3(cfg), Log: zaptest.NewLogger(t), Root: filepath.Join(root, "{node}"), Checkpoint: time.Hour}
+	before := faultStats(t, l)["s3/PutObject/throttle"]
+	plan := &rescue.Plan{ID: "slowdown", Node: "node-a", Bucket: bucket, Jobs: []rescue.PlanJob{{JobID: "5", Dir: src, Prefix: prefix}}}
+	res := a.Rescue(context.Background(), plan, rescue.Deadlines{Soft: time.Now().Add(90 * time.Second), Hard: time.Now().Add(100 * time.Second)})
+	m := res[0].Manifest
+	if m == nil || !m.Complete || regularFiles(m) != files {
+		t.Fatalf("manifest %+v, %v; want all %d files saved", m, res[0].Err, files)
+	}
+	assertExact(t, l, m, prefix)
+	if throttled := faultStats(t, l)["s3/PutObject/throttle"] - before; throttled == 0 {
+		t.Fatal("no PUT was answered SlowDown: the test did not reach the rate limit")
+	} else {
+		t.Logf("%d PUTs answered SlowDown, all %d files saved", throttled, files)
 	}
 }

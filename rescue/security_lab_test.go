@@ -510,18 +510,38 @@ func TestPackedFileThatGrowsIsSavedOnItsOwn(t *testing.T) {
 }
 
 // faults sets hack/faultproxy's rules until the test ends.
-func faults(t *testing.T, l *lab.Lab, rules string) {
+func faults(t *testing.T, l *lab.Lab, rules string) { faultproxy(t, l, "rules", rules) }
+
+// limits sets hack/faultproxy's rate limits until the test ends.
+func limits(t *testing.T, l *lab.Lab, limits string) { faultproxy(t, l, "limits", limits) }
+
+func faultproxy(t *testing.T, l *lab.Lab, what, body string) {
 	t.Helper()
 	put := func(body string) {
-		req, _ := http.NewRequest(http.MethodPut, l.Env["LAB_FAULTPROXY_URL"]+"/_fault/rules", strings.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPut, l.Env["LAB_FAULTPROXY_URL"]+"/_fault/"+what, strings.NewReader(body))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("set fault rules: %v", err)
+			t.Fatalf("set faultproxy %s: %v", what, err)
 		}
 		resp.Body.Close()
 	}
-	put(rules)
+	put(body)
 	t.Cleanup(func() { put("[]") })
+}
+
+// faultStats returns faultproxy's counts of requests by service/operation/fault.
+func faultStats(t *testing.T, l *lab.Lab) map[string]int {
+	t.Helper()
+	resp, err := http.Get(l.Env["LAB_FAULTPROXY_URL"] + "/_fault/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var stats map[string]int
+	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
+		t.Fatal(err)
+	}
+	return stats
 }
 
 // A final rescue never uploads beside a pre-sync of the same job: a late

@@ -206,6 +206,12 @@ type session struct {
 
 	packOnce sync.Once
 	packer   *packer // small files being gathered, when the plan packs them
+
+	// packing is set when small files go into packs: from the start with
+	// Plan.Pack, or when late with Plan.PackLate (latepack.go).
+	packing    atomic.Bool
+	smallLeft  atomic.Int64 // small files not yet handed to a worker
+	runStarted time.Time
 }
 
 // putGrace is how long after the hard deadline a PUT or a multipart
@@ -301,7 +307,7 @@ func (a *Agent) newSession(ctx context.Context, p *Plan, d Deadlines) (*session,
 	}
 	s := &session{agent: a, plan: p, alg: alg, patterns: a.priority(p, log), d: d, log: log, s3: a.client(),
 		partSize: a.partSize(), started: a.now(), ctx: ctx, mpu: map[string]string{}}
-	s.pool = newPartPool(s.partSize, a.concurrency()*a.partsInFlight())
+	s.pool = newPartPool(s.partSize, a.partBuffers())
 	var cancelHard, cancelGrace context.CancelFunc
 	s.hard, cancelHard = context.WithDeadline(ctx, d.Hard)
 	s.grace, cancelGrace = context.WithDeadline(ctx, d.Hard.Add(putGrace))
@@ -376,6 +382,7 @@ func (s *session) run(queue []upload, jobs []*jobState) {
 			}
 		})
 	}
+	s.startPacing(fresh)
 	stop := s.background(jobs)
 	s.dispatch(soft, &feed{queue: fresh, redo: redo}, work)
 	close(work)
@@ -396,6 +403,7 @@ func (s *session) dispatch(ctx context.Context, f *feed, work chan<- upload) {
 			u.job.skip(u.rel, s.stopReason())
 			break
 		}
+		s.handedOut(u)
 	}
 	if ctx.Err() != nil {
 		left := f.rest()
@@ -488,7 +496,7 @@ func (f *feed) rest() []upload {
 
 // save uploads one file, reading it again once if it changed while read.
 func (s *session) save(u upload) {
-	if s.plan.Pack && u.size < s.packLimit() && s.savePacked(u) {
+	if s.packing.Load() && u.size < s.packLimit() && s.savePacked(u) {
 		return
 	}
 	changed, failed := 0, 0
@@ -578,9 +586,10 @@ func (s *session) background(jobs []*jobState) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		tp, tc := time.NewTicker(progress), time.NewTicker(checkpoint)
+		tp, tc, pace := time.NewTicker(progress), time.NewTicker(checkpoint), time.NewTicker(time.Second)
 		defer tp.Stop()
 		defer tc.Stop()
+		defer pace.Stop()
 		for {
 			select {
 			case <-done:
@@ -589,6 +598,8 @@ func (s *session) background(jobs []*jobState) (stop func()) {
 				s.logProgress()
 			case <-tc.C:
 				s.checkpoint(jobs)
+			case <-pace.C:
+				s.pace()
 			}
 		}
 	})

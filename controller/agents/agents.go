@@ -58,7 +58,8 @@ type Dispatcher struct {
 	// How the agents upload: see rescue.Plan.
 	Priority []string
 	Checksum string
-	Pack     bool
+	Pack     bool // small files in packs from the start
+	PackLate bool // small files in packs once one object each would miss the deadline
 
 	once    sync.Once
 	batches *batch.Batcher[group, sent]
@@ -127,7 +128,7 @@ func (d *Dispatcher) run(ctx context.Context, groups []group) ([]sent, error) {
 			p := plans[g.key]
 			if p == nil {
 				p = &rescue.Plan{Instance: r.Instance, Node: r.Node, Cluster: d.Layout.Cluster, Region: d.Region, Bucket: d.Layout.Bucket,
-					Deadline: r.Deadline, Reclaim: r.Reclaim, Presync: r.Presync, Priority: d.Priority, Checksum: d.Checksum, Pack: d.Pack}
+					Deadline: r.Deadline, Reclaim: r.Reclaim, Presync: r.Presync, Priority: d.Priority, Checksum: d.Checksum, Pack: d.Pack, PackLate: d.PackLate}
 				plans[g.key] = p
 			}
 			p.Jobs = appendJob(p.Jobs, r.Job)

@@ -9,6 +9,7 @@
 package config
 
 import (
+	"strings"
 	"time"
 )
 
@@ -78,14 +79,14 @@ type Deadline struct {
 
 // Rescue tunes the controller and the upload.
 type Rescue struct {
-	Concurrency int `yaml:"concurrency" help:"files uploaded and downloaded in parallel per node by the agent"`
+	Concurrency int `yaml:"concurrency" help:"files uploaded and downloaded in parallel per node by the agent (requests in flight; memory for file data stays at 64 MiB whatever this is)"`
 	// States are the job states whose jobs are rescued.
 	States             []string `yaml:"states" help:"job states that are rescued (RUNNING, COMPLETING, SUSPENDED, CONFIGURING)"`
 	CheckpointSignal   string   `yaml:"checkpoint_signal" help:"signal sent to the job (scancel --signal --full) before the upload so it can checkpoint; empty for none"`
 	CheckpointGrace    Duration `yaml:"checkpoint_grace" help:"time the job gets after the checkpoint signal, taken from the deadline"`
 	Priority           []string `yaml:"priority" help:"glob patterns of files saved first, in order (e.g. *.ckpt); the rest follow newest first"`
 	Checksum           string   `yaml:"checksum" help:"whole-file checksum recorded in manifests and verified on restore: CRC32C or SHA256"`
-	PackSmallFiles     bool     `yaml:"pack_small_files" help:"store files under 2 MiB in shared pack objects (far fewer S3 requests; the data is then not one object per file)"`
+	PackSmallFiles     string   `yaml:"pack_small_files" help:"auto: one object per file while the rescue can finish that way, then the small files left go into shared pack objects; always: files under 2 MiB always in packs (far fewer S3 requests, not browsable one object per file); never: one object per file even past the deadline"`
 	PresyncOnRebalance bool     `yaml:"presync_on_rebalance" help:"on a Rebalance Recommendation, upload the node's jobs' scratch ahead of time so the final rescue moves only what changed"`
 	PresyncEvery       Duration `yaml:"presync_every" help:"also pre-sync every node's running jobs this often (at least 5m); 0 turns it off"`
 }
@@ -120,9 +121,30 @@ func Default() Config {
 		Slurm:      Slurm{BinDir: "/opt/slurm/bin"},
 		SSM:        SSM{Document: "SpotRescue-Rescue"},
 		Deadline:   Deadline{SafetyMargin: Duration(15 * time.Second), GiveUpAfter: Duration(10 * time.Minute)},
-		Rescue: Rescue{Concurrency: 8, States: []string{"RUNNING", "COMPLETING", "SUSPENDED"}, CheckpointGrace: Duration(10 * time.Second),
-			Checksum: "CRC32C", PresyncOnRebalance: true},
+		Rescue: Rescue{Concurrency: 64, // rescue.DefaultConcurrency (config_test.go checks)
+			States: []string{"RUNNING", "COMPLETING", "SUSPENDED"}, CheckpointGrace: Duration(10 * time.Second),
+			Checksum: "CRC32C", PackSmallFiles: PackAuto, PresyncOnRebalance: true},
 		Restore: Restore{Enabled: true, Timeout: Duration(5 * time.Minute)},
 		Metrics: Metrics{Listen: "127.0.0.1:9464"},
 	}
+}
+
+// The values of rescue.pack_small_files; true and false, its values before
+// auto existed, still mean always and never.
+const (
+	PackAuto   = "auto"
+	PackAlways = "always"
+	PackNever  = "never"
+)
+
+// Packing says whether the agent packs small files from the start
+// (always) or once one object per file would miss the deadline (late).
+func (r Rescue) Packing() (always, late bool) {
+	switch strings.ToLower(strings.TrimSpace(r.PackSmallFiles)) {
+	case PackAlways, "true":
+		return true, false
+	case PackNever, "false":
+		return false, false
+	}
+	return false, true
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/spotrescue/spotrescue/rescue"
 )
 
 func writeFile(t *testing.T, name, body string) string {
@@ -44,7 +46,7 @@ func TestDefaults(t *testing.T) {
 		"deadline.give_up_after":      "10m0s",
 		"restore.timeout":             "5m0s",
 		"controller.spool_retention":  "336h0m0s",
-		"rescue.concurrency":          "8",
+		"rescue.concurrency":          fmt.Sprint(rescue.DefaultConcurrency), // one default, the agent's
 		"restore.enabled":             "true",
 		"metrics.listen":              "127.0.0.1:9464",
 		"rescue.states":               "RUNNING,COMPLETING,SUSPENDED",
@@ -53,7 +55,7 @@ func TestDefaults(t *testing.T) {
 		"fallback.after":              "0",
 		"rescue.checksum":             "CRC32C",
 		"rescue.presync_on_rebalance": "true",
-		"rescue.pack_small_files":     "false",
+		"rescue.pack_small_files":     "auto",
 		"rescue.presync_every":        "0s",
 		"controller.workers":          "256",
 		"controller.receivers":        "8",
@@ -210,6 +212,7 @@ func TestValidateMessages(t *testing.T) {
 		want   string
 	}{
 		{"cluster name", func(c *Config) { c.Cluster = "1bad_name" }, `cluster: "1bad_name" is not a ParallelCluster cluster name; fix: use letters, digits and hyphens`},
+		{"packing", func(c *Config) { c.Rescue.PackSmallFiles = "sometimes" }, `rescue.pack_small_files: "sometimes" is not a packing mode; fix: use auto (the default), always or never`},
 		{"region", func(c *Config) { c.Region = "Europe" }, `region: "Europe" is not an AWS region; fix: use a region code such as us-east-1`},
 		{"queue url", func(c *Config) { c.QueueURL = "spotrescue" }, `queue_url: "spotrescue" is not an SQS queue URL; fix: use the QueueUrl output`},
 		{"state table", func(c *Config) { c.StateTable = "a b" }, `state_table: "a b" is not a DynamoDB table name`},
@@ -309,5 +312,22 @@ func TestCheckSlurm(t *testing.T) {
 	os.Chmod(filepath.Join(dir, "scancel"), 0o755)
 	if probs := c.CheckSlurm(); len(probs) != 0 {
 		t.Errorf("complete bin dir: %v", probs)
+	}
+}
+
+// rescue.pack_small_files: auto by default; true and false, from before
+// auto, still mean always and never (TestValidateMessages: anything else).
+func TestPackSmallFiles(t *testing.T) {
+	for _, tc := range []struct {
+		value        string
+		always, late bool
+	}{{"auto", false, true}, {"always", true, false}, {"never", false, false}, {"true", true, false}, {"false", false, false}} {
+		c, probs, err := Load(Sources{File: writeFile(t, "c.yaml", validYAML+"rescue:\n  pack_small_files: "+tc.value+"\n")})
+		if err != nil || len(probs) > 0 {
+			t.Fatalf("%s: %v, %v", tc.value, probs, err)
+		}
+		if always, late := c.Rescue.Packing(); always != tc.always || late != tc.late {
+			t.Errorf("%s: always %v late %v, want %v %v", tc.value, always, late, tc.always, tc.late)
+		}
 	}
 }

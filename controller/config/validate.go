@@ -169,6 +169,11 @@ func (v *validator) policy(c *Config) {
 	ttl := c.Controller.LeaseTTL.Std()
 	v.check(ttl != 0 && (ttl < 3*time.Second || ttl > 5*time.Minute), "controller.lease_ttl", fmt.Sprintf("%s is out of range", c.Controller.LeaseTTL), "set it between 3s and 5m (15s is a good start), or 0 for a single controller")
 	v.check(r.PresyncEvery.Std() != 0 && r.PresyncEvery.Std() < 5*time.Minute, "rescue.presync_every", fmt.Sprintf("%s would keep the nodes uploading", r.PresyncEvery), "set it to 5m or more, or 0 to turn it off")
+	switch strings.ToLower(strings.TrimSpace(r.PackSmallFiles)) {
+	case PackAuto, PackAlways, PackNever, "true", "false":
+	default:
+		v.check(true, "rescue.pack_small_files", fmt.Sprintf("%q is not a packing mode", r.PackSmallFiles), "use auto (the default), always or never")
+	}
 	v.check(r.Checksum != "CRC32C" && r.Checksum != "SHA256", "rescue.checksum", fmt.Sprintf("%q is not a checksum the agent computes", r.Checksum), "use CRC32C or SHA256")
 	for _, p := range r.Priority {
 		_, err := path.Match(p, "")

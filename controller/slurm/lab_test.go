@@ -322,8 +322,20 @@ func TestLabArrayTaskHold(t *testing.T) {
 func TestLabCompletingWhileReading(t *testing.T) {
 	l, c := labClient(t)
 	ctx := context.Background()
-	id := l.Sbatch(t, "-o", "/dev/null", "-J", "lab-completing", "-w", "compute-2", "--wrap", `trap "" TERM; sleep 60`)
+	// The job says when its trap is set: a TERM that came before would end
+	// it at once, with no COMPLETING to see (seen on a loaded machine).
+	ready := filepath.Join(t.TempDir(), "trap-set")
+	os.Chmod(filepath.Dir(ready), 0o777)
+	id := l.Sbatch(t, "-o", "/dev/null", "-J", "lab-completing", "-w", "compute-2", "--wrap", `trap "" TERM; touch `+ready+`; sleep 60`)
 	waitJob(t, c, id, "running", running)
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("job %s did not start its script within 30s", id)
+		}
+	}
 	if err := l.Command("scancel", id).Run(); err != nil {
 		t.Fatal(err)
 	}

@@ -46,8 +46,9 @@ var dataSets = map[string]dataSet{
 // result is one measured transfer.
 type result struct {
 	caseName, op, tool string
+	network            string // "none" or "model"
 	set                dataSet
-	wall, cpu, moto    time.Duration
+	wall, cpu, server  time.Duration
 	rssKiB             int64
 	median, max        time.Duration // over runs, when repeated
 	runs               int
@@ -57,15 +58,16 @@ func (r result) mibps() float64 { return float64(r.set.bytes()) / r.wall.Seconds
 
 // bench is one benchmark run.
 type bench struct {
-	o        options
-	s3       *s3.Client
-	self     string
-	endpoint *s3Endpoint
-	runID    string
+	o      options
+	s3     *s3.Client // straight to the server: checks and clean-up pay no latency
+	self   string
+	server *s3Endpoint
+	model  *s3Endpoint // faultproxy with the network model, once started
+	url    string      // where the tools send their requests
+	runID  string
 }
 
-// newBench sets up the S3 endpoint (the children find it in
-// AWS_ENDPOINT_URL, the aws CLI in --endpoint-url) and the bucket.
+// newBench sets up the S3 server and the bucket.
 func newBench(ctx context.Context, l *lab.Lab, o options) (*bench, error) {
 	self, err := os.Executable()
 	if err != nil {
@@ -73,33 +75,54 @@ func newBench(ctx context.Context, l *lab.Lab, o options) (*bench, error) {
 	}
 	b := &bench{o: o, self: self, runID: fmt.Sprintf("run-%d", time.Now().Unix())}
 	if o.sharedS3 {
-		b.endpoint, err = labS3(l)
+		b.server, err = labS3(l)
 	} else {
-		b.endpoint, err = privateS3(o.work)
+		b.server, err = startS3(o.server, o.work)
 	}
 	if err != nil {
 		return nil, err
 	}
-	os.Setenv("AWS_ENDPOINT_URL", b.endpoint.url)
-	if b.s3, err = s3Client(ctx, b.endpoint.url); err != nil {
-		b.endpoint.stop()
+	if b.s3, err = s3Client(ctx, b.server.url); err != nil {
+		b.server.stop()
 		return nil, err
 	}
 	_, err = b.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(o.bucket)})
 	var owned *s3types.BucketAlreadyOwnedByYou
-	if err != nil && !errors.As(err, &owned) {
-		b.endpoint.stop()
+	var exists *s3types.BucketAlreadyExists
+	if err != nil && !errors.As(err, &owned) && !errors.As(err, &exists) {
+		b.server.stop()
 		return nil, fmt.Errorf("create bucket %s: %w", o.bucket, err)
 	}
 	return b, nil
 }
 
-// close empties and removes the bench bucket, stops a private S3, and
-// removes the data unless kept.
+// useNetwork points the tools at the server directly ("none") or through
+// the network model ("model"): the agent children find it in
+// AWS_ENDPOINT_URL, the aws CLI in --endpoint-url.
+func (b *bench) useNetwork(network string) error {
+	b.url = b.server.url
+	if network == "model" {
+		if b.model == nil {
+			m, err := startModel(b.server, b.o.work)
+			if err != nil {
+				return err
+			}
+			b.model = m
+		}
+		b.url = b.model.url
+	}
+	return os.Setenv("AWS_ENDPOINT_URL", b.url)
+}
+
+// close empties and removes the bench bucket, stops a private S3 and the
+// network model, and removes the data unless kept.
 func (b *bench) close(ctx context.Context) {
 	_ = b.deletePrefix(ctx, "")
 	_, _ = b.s3.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(b.o.bucket)})
-	b.endpoint.stop()
+	if b.model != nil {
+		b.model.stop()
+	}
+	b.server.stop()
 	if !b.o.keep {
 		os.RemoveAll(b.o.work)
 	}
@@ -107,7 +130,7 @@ func (b *bench) close(ctx context.Context) {
 
 // runCase measures every tool on one data set, repeat times, alternating
 // which tool goes first, and keeps the best of each transfer.
-func (b *bench) runCase(ctx context.Context, name string) ([]result, error) {
+func (b *bench) runCase(ctx context.Context, name, network string) ([]result, error) {
 	set := dataSets[name]
 	src := filepath.Join(b.o.work, name, "src")
 	if err := generate(src, set); err != nil {
@@ -125,6 +148,7 @@ func (b *bench) runCase(ctx context.Context, name string) ([]result, error) {
 		}
 		for _, tool := range tools {
 			up, down, err := b.roundTrip(ctx, name, tool, rep)
+			up.network, down.network = network, network
 			if err != nil {
 				return nil, err
 			}
@@ -161,7 +185,7 @@ func (b *bench) roundTrip(ctx context.Context, name, tool string, rep int) (up, 
 	if err = checkRestored(dst, set); err != nil {
 		return up, down, fmt.Errorf("%s restore: %w", tool, err)
 	}
-	fmt.Fprintf(os.Stderr, "bench: %s %-5s upload %6.1f MiB/s  restore %6.1f MiB/s\n", name, tool, up.mibps(), down.mibps())
+	fmt.Fprintf(os.Stderr, "bench: %s %-10s upload %7.1f MiB/s %6.1f s  restore %7.1f MiB/s %6.1f s\n", name, tool, up.mibps(), up.wall.Seconds(), down.mibps(), down.wall.Seconds())
 	return up, down, b.deletePrefix(ctx, prefix)
 }
 
@@ -178,7 +202,7 @@ func best(rs []result) result {
 
 func (b *bench) upload(tool, src, prefix string) []string {
 	if tool == "aws" {
-		return []string{"aws", "--endpoint-url", b.endpoint.url, "s3", "sync", "--only-show-errors", src, "s3://" + b.o.bucket + "/" + prefix}
+		return []string{"aws", "--endpoint-url", b.url, "s3", "sync", "--only-show-errors", src, "s3://" + b.o.bucket + "/" + prefix}
 	}
 	args := []string{"-dir", src, "-bucket", b.o.bucket, "-prefix", prefix + agentNode + "/"}
 	if tool == "agent-pack" {
@@ -189,7 +213,7 @@ func (b *bench) upload(tool, src, prefix string) []string {
 
 func (b *bench) restore(tool, prefix, dst string) []string {
 	if tool == "aws" {
-		return []string{"aws", "--endpoint-url", b.endpoint.url, "s3", "sync", "--only-show-errors", "s3://" + b.o.bucket + "/" + prefix, dst}
+		return []string{"aws", "--endpoint-url", b.url, "s3", "sync", "--only-show-errors", "s3://" + b.o.bucket + "/" + prefix, dst}
 	}
 	return b.agent("restore", tool, "-uri", "s3://"+b.o.bucket+"/"+prefix, "-target", dst)
 }
@@ -211,16 +235,16 @@ func (b *bench) measure(ctx context.Context, name, op, tool string, set dataSet,
 	// Data written by the previous step (generation, a restore) is flushed
 	// first, so that no transfer pays for another's writeback.
 	syscall.Sync()
-	moto0 := cpuTime(b.endpoint.pid)
+	server0 := cpuTime(b.server.pid)
 	start := time.Now()
 	err := cmd.Run()
 	wall := time.Since(start)
-	moto := cpuTime(b.endpoint.pid) - moto0
+	server := cpuTime(b.server.pid) - server0
 	if err != nil {
 		return result{}, fmt.Errorf("%s %s of %s: %w\n%s", tool, op, name, err, tail(stderr.String(), 2000))
 	}
 	ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	r := result{caseName: name, op: op, tool: tool, set: set, wall: wall, moto: moto}
+	r := result{caseName: name, op: op, tool: tool, set: set, wall: wall, server: server}
 	if ru != nil {
 		r.rssKiB = ru.Maxrss // KiB on Linux
 		r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())

@@ -10,10 +10,6 @@ import (
 	"runtime/pprof"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
 
 	"github.com/spotrescue/spotrescue/rescue"
@@ -86,9 +82,7 @@ func startProfile(path string) (func(), error) {
 // child builds the agent as `spotrescue agent` does (same retryer,
 // path-style addressing for a custom endpoint) and runs one transfer.
 func child(ctx context.Context, op string, c childArgs) error {
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryer(func() aws.Retryer {
-		return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = 5 })
-	}))
+	cfg, err := rescue.AWSConfig(ctx, "")
 	if err != nil {
 		return err
 	}
@@ -96,8 +90,7 @@ func child(ctx context.Context, op string, c childArgs) error {
 	if err != nil {
 		return err
 	}
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true; o.DisableLogOutputChecksumValidationSkipped = true })
-	a := &rescue.Agent{S3: client, Log: log, Concurrency: c.concurrency, PartSize: c.partSize, PartsInFlight: c.parts, RangeSize: c.rangeSize, Checkpoint: time.Hour}
+	a := &rescue.Agent{S3: rescue.NewS3(cfg), Log: log, Concurrency: c.concurrency, PartSize: c.partSize, PartBuffers: c.parts, RangeSize: c.rangeSize, Checkpoint: time.Hour}
 	switch op {
 	case "rescue":
 		a.Root = filepath.Dir(c.dir)

@@ -1,15 +1,23 @@
 // Command bench measures the spotrescue agent against `aws s3 sync`, the
-// baseline most Spot rescue scripts use, on the lab's S3 endpoint: uploads
-// (rescue) and downloads (restore) of three data sets, one tool at a time,
-// in one run, so that the ratios compare like with like. Each transfer runs
-// as a child process whose peak RSS is read from wait4's rusage; the agent
-// runs as a hidden mode of this binary, through the same rescue.Agent the
-// `spotrescue agent` command uses.
+// baseline most Spot rescue scripts use: uploads (rescue) and downloads
+// (restore) of four data sets, one tool at a time, in one run, so that the
+// ratios compare like with like. Each transfer runs as a child process
+// whose peak RSS is read from wait4's rusage; the agent runs as a hidden
+// mode of this binary, through the same rescue.Agent, AWS configuration
+// and S3 client the `spotrescue agent` command uses.
 //
-//	source /tmp/spotrescue-lab/lab.env && go run ./hack/bench -out hack/bench/BENCHMARKS.md
+// The S3 is a private server the bench starts: SeaweedFS by default (built
+// by `hack/deps.sh bench`), which uses every core, so that the server is
+// not what is measured; moto_server, the lab's emulator, with -s3 moto.
+// Each data set runs twice: through hack/faultproxy's model of the network
+// to S3 in a region (latency, per-connection bandwidth, S3's request-rate
+// limits), and straight on loopback.
 //
-// `make bench` does that. Loopback S3 (moto_server) is CPU-bound on a small
-// machine: compare the ratios of one run, never absolute numbers across runs.
+//	go run ./hack/bench -out hack/bench/BENCHMARKS.md
+//
+// `make bench` does that (it builds faultproxy, which must sit next to the
+// bench binary). Compare the ratios of one run, never absolute numbers
+// across runs.
 package main
 
 import (
@@ -35,6 +43,8 @@ type options struct {
 	agentArg []string // passed to every agent child: tuning knobs
 	keep     bool
 	sharedS3 bool
+	server   string   // the S3 server: weed or moto
+	networks []string // none, model
 	repeat   int
 }
 
@@ -64,6 +74,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.pprof, "pprof", "", "directory for CPU profiles of the agent children")
 	fs.BoolVar(&o.keep, "keep", false, "keep the generated data for the next run")
 	fs.BoolVar(&o.sharedS3, "shared-s3", false, "use the lab's moto_server (shared with other tests) instead of starting a private one")
+	fs.StringVar(&o.server, "s3", "weed", "S3 server to start: weed (SeaweedFS, multi-threaded) or moto (moto_server, one core)")
+	networks := fs.String("network", "model,none", "network between the tools and S3: model (hack/faultproxy with S3's latency, bandwidth and rate limits), none (loopback)")
 	fs.IntVar(&o.repeat, "repeat", 0, "measure each transfer this many times, alternating which tool goes first, and report the best (0: 3 for a and b, 1 for c)")
 	concurrency := fs.Int("concurrency", 0, "agent: files at once (0: the agent's default)")
 	partSize := fs.Int64("part-size", 0, "agent: part size in bytes (0: default)")
@@ -72,7 +84,12 @@ func parseFlags(args []string) (options, error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	o.cases, o.tools = strings.Split(*cases, ","), strings.Split(*tools, ",")
+	o.cases, o.tools, o.networks = strings.Split(*cases, ","), strings.Split(*tools, ","), strings.Split(*networks, ",")
+	for _, n := range o.networks {
+		if n != "model" && n != "none" {
+			return o, fmt.Errorf("unknown -network %q (model or none)", n)
+		}
+	}
 	for _, c := range o.cases {
 		if _, ok := dataSets[c]; !ok {
 			return o, fmt.Errorf("unknown case %q", c)
@@ -83,10 +100,26 @@ func parseFlags(args []string) (options, error) {
 	return o, nil
 }
 
+// privateCredentials gives the tools credentials and a region for the
+// bench's own S3 server, which accepts any, unless the environment has
+// some already.
+func privateCredentials() {
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"} {
+		if os.Getenv(k) == "" {
+			os.Setenv(k, v)
+		}
+	}
+}
+
 func run(ctx context.Context, o options) error {
-	l, err := lab.Load() // credentials and region; the lab's S3 with -shared-s3
-	if err != nil {
-		return fmt.Errorf("the lab is not up (make lab-up): %w", err)
+	var l *lab.Lab
+	if o.sharedS3 {
+		var err error
+		if l, err = lab.Load(); err != nil {
+			return fmt.Errorf("-shared-s3 needs the lab (make lab-up): %w", err)
+		}
+	} else {
+		privateCredentials()
 	}
 	b, err := newBench(ctx, l, o)
 	if err != nil {
@@ -94,22 +127,32 @@ func run(ctx context.Context, o options) error {
 	}
 	defer b.close(ctx)
 	started := time.Now()
+	costs, err := b.serverCosts(ctx)
+	if err != nil {
+		return err
+	}
 	var results []result
-	for _, c := range o.cases {
-		rs, err := b.runCase(ctx, c)
-		if err != nil {
-			return fmt.Errorf("case %s: %w", c, err)
+	for _, network := range o.networks {
+		if err := b.useNetwork(network); err != nil {
+			return err
 		}
-		results = append(results, rs...)
+		for _, c := range o.cases {
+			rs, err := b.runCase(ctx, c, network)
+			if err != nil {
+				return fmt.Errorf("case %s, network %s: %w", c, network, err)
+			}
+			results = append(results, rs...)
+		}
 	}
-	where := "a private one started for this run (its temporary files on tmpfs), the same for every tool"
-	if o.sharedS3 {
-		where = "the lab's own (shared with whatever else runs in the lab)"
+	rep := report{results: results, costs: costs, took: time.Since(started), started: started, args: os.Args[1:], env: describeMachine(b.server.name)}
+	fmt.Print(rep.text())
+	if o.out == "" {
+		return nil
 	}
-	rep := report{results: results, took: time.Since(started), started: started, args: os.Args[1:], env: describeMachine(where)}
-	fmt.Print(rep.table())
-	if o.out != "" {
-		return rep.write(o.out)
+	plots, err := rep.plot(filepath.Dir(o.out))
+	if err != nil {
+		return fmt.Errorf("plots: %w", err)
 	}
-	return nil
+	fmt.Fprintln(os.Stderr, "bench: wrote", strings.Join(plots, ", "))
+	return rep.write(o.out)
 }

@@ -102,6 +102,7 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) erro
 	default:
 		store = state.New(db, cfg.StateTable)
 	}
+	pack, packLate := cfg.Rescue.Packing()
 	ctrl := controller.New(controller.Options{
 		Cluster:         cfg.Cluster,
 		Region:          cfg.Region,
@@ -133,7 +134,7 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) erro
 		Dispatcher: &agents.Dispatcher{
 			SSM: ssm.NewFromConfig(awsCfg), Layout: layout, Region: cfg.Region, Document: cfg.SSM.Document,
 			Window: 50 * time.Millisecond, Log: log, DryRun: cfg.DryRun,
-			Priority: cfg.Rescue.Priority, Checksum: cfg.Rescue.Checksum, Pack: cfg.Rescue.PackSmallFiles,
+			Priority: cfg.Rescue.Priority, Checksum: cfg.Rescue.Checksum, Pack: pack, PackLate: packLate,
 		},
 		Manifests: rescue.S3Manifests{Client: s3c, Bucket: cfg.Bucket},
 		Lease:     lease,
