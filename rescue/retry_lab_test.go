@@ -83,7 +83,7 @@ func TestFailedUploadIsTriedAgain(t *testing.T) {
 // after a hundred retries and failed the rest at once.
 func TestSlowDownBacksOffAndSavesEverything(t *testing.T) {
 	l := lab.Get(t)
-	limits(t, l, `[{"service":"s3","operations":["PutObject"],"rate":150,"burst":30,"partition":"bucket"}]`)
+	limits(t, l, `[{"service":"s3","operations":["PutObject"],"rate":60,"burst":5,"partition":"bucket"}]`)
 	root := t.TempDir()
 	src := filepath.Join(root, "node-a", "job")
 	const files = 600
