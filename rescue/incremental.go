@@ -145,9 +145,9 @@ func (s *session) verify(ctx context.Context, u upload) (File, error) {
 		return File{}, errDiffers
 	}
 	h := s.alg.new()
-	buf := readBuffers.Get().(*[]byte)
-	defer readBuffers.Put(buf)
-	n, err := io.CopyBuffer(h, ctxReader{ctx, f}, *buf)
+	buf, put := copyBuffer(before.size)
+	defer put()
+	n, err := io.CopyBuffer(h, ctxReader{ctx, f}, buf)
 	if err != nil {
 		return File{}, err
 	}
@@ -159,7 +159,23 @@ func (s *session) verify(ctx context.Context, u upload) (File, error) {
 	return carried, nil
 }
 
-var readBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+// Copy buffers: 1 MiB for large files, 64 KiB for small ones, so that
+// 64 small files in flight hold 4 MiB of buffers, not 64.
+var (
+	readBuffers  = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+	smallBuffers = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+)
+
+// copyBuffer returns a buffer for copying size bytes and the function that
+// gives it back.
+func copyBuffer(size int64) ([]byte, func()) {
+	pool := &readBuffers
+	if size <= 64<<10 {
+		pool = &smallBuffers
+	}
+	b := pool.Get().(*[]byte)
+	return *b, func() { pool.Put(b) }
+}
 
 // ctxReader stops a long read (a checksum over gigabytes) at the deadline.
 type ctxReader struct {

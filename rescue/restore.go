@@ -490,9 +490,9 @@ func (d *downloader) get(ctx context.Context, rel, rng string, read func(io.Read
 // copyTo returns a reader of a body that copies exactly want bytes to w.
 func copyTo(w io.Writer, want int64) func(io.Reader) error {
 	return func(body io.Reader) error {
-		buf := readBuffers.Get().(*[]byte)
-		defer readBuffers.Put(buf)
-		n, err := io.CopyBuffer(w, io.LimitReader(body, want+1), *buf)
+		buf, put := copyBuffer(want)
+		defer put()
+		n, err := io.CopyBuffer(w, io.LimitReader(body, want+1), buf)
 		if err != nil {
 			return err
 		}

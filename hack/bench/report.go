@@ -66,7 +66,10 @@ func (r report) table(network string) string {
 				target = fmt.Sprintf("%.1fx %s", targets[x.caseName], metOrMissed(x.mibps()/base.mibps() >= targets[x.caseName]))
 			}
 			if x.caseName == "c" && x.op == "upload" {
-				target += fmt.Sprintf("; <= %s %s", deadlineTarget, metOrMissed(x.wall <= deadlineTarget))
+				if target != "" {
+					target += "; "
+				}
+				target += fmt.Sprintf("<= %s %s", deadlineTarget, metOrMissed(x.wall <= deadlineTarget))
 			}
 		}
 		fmt.Fprintf(&b, "| (%s) %s | %s | %s | %.1f | %d: %.1f, %.1f | %.1f | %s | %s | %.1f | %.1f | %.0f |\n",
