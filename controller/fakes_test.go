@@ -461,6 +461,7 @@ type fakeDispatcher struct {
 	failFor  map[string]bool     // instances whose SendCommand fails
 	fallback string              // status of instances not in status
 	canceled []string            // commands canceled
+	gate     func()              // if set, the next Dispatch runs it first (once)
 }
 
 func newFakeDispatcher() *fakeDispatcher {
@@ -468,6 +469,13 @@ func newFakeDispatcher() *fakeDispatcher {
 }
 
 func (d *fakeDispatcher) Dispatch(_ context.Context, reqs []agents.Request) (map[string]string, error) {
+	d.mu.Lock()
+	gate := d.gate
+	d.gate = nil
+	d.mu.Unlock()
+	if gate != nil {
+		gate()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.fail != nil {

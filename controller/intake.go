@@ -51,6 +51,7 @@ type intake struct {
 	commands *commands
 	presync  *presyncer
 	load     *intakeLoad
+	inFlight inFlight // instances whose warnings a receiver is handling
 	health   *health
 	enqueue  func(keys ...state.Key) // queues records to reconcile
 	deposed  *atomic.Bool            // the lease was lost: hand messages back

@@ -163,6 +163,44 @@ func TestDuplicateWarningIsIgnored(t *testing.T) {
 	}
 }
 
+// SQS delivers at least once: two receivers can hold copies of one warning
+// at the same time (the burst bench saw it). The copy that comes while the
+// first is being dispatched is left for redelivery, and the instance gets
+// one agent.
+func TestConcurrentCopiesOfAWarningDispatchOnce(t *testing.T) {
+	start := now()
+	h := newHarness(t, start, nil, batchJob("101", nodeA))
+	ctx := context.Background()
+	entered, release := make(chan struct{}), make(chan struct{})
+	h.disp.gate = func() { close(entered); <-release }
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.c.intake.handle(ctx, []sqstypes.Message{message("m1", warningBody("ev-1", instA, start))}, start)
+	}()
+	<-entered // the first copy is sending its command
+	h.c.intake.handle(ctx, []sqstypes.Message{message("m1-again", warningBody("ev-1", instA, start))}, start)
+	close(release)
+	<-done
+	h.disp.mu.Lock()
+	sent := len(h.disp.cmds[instA])
+	h.disp.mu.Unlock()
+	if sent != 1 {
+		t.Fatalf("%d commands sent to %s, want 1", sent, instA)
+	}
+	if h.queue.wasDeleted("rh-m1-again") {
+		t.Error("the second copy was deleted while the first was in flight; it must be left for redelivery")
+	}
+	if !h.queue.wasDeleted("rh-m1") {
+		t.Error("the first copy was not deleted once handled")
+	}
+	// Redelivered later, the copy is a plain duplicate.
+	h.c.intake.handle(ctx, []sqstypes.Message{message("m1-again", warningBody("ev-1", instA, start))}, start)
+	if !h.queue.wasDeleted("rh-m1-again") || len(h.disp.cmds[instA]) != 1 {
+		t.Errorf("redelivered copy: deleted %v, %d commands", h.queue.wasDeleted("rh-m1-again"), len(h.disp.cmds[instA]))
+	}
+}
+
 func TestWarningForForeignInstanceIsIgnored(t *testing.T) {
 	h := newHarness(t, now(), nil, batchJob("101", nodeA))
 	keys := h.warn(t, "m1", foreignI)

@@ -39,6 +39,11 @@ func (in *intake) onWarnings(ctx context.Context, events []event.Event, received
 	if len(ws) == 0 {
 		return errs
 	}
+	claimed := make([]string, len(ws))
+	for i, w := range ws {
+		claimed[i] = w.e.Instance
+	}
+	defer in.inFlight.release(claimed)
 	jobs, err := in.slurm.Jobs(ctx)
 	if err != nil {
 		in.metrics.slurmError("squeue")
@@ -73,9 +78,15 @@ func (in *intake) onWarnings(ctx context.Context, events []event.Event, received
 	return errs
 }
 
-// resolve finds each warned instance's node. A warning with nothing to do
-// (expired, a duplicate in the batch, not our instance) is left out with
-// its reason counted; one whose node cannot be looked up gets its error.
+// errInFlight leaves a copy of a warning for redelivery while another
+// receiver handles the instance (see inFlight).
+var errInFlight = errors.New("another receiver is handling a warning for this instance")
+
+// resolve finds each warned instance's node and claims the instance for
+// this batch. A warning with nothing to do (expired, a duplicate in the
+// batch, not our instance) is left out with its reason counted; one whose
+// node cannot be looked up, or whose instance another receiver has
+// claimed, gets its error.
 func (in *intake) resolve(ctx context.Context, events []event.Event, errs []error) []*warning {
 	var ws []*warning
 	seen := map[string]bool{}
@@ -98,6 +109,8 @@ func (in *intake) resolve(ctx context.Context, events []event.Event, errs []erro
 		case dup:
 			in.metrics.ignored("duplicate")
 			log.Info("instance already being rescued; duplicate warning ignored")
+		case !in.inFlight.claim(e.Instance):
+			errs[i] = errInFlight
 		default:
 			ws = append(ws, &warning{i: i, e: e, node: node, log: log.With(zap.String("node", node))})
 		}

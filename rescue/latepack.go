@@ -57,6 +57,9 @@ func (s *session) pace() {
 		return
 	}
 	rate := float64(s.done.files.Load()) / elapsed.Seconds()
+	if rate == 0 && elapsed < 3*time.Second {
+		return // nothing finished yet (large files first, a slow start): no rate to judge by
+	}
 	remaining := s.d.Soft.Sub(now)
 	need := time.Duration(float64(left) / rate * float64(time.Second)) // +Inf -> huge when nothing is done yet
 	if rate > 0 && need <= time.Duration(lateMargin*float64(remaining)) {

@@ -52,6 +52,13 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == childMode {
 		os.Exit(runChild(os.Args[2:]))
 	}
+	if len(os.Args) == 3 && os.Args[1] == "-replot" {
+		if err := replot(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o, err := parseFlags(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -155,4 +162,22 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Fprintln(os.Stderr, "bench: wrote", strings.Join(plots, ", "))
 	return rep.write(o.out)
+}
+
+// replot draws the plots of the run recorded in a BENCHMARKS.md again,
+// next to it, without measuring anything: `bench -replot hack/bench/BENCHMARKS.md`.
+func replot(md string) error {
+	data, err := os.ReadFile(md)
+	if err != nil {
+		return err
+	}
+	rs, err := parseResults(string(data))
+	if err != nil {
+		return fmt.Errorf("%s: %w", md, err)
+	}
+	files, err := report{results: rs}.plot(filepath.Dir(md))
+	if err == nil {
+		fmt.Fprintln(os.Stderr, "bench: wrote", strings.Join(files, ", "))
+	}
+	return err
 }

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"image/color"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -30,7 +33,9 @@ var plotTools = []struct {
 
 // plot draws, for each network, how many times as fast as `aws s3 sync`
 // each agent layout moved each data set, with the targets, into
-// dir/agent-vs-aws-<network>.svg, and returns the files written.
+// dir/agent-vs-aws-<network>.png, and returns the files written. PNG, not
+// SVG: an SVG viewer substitutes its own fonts, and the legend's text then
+// runs over its markers.
 func (r report) plot(dir string) ([]string, error) {
 	var files []string
 	for _, network := range r.networks() {
@@ -38,7 +43,7 @@ func (r report) plot(dir string) ([]string, error) {
 		if err != nil {
 			return files, err
 		}
-		name := filepath.Join(dir, "agent-vs-aws-"+network+".svg")
+		name := filepath.Join(dir, "agent-vs-aws-"+network+".png")
 		if err := p.Save(8*vg.Inch, 4*vg.Inch, name); err != nil {
 			return files, err
 		}
@@ -107,4 +112,43 @@ func (r report) speedups(network string) (*plot.Plot, error) {
 	p.Add(plotter.NewGrid())
 	p.Y.Min = min(p.Y.Min, 0.5) // the aws line off the axis
 	return p, nil
+}
+
+// parseResults reads the results back from a report's Markdown (the
+// generated section of BENCHMARKS.md), so that -replot can draw a recorded
+// run again. Each time comes from the more precise of its two columns.
+func parseResults(md string) ([]result, error) {
+	var rs []result
+	network := ""
+	for _, line := range strings.Split(md, "\n") {
+		for n, title := range networkNames {
+			if strings.HasPrefix(line, "#### "+title) {
+				network = n
+			}
+		}
+		cells := strings.Split(line, "|")
+		if network == "" || len(cells) < 8 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "(") {
+			continue
+		}
+		name := strings.TrimSpace(cells[1])[1:2]
+		set, ok := dataSets[name]
+		if !ok {
+			return nil, fmt.Errorf("unknown data set in %q", line)
+		}
+		best, err1 := strconv.ParseFloat(strings.TrimSpace(cells[4]), 64)
+		rate, err2 := strconv.ParseFloat(strings.TrimSpace(cells[6]), 64)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("no times in %q", line)
+		}
+		secs := best
+		if rate >= 10 {
+			secs = float64(set.bytes()) / (1 << 20) / rate
+		}
+		rs = append(rs, result{caseName: name, op: strings.TrimSpace(cells[2]), tool: strings.TrimSpace(cells[3]), network: network,
+			set: set, wall: time.Duration(secs * float64(time.Second)), runs: 1})
+	}
+	if len(rs) == 0 {
+		return nil, fmt.Errorf("no results found")
+	}
+	return rs, nil
 }

@@ -103,7 +103,7 @@ func (r report) text() string {
 func (r report) figures() string {
 	var b strings.Builder
 	for _, n := range r.networks() {
-		fmt.Fprintf(&b, "![The agent's speed against aws s3 sync, %s](agent-vs-aws-%s.svg)\n\n", plotNames[n], n)
+		fmt.Fprintf(&b, "![The agent's speed against aws s3 sync, %s](agent-vs-aws-%s.png)\n\n", plotNames[n], n)
 	}
 	return b.String()
 }

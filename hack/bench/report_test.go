@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,7 +35,7 @@ func TestReportMarksTargetsAndPlots(t *testing.T) {
 		"| (c) 20,000 x 4 KiB | upload | agent | 40.0 | 1: 0.0, 0.0 | 2.0 | 2.25x | 3.0x **missed**; <= 30s **missed** |",
 		"| (c) 20,000 x 4 KiB | upload | agent-pack | 1.0 | 1: 0.0, 0.0 | 78.1 | 90.00x | 3.0x met; <= 30s met |",
 		"S: 0.50 ms of CPU per request",
-		"](agent-vs-aws-model.svg)", "](agent-vs-aws-none.svg)",
+		"](agent-vs-aws-model.png)", "](agent-vs-aws-none.png)",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("the report lacks %q:\n%s", want, md)
@@ -50,8 +51,27 @@ func TestReportMarksTargetsAndPlots(t *testing.T) {
 	}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
-		if err != nil || !strings.Contains(string(data), "<svg") || !strings.Contains(string(data), "agent-pack") {
-			t.Errorf("%s is not an SVG plot with the tools' legend: %v", filepath.Base(f), err)
+		if err != nil || !bytes.HasPrefix(data, []byte("\x89PNG")) {
+			t.Errorf("%s is not a PNG: %v", filepath.Base(f), err)
+		}
+	}
+}
+
+// -replot reads a recorded run back: the same results, the ratios within
+// the tables' rounding.
+func TestParseResultsRoundTrip(t *testing.T) {
+	r := sample()
+	rs, err := parseResults(r.section())
+	if err != nil || len(rs) != len(r.results) {
+		t.Fatalf("parsed %d results, want %d: %v", len(rs), len(r.results), err)
+	}
+	for i, x := range rs {
+		want := r.results[i]
+		if x.network != want.network || x.caseName != want.caseName || x.op != want.op || x.tool != want.tool {
+			t.Fatalf("result %d: %+v, want %+v", i, x, want)
+		}
+		if d := x.wall.Seconds()/want.wall.Seconds() - 1; d > 0.02 || d < -0.02 {
+			t.Errorf("result %d: %s, want %s", i, x.wall, want.wall)
 		}
 	}
 }

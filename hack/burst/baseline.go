@@ -95,19 +95,19 @@ func runBaselineChild(queueURL, startNanos string) int {
 
 // baseline feeds the same burst to the seed-shaped handler.
 func baseline(ctx context.Context, ep *endpoints, c *cluster) (*result, error) {
-	url, err := newQueue(ctx, ep.sqs(), c.stateTbl+"-baseline")
+	url, err := newQueue(ctx, ep.sqsClient(), c.stateTbl+"-baseline")
 	if err != nil {
 		return nil, err
 	}
-	start, err := sendWarnings(ctx, ep.sqs(), url, c.nodes, c.instances)
+	start, err := sendWarnings(ctx, ep.sqsClient(), url, c.nodes, c.instances)
 	if err != nil {
 		return nil, err
 	}
-	emu0, _, _ := procStats(ep.pid)
+	emu0 := ep.cpu()
 	self, _ := os.Executable()
 	cmd := exec.CommandContext(ctx, self, "-child-baseline", url, fmt.Sprint(start.UnixNano()))
 	// moto's SSM records commands without running them.
-	cmd.Env = append(append(os.Environ(), ep.env()...), "AWS_ENDPOINT_URL_SSM="+ep.aws)
+	cmd.Env = append(append(os.Environ(), ep.env()...), "AWS_ENDPOINT_URL_SSM="+ep.baselineSSM())
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -117,7 +117,7 @@ func baseline(ctx context.Context, ep *endpoints, c *cluster) (*result, error) {
 	if err := json.Unmarshal(out, &rep); err != nil {
 		return nil, err
 	}
-	emu1, _, _ := procStats(ep.pid)
+	emu1 := ep.cpu()
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	res := &result{name: "baseline (one event at a time)", interrupted: len(c.nodes), dispatched: len(rep.Dispatched), awsCalls: map[string]float64{}}
 	for i, t := range rep.Dispatched {
@@ -127,7 +127,7 @@ func baseline(ctx context.Context, ep *endpoints, c *cluster) (*result, error) {
 	for k, v := range rep.Calls {
 		res.awsCalls[k] = v
 	}
-	res.emulatorCPU = emu1 - emu0
+	res.emulatorCPU = sub(emu1, emu0)
 	res.cpuSeconds = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 	res.peakRSS = ru.Maxrss << 10
 	return res, nil

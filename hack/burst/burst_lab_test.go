@@ -31,7 +31,7 @@ func TestBurstDispatchesEveryJobOnce(t *testing.T) {
 	bin, _ := filepath.Abs(o.bin)
 	repo, _ := filepath.Abs("../..")
 	dir := t.TempDir()
-	ep, err := privateMoto(ctx, dir)
+	ep, err := privateEmulators(ctx, dir, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestJobOnTwoThousandFiveHundredNodes(t *testing.T) {
 	bin, _ := filepath.Abs(o.bin)
 	repo, _ := filepath.Abs("../..")
 	dir := t.TempDir()
-	ep, err := privateMoto(ctx, dir)
+	ep, err := privateEmulators(ctx, dir, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestJobOnTwoThousandFiveHundredNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { p.cmd.Process.Signal(syscall.SIGTERM); p.cmd.Wait() }()
-	if _, err := sendWarnings(ctx, ep.sqs(), c.queueURL, c.nodes[:1], c.instances); err != nil {
+	if _, err := sendWarnings(ctx, ep.sqsClient(), c.queueURL, c.nodes[:1], c.instances); err != nil {
 		t.Fatal(err)
 	}
 	store := state.New(ep.dynamodb(), c.stateTbl)

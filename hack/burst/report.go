@@ -20,18 +20,18 @@ func report(w io.Writer, o options, c *cluster, r, base *result) {
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.1f\t%.1f\t\n", x.name, x.dispatched,
 			ms(percentile(x.latencies, .5)), ms(percentile(x.latencies, .95)), ms(percentile(x.latencies, .99)), ms(percentile(x.latencies, 1)),
-			ms(x.last), sum(x.awsCalls)/float64(x.interrupted), x.cpuSeconds, float64(x.peakRSS)/(1<<20), x.emulatorCPU)
+			ms(x.last), sum(x.awsCalls)/float64(x.interrupted), x.cpuSeconds, float64(x.peakRSS)/(1<<20), sum(x.emulatorCPU))
 	}
 	tw.Flush()
 	if r.expired > 0 {
 		fmt.Fprintf(w, "\n%d warnings were reached only after their two minutes and were ignored as expired\n", r.expired)
 	}
-	if r.last > 0 && r.emulatorCPU > 0 {
-		fmt.Fprintf(w, "\nmoto_server was busy %.0f%% of the time to the last dispatch (spotrescue)", 100*r.emulatorCPU/r.last.Seconds())
+	if r.last > 0 && len(r.emulatorCPU) > 0 {
+		fmt.Fprintf(w, "\nemulators' CPU to the last dispatch (spotrescue): %s", busy(r.emulatorCPU, r.last))
 		if base != nil && base.last > 0 {
-			fmt.Fprintf(w, ", %.0f%% (baseline)", 100*base.emulatorCPU/base.last.Seconds())
+			fmt.Fprintf(w, "\n  (baseline): %s", busy(base.emulatorCPU, base.last))
 		}
-		fmt.Fprintln(w, "; near 100% the emulator, one Python process, sets the pace")
+		fmt.Fprintln(w, "\nan emulator near 100% is one Python process at its limit: it, not the controller, sets the pace")
 	}
 	if base != nil && r.last > 0 {
 		fmt.Fprintf(w, "\nlast dispatch: spotrescue %.1fx faster than the baseline (same run)\n", base.last.Seconds()/r.last.Seconds())

@@ -48,17 +48,25 @@ func run(ctx context.Context, o options) error {
 	}
 	var ep *endpoints
 	if o.mode == "replay" {
-		ep, err = privateMoto(ctx, dir)
+		ep, err = privateEmulators(ctx, dir, o.perService)
 	} else {
-		ep, err = newEndpoints(ctx, l.Env["AWS_ENDPOINT_URL"], l.Env["AWS_ENDPOINT_URL_SSM"])
+		ep, err = newEndpoints(ctx, l.Env["AWS_ENDPOINT_URL"], l.Env["AWS_ENDPOINT_URL"], l.Env["AWS_ENDPOINT_URL_SSM"])
 		if b, rerr := os.ReadFile(filepath.Join(l.Dir, "run", "moto.pid")); rerr == nil && ep != nil {
-			ep.pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+			pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+			ep.emulators["moto (all)"] = pid
 		}
 	}
 	if err != nil {
 		return err
 	}
 	defer ep.stop()
+	if o.network == "model" {
+		stopModel, err := startAPIModel(ep, bin, dir)
+		if err != nil {
+			return err
+		}
+		defer stopModel()
+	}
 	c, err := prepare(ctx, l, ep, o, repo, bin, dir)
 	if err != nil {
 		return err
@@ -142,7 +150,7 @@ func prepare(ctx context.Context, l *lab.Lab, ep *endpoints, o options, repo, bi
 		}
 	}
 	var err error
-	c.queueURL, err = newQueue(ctx, ep.sqs(), "burst-"+suffix)
+	c.queueURL, err = newQueue(ctx, ep.sqsClient(), "burst-"+suffix)
 	return c, err
 }
 
@@ -178,7 +186,7 @@ type result struct {
 	awsSeconds  map[string]float64 // by label(series): time spent in the calls
 	slurmCalls  map[string]float64
 	cpuSeconds  float64
-	emulatorCPU float64 // moto_server's CPU seconds from the burst to the last dispatch
+	emulatorCPU map[string]float64 // each emulator's CPU seconds from the burst to the last dispatch
 	peakRSS     int64
 	idleRSS     int64
 	idleCPU     float64
@@ -315,16 +323,15 @@ func measure(ctx context.Context, ep *endpoints, o options, c *cluster, bin stri
 	cpu1, rss, _ := procStats(pid)
 	res.idleCPU, res.idleRSS = cpu1-cpu0, rss
 	before := scrape(p.metrics)
-	start, err := sendWarnings(ctx, ep.sqs(), c.queueURL, c.nodes, c.instances)
+	start, err := sendWarnings(ctx, ep.sqsClient(), c.queueURL, c.nodes, c.instances)
 	if err != nil {
 		return nil, err
 	}
-	emu0, _, _ := procStats(ep.pid)
+	emu0 := ep.cpu()
 	if err := waitDispatched(ctx, p.metrics, c.jobs); err != nil {
 		return nil, err
 	}
-	emu1, _, _ := procStats(ep.pid)
-	res.emulatorCPU = emu1 - emu0
+	res.emulatorCPU = sub(ep.cpu(), emu0)
 	// Records are written just after their dispatch: wait for the last.
 	var recs []*state.Record
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(time.Second) {

@@ -395,12 +395,13 @@ func TestTerminatedMidRescue(t *testing.T) {
 	}
 }
 
-// Data that cannot fit the deadline: manifest complete: false, record
-// Partial, job requeued with SPOT_RESCUE_STATUS=partial.
+// Data that cannot fit the deadline one object per file, and the agent
+// told never to pack: manifest complete: false, record Partial, job
+// requeued with SPOT_RESCUE_STATUS=partial.
 func TestDeadlineTooShort(t *testing.T) {
 	e := setup(t)
 	id, node := e.submit(",SMALL_FILES=3000")
-	e.startController("--rescue-concurrency", "1")
+	e.startController("--rescue-concurrency", "1", "--rescue-pack-small-files", "never")
 	// The warning is 100 s old: 5 s are left before the 15 s margin.
 	e.send(warning(e.Instances[node], time.Now().Add(-100*time.Second)))
 	rec := e.record(id, 0, state.Done, 60*time.Second)
@@ -414,6 +415,40 @@ func TestDeadlineTooShort(t *testing.T) {
 	out := e.waitResumed(id, 60*time.Second)
 	if !strings.Contains(envLine(out), "status=partial") {
 		t.Errorf("resumed env %q, want status=partial", envLine(out))
+	}
+}
+
+// The same short window with the default rescue.pack_small_files (auto):
+// one object per file would miss it, so the agent packs the files left
+// and saves them all; the record says Complete and the next run gets
+// every file back.
+func TestDeadlineTooShortPacksTheRest(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit(",SMALL_FILES=3000")
+	e.startController("--rescue-concurrency", "1")
+	e.send(warning(e.Instances[node], time.Now().Add(-100*time.Second)))
+	rec := e.record(id, 0, state.Done, 60*time.Second)
+	m, err := rescue.ReadManifest(context.Background(), e.S3(), "spotrescue-lab", fmt.Sprintf("spotrescue/lab/%s/run-0/%s/", id, node))
+	if err != nil || !m.Complete || len(m.Skipped) != 0 {
+		t.Fatalf("manifest complete=%v skipped=%d err=%v", m != nil && m.Complete, len(m.Skipped), err)
+	}
+	packed, single := 0, 0
+	for _, f := range m.Files {
+		switch {
+		case f.Type != rescue.TypeFile:
+		case f.Pack != "":
+			packed++
+		default:
+			single++
+		}
+	}
+	if packed == 0 || rec.Outcome != state.OutcomeComplete {
+		t.Fatalf("outcome %s, %d files packed, %d one object each", rec.Outcome, packed, single)
+	}
+	t.Logf("%d files packed after %d saved one object each", packed, single)
+	out := e.waitResumed(id, 60*time.Second)
+	if !strings.Contains(envLine(out), "status=complete") {
+		t.Errorf("resumed env %q, want status=complete", envLine(out))
 	}
 }
 

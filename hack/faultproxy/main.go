@@ -5,7 +5,8 @@
 // after it was (the request happened; the caller never hears so).
 //
 // Requests are routed by the SigV4 credential scope: ssm to -ssm-upstream,
-// everything else to -upstream. Rules change at runtime:
+// a service named by -route service=URL to its own upstream (one emulator
+// process per service), everything else to -upstream. Rules change at runtime:
 //
 //	PUT  /_fault/rules  [{"service":"*","operation":"*","throttle":0.1,"error":0.05,"drop":0.02,"lose":0.02,"latency":"20ms"}]
 //	GET  /_fault/stats  counts of forwarded and injected requests per service/operation/fault
@@ -34,6 +35,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 )
 
 func main() {
@@ -42,6 +44,8 @@ func main() {
 	ssmUpstream := flag.String("ssm-upstream", "http://127.0.0.1:4580", "SSM endpoint (hack/ssmlocal)")
 	seed := flag.Int64("seed", 1, "random seed, so a failing run can be replayed")
 	config := flag.String("config", "", `JSON file {"rules": [...], "limits": [...]} to start with`)
+	routes := routeFlag{}
+	flag.Var(routes, "route", "service=URL: send that service's requests (by SigV4 scope: sqs, dynamodb, s3, ssm) to its own upstream; repeatable")
 	flag.Parse()
 	host, _, err := net.SplitHostPort(*listen)
 	if err != nil || !net.ParseIP(host).IsLoopback() {
@@ -55,7 +59,10 @@ func main() {
 	if err != nil {
 		log.Fatalf("faultproxy: -ssm-upstream: %v", err)
 	}
-	p := newProxy(map[string]*url.URL{"ssm": ssm}, def, *seed)
+	if _, ok := routes["ssm"]; !ok {
+		routes["ssm"] = ssm
+	}
+	p := newProxy(routes, def, *seed)
 	if *config != "" {
 		if err := p.load(*config); err != nil {
 			log.Fatalf("faultproxy: -config: %v", err)
@@ -84,5 +91,20 @@ func (p *proxy) load(name string) error {
 	p.rules = c.Rules
 	p.mu.Unlock()
 	p.limits.set(c.Limits)
+	return nil
+}
+
+// routeFlag collects -route service=URL.
+type routeFlag map[string]*url.URL
+
+func (r routeFlag) String() string { return fmt.Sprint(map[string]*url.URL(r)) }
+
+func (r routeFlag) Set(v string) error {
+	svc, raw, ok := strings.Cut(v, "=")
+	u, err := url.Parse(raw)
+	if !ok || svc == "" || err != nil || u.Host == "" {
+		return fmt.Errorf("%q: want service=http://host:port", v)
+	}
+	r[svc] = u
 	return nil
 }

@@ -181,3 +181,33 @@ func TestLoadConfig(t *testing.T) {
 		t.Errorf("a mistyped field: %v", err)
 	}
 }
+
+// -route sends a service to its own upstream.
+func TestRouteFlag(t *testing.T) {
+	r := routeFlag{}
+	if err := r.Set("sqs=http://127.0.0.1:9000"); err != nil || r["sqs"].Host != "127.0.0.1:9000" {
+		t.Fatalf("route: %v, %v", r, err)
+	}
+	for _, bad := range []string{"sqs", "=http://x:1", "sqs=nohost"} {
+		if err := r.Set(bad); err == nil {
+			t.Errorf("-route %q accepted", bad)
+		}
+	}
+	sqsUp, sqsHits := echo(t, 0)
+	otherUp, otherHits := echo(t, 0)
+	p := newProxy(map[string]*url.URL{"sqs": sqsUp}, otherUp, 1)
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	for _, svc := range []string{"sqs", "dynamodb"} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL, nil)
+		req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=k/20261207/us-east-1/"+svc+"/aws4_request, SignedHeaders=host, Signature=x")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if sqsHits.Load() != 1 || otherHits.Load() != 1 {
+		t.Errorf("sqs upstream %d, default %d; want 1 each", sqsHits.Load(), otherHits.Load())
+	}
+}
