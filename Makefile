@@ -105,7 +105,8 @@ chaos: build
 		-run 'TestChaosKilledDuringBurst|TestFaultsOnEveryAWSAPI' ./hack/e2e/; status=$$?; hack/lab/down.sh; exit $$status
 
 # bench-burst measures a mass reclaim of 1,000 nodes against the baseline
-# (recorded Slurm state, a private moto_server); see hack/bench/BENCHMARKS.md.
+# (recorded Slurm state, one private moto_server per service; bin/burst
+# -network model adds AWS-like latency to every call); see hack/bench/BENCHMARKS.md.
 # bench-burst-lab does 50 real lab nodes end to end (it brings up a 50-node lab).
 bench-burst: build
 	$(GO) build -o bin/burst ./hack/burst

@@ -10,9 +10,11 @@
 // Modes:
 //
 //	-mode replay (default, 1000 nodes): Slurm is hack/slurmreplay serving a
-//	  recorded cluster state built from the real Slurm 22.05 capture; SSM is
-//	  moto's, which records commands and runs nothing. Only dispatch is
-//	  measured: nothing is uploaded.
+//	  recorded cluster state built from the real Slurm 22.05 capture; AWS is
+//	  one private moto_server per service (SQS, SSM, DynamoDB with S3), SSM's
+//	  recording commands and running nothing. Only dispatch is measured:
+//	  nothing is uploaded. -network model adds 10-30 ms to every AWS call
+//	  (hack/faultproxy).
 //	-mode lab: the real lab (make lab-up LAB_NODES=50): real slurmd nodes
 //	  with running jobs, ssmlocal running the agent, data uploaded.
 package main
