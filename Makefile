@@ -110,7 +110,7 @@ chaos: build
 # bench-burst-lab does 50 real lab nodes end to end (it brings up a 50-node lab).
 bench-burst: build
 	$(GO) build -o bin/burst ./hack/burst
-	bin/burst -mode replay -n $(or $(N),1000)
+	bin/burst -mode replay -n $(or $(N),1000) -plot hack/bench/burst-receipt-to-dispatch.png
 
 bench-burst-lab: build
 	$(GO) build -o bin/burst ./hack/burst

@@ -122,6 +122,7 @@ func baseline(ctx context.Context, ep *endpoints, c *cluster) (*result, error) {
 	res := &result{name: "baseline (one event at a time)", interrupted: len(c.nodes), dispatched: len(rep.Dispatched), awsCalls: map[string]float64{}}
 	for i, t := range rep.Dispatched {
 		res.latencies = append(res.latencies, t.Sub(rep.Received[i]))
+		res.received = append(res.received, rep.Received[i].Sub(start))
 		res.last = max(res.last, t.Sub(start))
 	}
 	for k, v := range rep.Calls {

@@ -38,6 +38,7 @@ type options struct {
 	slowest     int
 	perService  bool   // replay: one emulator process per service
 	network     string // none, or model: faultproxy's AWS latency in front of the emulators
+	plot        string // write the receipt -> dispatch plot to this PNG
 	// nodeName is the replayed nodes' name before their number
 	// (ParallelCluster's <queue>-dy-<compute resource>-); burst-dy-c5- when "".
 	nodeName string
@@ -54,6 +55,7 @@ func main() {
 	flag.StringVar(&o.cpuProfile, "cpu-profile", "", "write the controller's CPU profile for the burst to this file")
 	flag.IntVar(&o.slowest, "slowest", 0, "list the N records that waited longest for their dispatch")
 	flag.StringVar(&o.network, "network", "none", "model: every AWS call of the controller and the baseline waits 10-30 ms in faultproxy, as from an instance to its Region; none: straight to the emulators")
+	flag.StringVar(&o.plot, "plot", "", "write a plot of receipt -> dispatch over the burst (PNG) to this file")
 	flag.BoolVar(&o.perService, "per-service", true, "replay: one moto_server per service (SQS, SSM, DynamoDB with S3) rather than one for all")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)

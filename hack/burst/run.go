@@ -83,6 +83,9 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	report(os.Stdout, o, c, res, base)
+	if o.plot != "" {
+		return plotBurst(o.plot, fmt.Sprintf("%d interruptions x %d jobs, network %s", len(c.nodes), o.jobsPerNode, o.network), res, base)
+	}
 	return nil
 }
 
@@ -181,6 +184,7 @@ func submitJobs(l *lab.Lab, nodes []string, perNode int) (int, error) {
 type result struct {
 	name        string
 	latencies   []time.Duration // warning received -> its SSM command sent
+	received    []time.Duration // burst start -> each warning received, in latencies' order
 	last        time.Duration   // burst start -> last dispatch
 	awsCalls    map[string]float64
 	awsSeconds  map[string]float64 // by label(series): time spent in the calls
@@ -358,6 +362,7 @@ func measure(ctx context.Context, ep *endpoints, o options, c *cluster, bin stri
 		// Receipt -> dispatch: Detected is when the controller received the
 		// warning, Dispatched when SendCommand returned.
 		res.latencies = append(res.latencies, r.Times.Dispatched.Sub(r.Times.Detected))
+		res.received = append(res.received, r.Times.Detected.Sub(start))
 		res.last = max(res.last, r.Times.Dispatched.Sub(start))
 	}
 	if o.slowest > 0 {
