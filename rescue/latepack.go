@@ -61,12 +61,14 @@ func (s *session) pace() {
 		return // nothing finished yet (large files first, a slow start): no rate to judge by
 	}
 	remaining := s.d.Soft.Sub(now)
-	need := time.Duration(float64(left) / rate * float64(time.Second)) // +Inf -> huge when nothing is done yet
-	if rate > 0 && need <= time.Duration(lateMargin*float64(remaining)) {
-		return
+	fields := []zap.Field{zap.Int64("small_files_left", left), zap.Float64("files_per_second", rate), zap.Duration("time_left", remaining.Round(time.Millisecond))}
+	if rate > 0 {
+		need := time.Duration(float64(left) / rate * float64(time.Second))
+		if need <= time.Duration(lateMargin*float64(remaining)) {
+			return
+		}
+		fields = append(fields, zap.Duration("needed", need.Round(time.Millisecond)))
 	}
 	s.packing.Store(true)
-	s.log.Info("packing the small files left: one object each would miss the deadline",
-		zap.Int64("small_files_left", left), zap.Float64("files_per_second", rate),
-		zap.Duration("time_left", remaining.Round(time.Millisecond)), zap.Duration("needed", need.Round(time.Millisecond)))
+	s.log.Info("packing the small files left: one object each would miss the deadline", fields...)
 }

@@ -11,7 +11,6 @@ import (
 
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go/middleware"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/spotrescue/spotrescue/hack/lab"
@@ -21,16 +20,12 @@ import (
 // slowPuts adds d to every PutObject, as a far S3 would: per-file uploads
 // then take files x d / concurrency, whatever the emulator's speed.
 func slowPuts(l *lab.Lab, d time.Duration) *s3.Client {
-	opts := l.S3().Options()
-	opts.APIOptions = append(opts.APIOptions, func(st *middleware.Stack) error {
-		return st.Finalize.Add(middleware.FinalizeMiddlewareFunc("slowPuts", func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
-			if awsmiddleware.GetOperationName(ctx) == "PutObject" {
-				time.Sleep(d)
-			}
-			return next.HandleFinalize(ctx, in)
-		}), middleware.After)
+	return s3With(l, "slowPuts", func(ctx context.Context, _ any) error {
+		if awsmiddleware.GetOperationName(ctx) == "PutObject" {
+			time.Sleep(d)
+		}
+		return nil
 	})
-	return s3.New(opts)
 }
 
 // With PackLate, a rescue whose one-object-per-file pace would miss the

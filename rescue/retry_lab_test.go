@@ -22,26 +22,36 @@ import (
 	"github.com/spotrescue/spotrescue/rescue"
 )
 
-// failPuts makes the first n PutObject operations (each after whatever
-// retries the SDK would make) of keys ending in suffix fail.
-func failPuts(l *lab.Lab, suffix string, n int) *s3.Client {
-	var mu sync.Mutex
+// s3With is the lab's S3 client with one more step at the front of every
+// request: a test's stand-in for what S3 or the network does to it.
+func s3With(l *lab.Lab, name string, step func(ctx context.Context, params any) error) *s3.Client {
 	opts := l.S3().Options()
 	opts.APIOptions = append(opts.APIOptions, func(st *middleware.Stack) error {
-		return st.Initialize.Add(middleware.InitializeMiddlewareFunc("failPuts", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-			if p, ok := in.Parameters.(*s3.PutObjectInput); ok && awsmiddleware.GetOperationName(ctx) == "PutObject" && strings.HasSuffix(*p.Key, suffix) {
-				mu.Lock()
-				fail := n > 0
-				n--
-				mu.Unlock()
-				if fail {
-					return middleware.InitializeOutput{}, middleware.Metadata{}, errors.New("exceeded maximum number of attempts (injected)")
-				}
+		return st.Initialize.Add(middleware.InitializeMiddlewareFunc(name, func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			if err := step(ctx, in.Parameters); err != nil {
+				return middleware.InitializeOutput{}, middleware.Metadata{}, err
 			}
 			return next.HandleInitialize(ctx, in)
 		}), middleware.After)
 	})
 	return s3.New(opts)
+}
+
+// failPuts makes the first n PutObject operations (each after whatever
+// retries the SDK would make) of keys ending in suffix fail.
+func failPuts(l *lab.Lab, suffix string, n int) *s3.Client {
+	var mu sync.Mutex
+	return s3With(l, "failPuts", func(ctx context.Context, params any) error {
+		if p, ok := params.(*s3.PutObjectInput); ok && awsmiddleware.GetOperationName(ctx) == "PutObject" && strings.HasSuffix(*p.Key, suffix) {
+			mu.Lock()
+			defer mu.Unlock()
+			if n > 0 {
+				n--
+				return errors.New("exceeded maximum number of attempts (injected)")
+			}
+		}
+		return nil
+	})
 }
 
 // A file whose upload fails is tried again while the window lasts; one
