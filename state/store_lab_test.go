@@ -6,15 +6,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/spotrescue/spotrescue/hack/lab"
+	"github.com/spotrescue/spotrescue/rescue"
 	"github.com/spotrescue/spotrescue/state"
 )
 
@@ -303,4 +307,51 @@ func TestLeaseAndFencing(t *testing.T) {
 	if tc, err := a.Acquire(ctx, "lab", "head-a:3", ttl); err != nil || tc.Version() != 3 {
 		t.Fatalf("Acquire after a release: %v, %v", tc, err)
 	}
+}
+
+// A mass reclaim creates hundreds of records at once, and DynamoDB answers
+// ProvisionedThroughputExceededException beyond a table's or a partition's
+// rate. Every record still lands: the client main wires (rescue.AWSConfig)
+// slows down to the rate it is served at. With the SDK's standard retryer
+// (5 attempts, 16 writes in flight against 15 a second) records failed
+// with "exceeded maximum number of attempts".
+func TestThrottledCreatesAllLand(t *testing.T) {
+	ctx := context.Background()
+	l := lab.Get(t)
+	s := newStore(t)
+	throttle(t, l, `[{"service":"dynamodb","operations":["PutItem"],"rate":15,"burst":1}]`)
+	cfg, err := rescue.AWSConfig(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(l.Env["LAB_FAULTPROXY_URL"]) })
+	var recs []*state.Record
+	for i := range 150 {
+		recs = append(recs, &state.Record{Key: state.Key{Cluster: "lab", JobID: fmt.Sprint(1000 + i)}, Phase: state.Detected, Times: state.Times{Detected: time.Now()}})
+	}
+	for i, err := range state.New(db, s.Table()).CreateAll(ctx, recs) {
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	for _, i := range []int{0, 75, 149} {
+		if _, err := s.Get(ctx, recs[i].Key); err != nil {
+			t.Errorf("record %d not stored: %v", i, err)
+		}
+	}
+}
+
+// throttle sets hack/faultproxy's rate limits until the test ends.
+func throttle(t *testing.T, l *lab.Lab, limits string) {
+	t.Helper()
+	put := func(body string) {
+		req, _ := http.NewRequest(http.MethodPut, l.Env["LAB_FAULTPROXY_URL"]+"/_fault/limits", strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("set faultproxy limits: %v", err)
+		}
+		resp.Body.Close()
+	}
+	put(limits)
+	t.Cleanup(func() { put("[]") })
 }

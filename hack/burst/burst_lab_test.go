@@ -31,7 +31,7 @@ func TestBurstDispatchesEveryJobOnce(t *testing.T) {
 	bin, _ := filepath.Abs(o.bin)
 	repo, _ := filepath.Abs("../..")
 	dir := t.TempDir()
-	ep, err := privateEmulators(ctx, dir, true)
+	ep, err := privateEmulators(ctx, dir, true, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestJobOnTwoThousandFiveHundredNodes(t *testing.T) {
 	bin, _ := filepath.Abs(o.bin)
 	repo, _ := filepath.Abs("../..")
 	dir := t.TempDir()
-	ep, err := privateEmulators(ctx, dir, true)
+	ep, err := privateEmulators(ctx, dir, true, false)
 	if err != nil {
 		t.Fatal(err)
 	}

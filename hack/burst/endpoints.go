@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"net"
 	"net/http"
@@ -80,12 +81,19 @@ func newEndpoints(ctx context.Context, awsURL, sqsURL, ssmURL string) (*endpoint
 	return &endpoints{aws: awsURL, sqs: sqsURL, ssm: ssmURL, moto: awsURL, cfg: cfg, stop: func() {}, emulators: map[string]int{}}, nil
 }
 
+// motoSQS is moto_server with SQS queue attributes computed when read:
+// moto 5.2.1 scans the whole queue three times for every message it sends
+// or receives (see the file's comment for the profile).
+//
+//go:embed moto_sqs.py
+var motoSQS []byte
+
 // privateEmulators starts moto_servers of the burst's own. perService
 // gives SQS, SSM, and DynamoDB with S3 a process each: moto is one Python
 // process per server, so one server for everything makes every call wait
 // behind every other, and a burst measures the emulator's queue rather than
-// the controller.
-func privateEmulators(ctx context.Context, dir string, perService bool) (*endpoints, error) {
+// the controller. fastSQS runs the SQS process on moto_sqs.py.
+func privateEmulators(ctx context.Context, dir string, perService, fastSQS bool) (*endpoints, error) {
 	services := []string{"all"}
 	if perService {
 		services = []string{"sqs", "ssm", "dynamodb+s3"}
@@ -100,7 +108,7 @@ func privateEmulators(ctx context.Context, dir string, perService bool) (*endpoi
 	var wg sync.WaitGroup
 	for _, svc := range services {
 		wg.Go(func() {
-			url, cmd, err := startMoto(dir, svc)
+			url, cmd, err := startMoto(dir, svc, fastSQS && svc == "sqs")
 			mu.Lock()
 			procs[svc] = started{url, cmd, err}
 			mu.Unlock()
@@ -137,13 +145,18 @@ func privateEmulators(ctx context.Context, dir string, perService bool) (*endpoi
 	e.moto = e.ssm
 	e.stop = stop
 	for svc, p := range procs {
-		e.emulators["moto ("+svc+")"] = p.cmd.Process.Pid
+		name := "moto (" + svc + ")"
+		if fastSQS && svc == "sqs" {
+			name = "moto_sqs.py (sqs)"
+		}
+		e.emulators[name] = p.cmd.Process.Pid
 	}
 	return e, nil
 }
 
-// startMoto starts one moto_server and waits until it answers.
-func startMoto(dir, name string) (string, *exec.Cmd, error) {
+// startMoto starts one moto_server, or moto_sqs.py when fastSQS, and waits
+// until it answers.
+func startMoto(dir, name string, fastSQS bool) (string, *exec.Cmd, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
@@ -153,6 +166,13 @@ func startMoto(dir, name string) (string, *exec.Cmd, error) {
 	log := filepath.Join(dir, "moto-"+strings.ReplaceAll(name, "+", "-")+".log")
 	logf, _ := os.Create(log)
 	cmd := exec.Command("moto_server", "-H", "127.0.0.1", "-p", fmt.Sprint(port))
+	if fastSQS {
+		script := filepath.Join(dir, "moto_sqs.py")
+		if err := os.WriteFile(script, motoSQS, 0o644); err != nil {
+			return "", nil, err
+		}
+		cmd = exec.Command("python3", script, "-H", "127.0.0.1", "-p", fmt.Sprint(port))
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return "", nil, fmt.Errorf("start moto_server: %w", err)

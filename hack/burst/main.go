@@ -37,6 +37,7 @@ type options struct {
 	cpuProfile  string
 	slowest     int
 	perService  bool   // replay: one emulator process per service
+	motoSQS     string // replay: fast (moto_sqs.py) or stock moto_server for SQS
 	network     string // none, or model: faultproxy's AWS latency in front of the emulators
 	plot        string // write the receipt -> dispatch plot to this PNG
 	// nodeName is the replayed nodes' name before their number
@@ -57,6 +58,7 @@ func main() {
 	flag.StringVar(&o.network, "network", "none", "model: every AWS call of the controller and the baseline waits 10-30 ms in faultproxy, as from an instance to its Region; none: straight to the emulators")
 	flag.StringVar(&o.plot, "plot", "", "write a plot of receipt -> dispatch over the burst (PNG) to this file")
 	flag.BoolVar(&o.perService, "per-service", true, "replay: one moto_server per service (SQS, SSM, DynamoDB with S3) rather than one for all")
+	flag.StringVar(&o.motoSQS, "moto-sqs", "fast", "replay: fast runs SQS on hack/burst/moto_sqs.py (moto with queue attributes computed when read; moto_server scans the queue for every message); stock runs moto_server")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()

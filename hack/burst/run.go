@@ -48,7 +48,7 @@ func run(ctx context.Context, o options) error {
 	}
 	var ep *endpoints
 	if o.mode == "replay" {
-		ep, err = privateEmulators(ctx, dir, o.perService)
+		ep, err = privateEmulators(ctx, dir, o.perService, o.motoSQS != "stock")
 	} else {
 		ep, err = newEndpoints(ctx, l.Env["AWS_ENDPOINT_URL"], l.Env["AWS_ENDPOINT_URL"], l.Env["AWS_ENDPOINT_URL_SSM"])
 		if b, rerr := os.ReadFile(filepath.Join(l.Dir, "run", "moto.pid")); rerr == nil && ep != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -307,9 +309,13 @@ func serverError(w http.ResponseWriter, service string, unavailable bool) {
 }
 
 func jsonError(w http.ResponseWriter, status int, code, msg string) {
+	body := fmt.Sprintf(`{"__type":%q,"message":%q}`, code, msg)
 	w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+	// DynamoDB signs every answer with the CRC32 of its body, and the SDK
+	// checks it.
+	w.Header().Set("X-Amz-Crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE([]byte(body))), 10))
 	w.WriteHeader(status)
-	fmt.Fprintf(w, `{"__type":%q,"message":%q}`, code, msg)
+	io.WriteString(w, body)
 }
 
 func xmlError(w http.ResponseWriter, status int, code, msg string) {
