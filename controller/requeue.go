@@ -108,7 +108,7 @@ func (s *steps) tellNextRun(ctx context.Context, log *zap.Logger, rec *state.Rec
 	if uri == "" { // nothing was dispatched: say where the data would have been
 		uri = s.plans.layout.RunURI(rec.JobID, rec.Run)
 	}
-	env := rescue.JobEnv{URI: uri, Status: status, Run: rec.Run, Nodes: nodes}
+	env := rescue.JobEnv{URI: uri, Status: status, Run: rec.Run, Nodes: nodes, Time: rec.EventTime}
 	if rec.Outcome == state.OutcomeFailed {
 		// Nothing of this run was saved: an earlier rescued run of the job
 		// is still the best the next run can start from.

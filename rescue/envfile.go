@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spotrescue/spotrescue/rescue/naming"
 )
@@ -27,6 +28,9 @@ type JobEnv struct {
 	// heterogeneous job component (one list for other jobs), so that each
 	// node of the next run restores the data of the node at its rank.
 	Nodes [][]string
+	// Time is when EC2 warned (zero in files written before it was kept):
+	// the next run's output says it.
+	Time time.Time
 }
 
 // Variable names exported to jobs.
@@ -37,6 +41,7 @@ const (
 	VarDir     = "SPOT_RESCUE_DIR"
 	VarScratch = "SPOT_RESCUE_SCRATCH"
 	varNodes   = "SPOT_RESCUE_NODES"
+	varTime    = "SPOT_RESCUE_TIME"
 )
 
 var envValueRe = regexp.MustCompile(`^[A-Za-z0-9/:._,;+=@-]*$`)
@@ -78,7 +83,11 @@ func (e JobEnv) pairs() [][2]string {
 	for i, g := range e.Nodes {
 		groups[i] = strings.Join(g, ",")
 	}
-	return [][2]string{{VarURI, e.URI}, {VarStatus, string(e.Status)}, {VarRun, strconv.Itoa(e.Run)}, {varNodes, strings.Join(groups, ";")}}
+	pairs := [][2]string{{VarURI, e.URI}, {VarStatus, string(e.Status)}, {VarRun, strconv.Itoa(e.Run)}, {varNodes, strings.Join(groups, ";")}}
+	if !e.Time.IsZero() {
+		pairs = append(pairs, [2]string{varTime, e.Time.UTC().Format(time.RFC3339)})
+	}
+	return pairs
 }
 
 // check validates every value, for writers and readers alike.
@@ -136,6 +145,10 @@ func (l Layout) ReadJobEnv(jobID string) (*JobEnv, error) {
 		case VarRun:
 			if e.Run, err = strconv.Atoi(v); err != nil {
 				return nil, fmt.Errorf("read env for job %s: %s %q is not a number", jobID, VarRun, v)
+			}
+		case varTime:
+			if e.Time, err = time.Parse(time.RFC3339, v); err != nil {
+				return nil, fmt.Errorf("read env for job %s: %s %q is not a time", jobID, varTime, v)
 			}
 		case varNodes:
 			for _, g := range strings.Split(v, ";") {

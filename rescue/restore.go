@@ -47,7 +47,14 @@ type Restored struct {
 	Files  int    `json:"files"`
 	Bytes  int64  `json:"bytes"`
 	Error  string `json:"error,omitempty"`
+	// Skipped counts the entries the rescue could not save, and Missing
+	// names the first of them, for the job's output.
+	Skipped int      `json:"skipped,omitempty"`
+	Missing []string `json:"missing,omitempty"`
 }
+
+// missingShown bounds Restored.Missing: the manifest lists them all.
+const missingShown = 5
 
 // ErrInUse means the job's scratch directory already holds data: a run of
 // the job has used this node's directory since the rescue, and what it left
@@ -96,7 +103,10 @@ func (a *Agent) Restore(ctx context.Context, req RestoreRequest) (*Restored, err
 	if err := req.Dir.Remove(name); err != nil {
 		log.Warn("staging directory not removed", zap.String("name", name), zap.Error(err))
 	}
-	r := &Restored{JobID: req.JobID, Dir: req.Dir.Name(), Status: statusOf(m), Files: len(m.Files), Bytes: m.Bytes}
+	r := &Restored{JobID: req.JobID, Dir: req.Dir.Name(), Status: statusOf(m), Files: m.RegularFiles(), Bytes: m.Bytes, Skipped: len(m.Skipped)}
+	for _, s := range m.Skipped[:min(len(m.Skipped), missingShown)] {
+		r.Missing = append(r.Missing, s.Path)
+	}
 	took := time.Since(started)
 	log.Info("restored", zap.String("dir", r.Dir), zap.String("status", string(r.Status)), zap.Int("files", r.Files), zap.Int64("bytes", r.Bytes),
 		zap.Duration("took", took.Round(time.Millisecond)), zap.String("rate", mibps(r.Bytes, took.Seconds())))

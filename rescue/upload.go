@@ -54,7 +54,7 @@ func (r JobResult) Summary() string {
 	}
 	secs := m.Finished.Sub(m.Started).Seconds()
 	line := fmt.Sprintf("job %s: %s: %d entries, %s; sent %s in %.1fs (%s)", r.JobID, state, len(m.Files),
-		humanBytes(m.Bytes), humanBytes(m.Uploaded), secs, mibps(m.Uploaded, secs))
+		HumanBytes(m.Bytes), HumanBytes(m.Uploaded), secs, mibps(m.Uploaded, secs))
 	if m.Carried > 0 {
 		line += fmt.Sprintf("; %d unchanged files carried over", m.Carried)
 	}
@@ -81,7 +81,8 @@ func skipReasons(sk []Skipped) string {
 	return strings.Join(parts, ", ")
 }
 
-func humanBytes(b int64) string {
+// HumanBytes writes a size for people: 512 B, 1.5 MiB.
+func HumanBytes(b int64) string {
 	const unit = 1024
 	if b < unit {
 		return fmt.Sprintf("%d B", b)

@@ -72,6 +72,14 @@ func TestHappyPath(t *testing.T) {
 		}
 	}
 
+	// The job's own output says what happened, before the resumed run's
+	// first line (the TaskProlog's print lines).
+	told := fmt.Sprintf("spotrescue: job %s resumes from run 0, rescued from %s, warned at ", id, node)
+	restored := fmt.Sprintf("spotrescue: restored %d files (", m.RegularFiles())
+	if i, j := strings.Index(out, told), strings.Index(out, "start run=1"); i < 0 || j < i || !strings.Contains(out[i:j], restored) || !strings.Contains(out[i:j], ": complete\n") {
+		t.Errorf("the resumed run's output does not start with %q and %q... complete:\n%s", told, restored, out)
+	}
+
 	// The record tells the whole story.
 	if rec.Outcome != state.OutcomeComplete || rec.URI != wantURI || rec.Requeue != "requeued" || rec.Files != int64(m.RegularFiles()) || rec.Bytes != m.Bytes || rec.Bytes < 1<<20 {
 		t.Errorf("record: outcome=%s uri=%s requeue=%q files=%d bytes=%d", rec.Outcome, rec.URI, rec.Requeue, rec.Files, rec.Bytes)
@@ -415,6 +423,10 @@ func TestDeadlineTooShort(t *testing.T) {
 	out := e.waitResumed(id, 60*time.Second)
 	if !strings.Contains(envLine(out), "status=partial") {
 		t.Errorf("resumed env %q, want status=partial", envLine(out))
+	}
+	// The job's output says what is missing.
+	if want := fmt.Sprintf("spotrescue: partial: %d entries were not saved: %q", len(m.Skipped), m.Skipped[0].Path); !strings.Contains(out, want) {
+		t.Errorf("the resumed run's output lacks %q:\n%.2000s", want, out)
 	}
 }
 

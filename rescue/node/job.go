@@ -22,6 +22,9 @@ type Job struct {
 	Group int
 	// Restarts is the restart count of the starting run.
 	Restarts int
+	// Step is the step the TaskProlog runs for: "" for the batch script
+	// (Slurm 22.05 sets no SLURM_STEP_ID there), a number for srun's.
+	Step string
 	// Lookup asks slurmctld for a job's array ids, for the Prolog, which
 	// Slurm does not give them (see arrayIDs); nil when not needed.
 	Lookup func(ctx context.Context, jobID string) (arrayJobID, arrayTaskID string, err error)
@@ -59,7 +62,7 @@ func JobFromEnv(getenv func(string) string) Job {
 		// The Prolog gets only SLURM_NODELIST.
 		NodeList:   first("SLURM_JOB_NODELIST", "SLURM_NODELIST"),
 		ArrayJobID: getenv("SLURM_ARRAY_JOB_ID"), ArrayTaskID: getenv("SLURM_ARRAY_TASK_ID"),
-		UID: uid, GID: gid,
+		UID: uid, GID: gid, Step: getenv("SLURM_STEP_ID"),
 	}
 }
 

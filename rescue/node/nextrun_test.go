@@ -130,3 +130,48 @@ func TestTaskEnvTellsTheNextRun(t *testing.T) {
 		t.Errorf("restore is off, yet:\n%s", out.String())
 	}
 }
+
+// A resumed run's output starts with what happened, in the batch script's
+// output only; a name from the job's tree cannot end a line and start
+// another line of the TaskProlog's protocol (an export the task would get).
+func TestTaskPrologTellsTheJobsOutput(t *testing.T) {
+	at := time.Date(2026, 12, 7, 6, 28, 11, 0, time.UTC)
+	saved := &rescue.JobEnv{URI: "s3://b/p/lab/77/run-1/", Status: rescue.Partial, Run: 1, Nodes: [][]string{{"c-9"}}, Time: at}
+	m := &rescue.Restored{Dir: "/scratch/alice/77", Status: rescue.Partial, Files: 1200, Bytes: 3 << 20, Skipped: 8,
+		Missing: []string{"out/a.bin", "evil\nexport LD_PRELOAD=/tmp/x.so", "c", "d", "e"}}
+	var out bytes.Buffer
+	tell(&out, Job{ID: "77"}, saved, m, rescue.Partial)
+	want := []string{
+		"print spotrescue: job 77 resumes from run 1, rescued from c-9, warned at 2026-12-07T06:28:11Z (SPOT_RESCUE_URI=s3://b/p/lab/77/run-1/)",
+		"print spotrescue: restored 1200 files (3.0 MiB) into /scratch/alice/77: partial",
+		`print spotrescue: partial: 8 entries were not saved: "out/a.bin", "evil\nexport LD_PRELOAD=/tmp/x.so", "c", "d", "e" and 3 more (all listed in the manifest under SPOT_RESCUE_URI)`,
+	}
+	if got := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("told\n%s\nwant\n%s", out.String(), strings.Join(want, "\n"))
+	}
+
+	out.Reset()
+	tell(&out, Job{ID: "77"}, &rescue.JobEnv{URI: saved.URI, Status: rescue.Failed, Run: 1, Nodes: [][]string{{"c-1", "c-2", "c-3", "c-4", "c-5"}}}, nil, rescue.Failed)
+	for _, w := range []string{"rescued from c-1, c-2, c-3 and 2 more nodes (", "failed: nothing of run 1 was saved"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("failed rescue: no %q in\n%s", w, out.String())
+		}
+	}
+
+	// Only the batch script's TaskProlog tells; srun's tasks do not repeat it.
+	root := t.TempDir()
+	s := Settings{Cluster: "lab", Bucket: "b", Prefix: "p", Spool: t.TempDir(), ScratchRoot: root,
+		PathTemplate: filepath.Join(root, "{user}", "{job_id}"), RestoreTimeout: time.Second}
+	if err := s.Layout().WriteJobEnv("77", rescue.JobEnv{URI: s.Layout().RunURI("77", 1), Status: rescue.Complete, Run: 1, Nodes: [][]string{{"c-9"}}, Time: at}); err != nil {
+		t.Fatal(err)
+	}
+	for step, tells := range map[string]bool{"": true, "batch": true, "0": false, "3": false} {
+		out.Reset()
+		if err := TaskEnv(context.Background(), &out, s, Job{ID: "77", User: "alice", Node: "c-1", NodeList: "c-1", Restarts: 2, Step: step}); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(out.String(), "print spotrescue: job 77 resumes from run 1"); got != tells {
+			t.Errorf("step %q: told %v, want %v:\n%s", step, got, tells, out.String())
+		}
+	}
+}

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
+	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -64,15 +67,82 @@ func TaskEnv(ctx context.Context, w io.Writer, s Settings, job Job) error {
 		return err
 	}
 	status := saved.Status
+	var m *rescue.Restored
 	if s.Restore {
-		m := restored(ctx, s, job, saved)
+		m = restored(ctx, s, job, saved)
 		if m.Status.HasData() {
 			fmt.Fprintf(w, "export %s=%s\n", rescue.VarDir, m.Dir)
 		}
 		status = Worse(status, m.Status)
 	}
 	fmt.Fprintf(w, "export %s=%s\nexport %s=%s\nexport %s=%d\n", rescue.VarURI, saved.URI, rescue.VarStatus, status, rescue.VarRun, saved.Run)
+	if job.batchStep() {
+		tell(w, job, saved, m, status)
+	}
 	return nil
+}
+
+// batchStep reports whether the TaskProlog runs for the batch script, whose
+// output is the job's: each task of each srun step runs it too, and would
+// repeat the story in the same file.
+func (j Job) batchStep() bool {
+	return j.Step == "" || j.Step == "batch" || j.Step == batchScriptStep
+}
+
+// batchScriptStep is Slurm's step id of the batch script (SLURM_BATCH_SCRIPT).
+const batchScriptStep = "4294967291"
+
+// tell writes what happened to the job's own output through the
+// TaskProlog's "print" lines: which run this resumes, from where and when,
+// what was restored, and what is missing. m is nil when the node does not
+// restore. Names from the job's tree are quoted: a newline in one must not
+// end the line and start a line of the TaskProlog's protocol.
+func tell(w io.Writer, job Job, saved *rescue.JobEnv, m *rescue.Restored, status rescue.Status) {
+	say := func(format string, args ...any) { fmt.Fprintf(w, "print spotrescue: "+format+"\n", args...) }
+	from := rescuedNodes(saved.Nodes)
+	when := ""
+	if !saved.Time.IsZero() {
+		when = ", warned at " + saved.Time.UTC().Format(time.RFC3339)
+	}
+	say("job %s resumes from run %d, rescued from %s%s (%s)", job.ID, saved.Run, from, when, rescue.VarURI+"="+saved.URI)
+	switch {
+	case saved.Status == rescue.Failed:
+		say("failed: nothing of run %d was saved; this run starts without it", saved.Run)
+	case m == nil:
+		say("%s; restore is off on this cluster: the job reads its data from %s", status, rescue.VarURI)
+	case m.Status == rescue.Kept:
+		say("not restored: %s already holds data of a later run, kept as it is", m.Dir)
+	case m.Status == rescue.NothingHere:
+		say("nothing restored on this node: the rescued run had no node at its place")
+	case m.Status == rescue.Failed:
+		say("failed: the rescued data could not be restored (%q); this run starts without it", m.Error)
+	default:
+		say("restored %d files (%s) into %s: %s", m.Files, rescue.HumanBytes(m.Bytes), m.Dir, status)
+	}
+	if m != nil && m.Skipped > 0 {
+		quoted := make([]string, len(m.Missing))
+		for i, p := range m.Missing {
+			quoted[i] = strconv.Quote(p)
+		}
+		more := ""
+		if n := m.Skipped - len(m.Missing); n > 0 {
+			more = fmt.Sprintf(" and %d more", n)
+		}
+		say("partial: %d entries were not saved: %s%s (all listed in the manifest under %s)", m.Skipped, strings.Join(quoted, ", "), more, rescue.VarURI)
+	}
+}
+
+// rescuedNodes names the rescued run's nodes, the first few of a large job.
+func rescuedNodes(groups [][]string) string {
+	var all []string
+	for _, g := range groups {
+		all = append(all, g...)
+	}
+	const shown = 3
+	if len(all) > shown {
+		return fmt.Sprintf("%s and %d more nodes", strings.Join(all[:shown], ", "), len(all)-shown)
+	}
+	return strings.Join(all, ", ")
 }
 
 // restored is what the Prolog restored for this run, or, if it did not run
@@ -140,7 +210,7 @@ func restoreJob(ctx context.Context, s Settings, log *zap.Logger, job Job, dir *
 			log.Error("restore failed; the job starts without its rescued data", zap.Error(err))
 			res.Status, res.Error = rescue.Failed, err.Error()
 		default:
-			res.Status, res.Files, res.Bytes = got.Status, got.Files, got.Bytes
+			res.Status, res.Files, res.Bytes, res.Skipped, res.Missing = got.Status, got.Files, got.Bytes, got.Skipped, got.Missing
 		}
 	}
 	if err := agent.WriteMarker(job.Node, dir, res); err != nil {

@@ -15,7 +15,10 @@ func newTaskPrologCommand(g *globals) *cobra.Command {
 export SPOT_RESCUE_SCRATCH=<the job's scratch directory>, and for a job resumed
 after a rescue: SPOT_RESCUE_URI (the rescued run's S3 prefix), SPOT_RESCUE_STATUS
 (complete, partial or failed), SPOT_RESCUE_RUN (the restart count rescued) and
-SPOT_RESCUE_DIR (where the data was restored, when it was).`,
+SPOT_RESCUE_DIR (where the data was restored, when it was). In the batch
+script's TaskProlog of a resumed job it also prints "print spotrescue: ..."
+lines, which Slurm writes at the top of the job's output: which run it
+resumes, from which node and when, what was restored, and what is missing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.load(cmd, config.RoleAgent)
