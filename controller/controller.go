@@ -118,7 +118,8 @@ type Deps struct {
 	Nodes      Nodes
 	Dispatcher Dispatcher
 	Manifests  Manifests
-	Lease      Lease // with Options.LeaseTTL
+	Lease      Lease    // with Options.LeaseTTL
+	Notifier   Notifier // told of every finished rescue; nil for none
 	Log        *zap.Logger
 	Metrics    *Metrics
 	Now        func() time.Time
@@ -160,7 +161,7 @@ func New(o Options, d Deps) *Controller {
 	c := &Controller{
 		opts: o, lease: d.Lease, log: d.Log, metrics: d.Metrics, now: d.Now,
 		queue:    workqueue.NewTypedRateLimitingQueueWithConfig(limiter, workqueue.TypedRateLimitingQueueConfig[string]{Name: "rescues"}),
-		records:  &records{store: d.Store, log: d.Log, now: d.Now, cache: map[string]*state.Record{}},
+		records:  &records{store: d.Store, log: d.Log, now: d.Now, notifier: d.Notifier, cache: map[string]*state.Record{}},
 		commands: &commands{now: d.Now, watches: map[string]*watch{}},
 		load:     &intakeLoad{now: d.Now, metrics: d.Metrics, yielded: map[string]time.Time{}},
 		health:   &health{now: d.Now},

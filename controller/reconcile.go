@@ -139,10 +139,13 @@ func (c *Controller) overdue(rec *state.Record) bool {
 func (c *Controller) abandon(ctx context.Context, k state.Key, phase state.Phase, cause error) error {
 	log := c.log.With(zap.String("job", k.JobID), zap.Int("run", k.Run))
 	why := fmt.Sprintf("not requeued: gave up %s after the deadline, in %s: %v", c.opts.GiveUpAfter, phase, cause)
+	var done *state.Record
 	err := c.records.update(ctx, k, func(r *state.Record) bool {
+		done = nil
 		if r.Phase.Terminal() {
 			return false
 		}
+		done = r // the copy written, if this attempt's write succeeds
 		if r.Outcome == "" {
 			r.Outcome = state.OutcomeFailed
 		}
@@ -156,6 +159,9 @@ func (c *Controller) abandon(ctx context.Context, k state.Key, phase state.Phase
 	})
 	if err != nil {
 		return fmt.Errorf("abandon %s: %w", k, err)
+	}
+	if done != nil {
+		c.records.finished(done)
 	}
 	c.metrics.requeues.WithLabelValues("abandoned").Inc()
 	log.Error("rescue abandoned: its job is released and not requeued", zap.String("phase", string(phase)), zap.Error(cause))

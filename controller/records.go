@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/spotrescue/spotrescue/controller/notify"
 	"github.com/spotrescue/spotrescue/state"
 )
 
@@ -23,6 +24,8 @@ type records struct {
 	store Store
 	log   *zap.Logger
 	now   func() time.Time
+	// notifier hears of every record that reaches Done; nil for none.
+	notifier Notifier
 
 	mu    sync.Mutex
 	cache map[string]*state.Record // key -> the copy last written, records not Done
@@ -77,7 +80,36 @@ func (rs *records) advance(ctx context.Context, rec *state.Record, phase state.P
 		return err
 	}
 	logFor(rs.log, rec).Info("rescue phase", zap.String("phase", string(phase)))
+	if phase == state.Done {
+		rs.finished(rec)
+	}
 	return nil
+}
+
+// Notifier tells people about finished rescues; Notify must not block.
+type Notifier interface {
+	Notify(notify.Notice)
+}
+
+// finished hands a record that reached Done to the notifier. Only the write
+// that made it Done calls this (the writes are conditional), so a rescue is
+// told once.
+func (rs *records) finished(rec *state.Record) {
+	if rs.notifier == nil {
+		return
+	}
+	n := notify.Notice{
+		Cluster: rec.Cluster, Job: rec.Display, Run: rec.Run, Name: rec.Name, User: rec.User,
+		Outcome: string(rec.Outcome), Requeue: rec.Requeue, URI: rec.URI, Files: rec.Files, Bytes: rec.Bytes,
+		Errors: rec.Errors, Drill: rec.Drill, Time: rec.Times.Done,
+	}
+	if n.Job == "" {
+		n.Job = rec.JobID
+	}
+	for _, node := range rec.Nodes {
+		n.Nodes = append(n.Nodes, node.Name)
+	}
+	rs.notifier.Notify(n)
 }
 
 // enter moves rec to phase in memory, noting when.

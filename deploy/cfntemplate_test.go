@@ -285,6 +285,14 @@ func evaluateAt(tpl map[string]any, given map[string]string, at place) (*stack, 
 				return nil, err
 			}
 			e.refs[id] = n
+		case "AWS::SNS::Topic":
+			n, err := name("TopicName")
+			if err != nil {
+				return nil, err
+			}
+			e.refs[id] = arn("sns", n) // a topic's Ref is its ARN
+			e.atts[id+".TopicArn"] = arn("sns", n)
+			e.atts[id+".TopicName"] = n
 		case "AWS::IAM::ManagedPolicy":
 			e.refs[id] = fmt.Sprintf("arn:aws:iam::%s:policy/%s-%s-ABCDEF", at.Account, testStackName, id)
 		case "AWS::SQS::QueuePolicy", "AWS::S3::BucketPolicy":
@@ -555,7 +563,7 @@ var variants = map[string]map[string]string{
 	"given bucket, no KMS": {"ClusterName": "genomics-2", "BucketName": "lab-scratch-rescue",
 		"DrillSenderArn": "arn:aws:iam::123456789012:role/parallelcluster/genomics-2/*"},
 	"given bucket, KMS": {"ClusterName": "genomics-2", "BucketName": "lab-scratch-rescue",
-		"KmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
+		"KmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab", "CreateNotifyTopic": "true"},
 }
 
 // eachVariant evaluates the template for every variant.

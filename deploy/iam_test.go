@@ -55,6 +55,14 @@ var sdkToIAM = map[string][]string{
 	"s3.DeleteObject":                  {"s3:DeleteObject"},
 	"s3.DeleteObjects":                 {"s3:DeleteObject"}, // authorized per key
 	"s3.ListObjectsV2":                 {"s3:ListBucket"},
+	"sns.Publish":                      {"sns:Publish"},
+}
+
+// Grants the code needs only when the stack makes what they act on: a
+// variant without it does not grant them, and a site that brings its own
+// grants them itself.
+var optionalGrants = map[string]string{
+	"sns:Publish": "only with CreateNotifyTopic: a topic of your own needs its own grant",
 }
 
 // Operations that only the lab and the tests use: production tables come
@@ -78,7 +86,7 @@ func roleOf(file string) string {
 }
 
 var (
-	sdkInput = regexp.MustCompile(`\b(sqs|dynamodb|ssm|s3)\.([A-Z][A-Za-z0-9]*)Input\b`)
+	sdkInput = regexp.MustCompile(`\b(sqs|dynamodb|ssm|s3|sns)\.([A-Z][A-Za-z0-9]*)Input\b`)
 	// The item kinds of a TransactWriteItems, as dynamodb/types literals.
 	transactItem = regexp.MustCompile(`\b(?:types|ddbtypes|dynamodbtypes)\.(Put|Update|Delete|ConditionCheck)\{`)
 	sdkImport    = regexp.MustCompile(`"github\.com/aws/aws-sdk-go-v2/service/([a-z0-9]+)(/[a-z0-9/]+)?"`)
@@ -102,7 +110,7 @@ func codeActions(t *testing.T) (map[string]map[string]string, []string) {
 			}
 			file := filepath.ToSlash(strings.TrimPrefix(p, ".."+string(filepath.Separator)))
 			for _, m := range sdkImport.FindAllStringSubmatch(string(b), -1) {
-				if !slices.Contains([]string{"sqs", "dynamodb", "ssm", "s3"}, m[1]) {
+				if !slices.Contains([]string{"sqs", "dynamodb", "ssm", "s3", "sns"}, m[1]) {
 					probs = append(probs, fmt.Sprintf("%s uses the AWS service %s: grant it in deploy/cloudformation/spotrescue.yaml and map it here", file, m[1]))
 				}
 			}
@@ -154,6 +162,7 @@ var knownActions = map[string]bool{
 	"s3:PutObject":      true, "s3:GetObject": true, "s3:DeleteObject": true, "s3:AbortMultipartUpload": true,
 	"s3:ListBucket": true, "s3:ListBucketMultipartUploads": true, "s3:ListMultipartUploadParts": true,
 	"kms:Decrypt": true, "kms:GenerateDataKey": true,
+	"sns:Publish": true,
 }
 
 // Grants beyond the code's calls, each with its reason (and the template
@@ -216,6 +225,7 @@ func policyProblems(st *stack, role string, doc any) []string {
 			"s3:ListBucket":               {"arn:aws:s3:::" + bucket},
 			"kms:Decrypt":                 {st.Params["KmsKeyArn"]},
 			"kms:GenerateDataKey":         {st.Params["KmsKeyArn"]},
+			"sns:Publish":                 {st.arn("sns", "spotrescue-notices-"+c)},
 		},
 		"compute": {
 			"s3:PutObject":                  {fmt.Sprintf("arn:aws:s3:::%s/%s/%s/*", bucket, prefix, c)},
@@ -349,7 +359,7 @@ func TestPoliciesCoverTheCode(t *testing.T) {
 		for id, role := range map[string]string{"HeadNodePolicy": "head", "ComputeNodePolicy": "compute"} {
 			granted := grantedActions(policyDoc(t, st, id))
 			for _, a := range slices.Sorted(maps.Keys(need[role])) {
-				if !granted[a] {
+				if !granted[a] && (optionalGrants[a] == "" || st.Params["CreateNotifyTopic"] == "true") {
 					t.Errorf("%s lacks %s, which %s needs", id, a, need[role][a])
 				}
 			}

@@ -43,6 +43,7 @@ type Config struct {
 	Fallback   Fallback   `yaml:"fallback"`
 	Restore    Restore    `yaml:"restore"`
 	Metrics    Metrics    `yaml:"metrics"`
+	Notify     Notify     `yaml:"notify"`
 }
 
 // Controller sizes the daemon's concurrency.
@@ -108,6 +109,13 @@ type Metrics struct {
 	Listen string `yaml:"listen" help:"address of /metrics, /healthz and /readyz"`
 }
 
+// Notify tells people about finished rescues.
+type Notify struct {
+	Outcomes   []string `yaml:"outcomes" help:"outcomes of a finished rescue to notify about: complete, partial, failed, skipped"`
+	SNSTopic   string   `yaml:"sns_topic_arn" help:"SNS topic to publish a notice of each finished rescue to; empty for none"`
+	WebhookURL string   `yaml:"webhook_url" help:"HTTPS endpoint to POST a notice of each finished rescue to (Slack-compatible JSON); empty for none"`
+}
+
 // Default returns the built-in defaults, before any source is applied.
 func Default() Config {
 	return Config{
@@ -126,6 +134,7 @@ func Default() Config {
 			Checksum: "CRC32C", PackSmallFiles: PackAuto, PresyncOnRebalance: true},
 		Restore: Restore{Enabled: true, Timeout: Duration(5 * time.Minute)},
 		Metrics: Metrics{Listen: "127.0.0.1:9464"},
+		Notify:  Notify{Outcomes: []string{"failed", "partial"}},
 	}
 }
 

@@ -247,6 +247,9 @@ func TestValidateMessages(t *testing.T) {
 		{"priority", func(c *Config) { c.Rescue.Priority = []string{"*.ckpt", "[bad"} }, `rescue.priority: "[bad" is not a glob pattern`},
 		{"fallback negative", func(c *Config) { c.Fallback.After = -1 }, `fallback.after: -1 is negative`},
 		{"fallback partition", func(c *Config) { c.Fallback.After = 2 }, `fallback.partition: "" is not a partition name; fix: name the on-demand partition`},
+		{"notify outcome", func(c *Config) { c.Notify.Outcomes = []string{"failed", "bad"} }, `notify.outcomes: "bad" is not an outcome; fix: list some of complete, partial, failed and skipped`},
+		{"notify topic", func(c *Config) { c.Notify.SNSTopic = "spotrescue-notices" }, `notify.sns_topic_arn: "spotrescue-notices" is not an SNS topic ARN; fix: use the topic's ARN`},
+		{"notify webhook http", func(c *Config) { c.Notify.WebhookURL = "http://hooks.example.com/T0/B0/secret" }, `notify.webhook_url: is not an https:// URL; fix: use the endpoint's https:// URL`},
 		{"required", func(c *Config) { c.Bucket = "" }, `bucket: required but not set; fix: set bucket in the config file, SPOTRESCUE_BUCKET, or --bucket`},
 	}
 	for _, tc := range cases {

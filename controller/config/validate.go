@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -179,9 +180,27 @@ func (v *validator) policy(c *Config) {
 		_, err := path.Match(p, "")
 		v.check(err != nil || strings.Trim(p, "/") == "", "rescue.priority", fmt.Sprintf("%q is not a glob pattern", p), "use patterns like *.ckpt or checkpoints/*")
 	}
+	c.validateNotify(v)
 	f := c.Fallback
 	v.check(f.After < 0, "fallback.after", fmt.Sprintf("%d is negative", f.After), "set 0 to turn the fallback off, or a count of interruptions")
 	v.check(f.After > 0 && !partitionRe.MatchString(f.Partition), "fallback.partition", fmt.Sprintf("%q is not a partition name", f.Partition), "name the on-demand partition jobs move to, or set fallback.after to 0")
+}
+
+var snsTopicRe = regexp.MustCompile(`^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$`)
+
+func (c *Config) validateNotify(v *validator) {
+	n := c.Notify
+	for _, o := range n.Outcomes {
+		v.check(!slices.Contains([]string{"complete", "partial", "failed", "skipped"}, o), "notify.outcomes", fmt.Sprintf("%q is not an outcome", o), "list some of complete, partial, failed and skipped")
+	}
+	v.check(n.SNSTopic != "" && !snsTopicRe.MatchString(n.SNSTopic), "notify.sns_topic_arn", fmt.Sprintf("%q is not an SNS topic ARN", n.SNSTopic), "use the topic's ARN, arn:aws:sns:<region>:<account>:<name> (the stack's NotifyTopicArn output)")
+	if n.WebhookURL != "" {
+		u, err := url.Parse(n.WebhookURL)
+		loopback := err == nil && (u.Hostname() == "localhost" || net.ParseIP(u.Hostname()).IsLoopback())
+		ok := err == nil && u.Host != "" && (u.Scheme == "https" || u.Scheme == "http" && loopback)
+		// The URL is often a secret (a Slack webhook's is): never echo it.
+		v.check(!ok, "notify.webhook_url", "is not an https:// URL", "use the endpoint's https:// URL (plain http only to a loopback address)")
+	}
 }
 
 func known(ph string) bool {

@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +31,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/google/uuid"
 
+	"github.com/spotrescue/spotrescue/controller/notify"
 	"github.com/spotrescue/spotrescue/hack/lab"
 	"github.com/spotrescue/spotrescue/state"
 )
@@ -418,4 +420,47 @@ func (e *env) routeSSMEvents(url string) {
 	if resp.StatusCode != 200 {
 		e.t.Fatalf("route SSM events: %s", resp.Status)
 	}
+}
+
+// webhook is a local HTTPS-less endpoint (loopback http is allowed) that
+// records the notices the controller posts.
+type webhook struct {
+	*httptest.Server
+	mu      sync.Mutex
+	notices []notify.Notice
+}
+
+func newWebhook(t *testing.T) *webhook {
+	h := &webhook{}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Text       string        `json:"text"`
+			SpotRescue notify.Notice `json:"spotrescue"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Text == "" {
+			http.Error(w, "bad notice", http.StatusBadRequest)
+			return
+		}
+		h.mu.Lock()
+		h.notices = append(h.notices, body.SpotRescue)
+		h.mu.Unlock()
+	}))
+	t.Cleanup(h.Close)
+	return h
+}
+
+// wait returns the notices once n have come, failing if more do.
+func (h *webhook) wait(t *testing.T, n int) []notify.Notice {
+	t.Helper()
+	var got []notify.Notice
+	lab.Eventually(t, 30*time.Second, fmt.Sprintf("%d notices", n), func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		got = append([]notify.Notice(nil), h.notices...)
+		return len(got) >= n
+	})
+	if len(got) > n {
+		t.Errorf("%d notices, want %d: %+v", len(got), n, got)
+	}
+	return got
 }

@@ -409,7 +409,8 @@ func TestTerminatedMidRescue(t *testing.T) {
 func TestDeadlineTooShort(t *testing.T) {
 	e := setup(t)
 	id, node := e.submit(",SMALL_FILES=3000")
-	e.startController("--rescue-concurrency", "1", "--rescue-pack-small-files", "never")
+	hook := newWebhook(t)
+	e.startController("--rescue-concurrency", "1", "--rescue-pack-small-files", "never", "--notify-webhook-url", hook.URL)
 	// The warning is 100 s old: 5 s are left before the 15 s margin.
 	e.send(warning(e.Instances[node], time.Now().Add(-100*time.Second)))
 	rec := e.record(id, 0, state.Done, 60*time.Second)
@@ -427,6 +428,11 @@ func TestDeadlineTooShort(t *testing.T) {
 	// The job's output says what is missing.
 	if want := fmt.Sprintf("spotrescue: partial: %d entries were not saved: %q", len(m.Skipped), m.Skipped[0].Path); !strings.Contains(out, want) {
 		t.Errorf("the resumed run's output lacks %q:\n%.2000s", want, out)
+	}
+	// Whoever watches the webhook heard of the partial rescue, once.
+	n := hook.wait(t, 1)[0]
+	if n.Job != id || n.Outcome != "partial" || n.Run != 0 || n.URI != rec.URI || n.Files != rec.Files {
+		t.Errorf("notice %+v, want job %s partial with the record's URI and %d files", n, id, rec.Files)
 	}
 }
 

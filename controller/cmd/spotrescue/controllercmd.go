@@ -8,7 +8,9 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +21,7 @@ import (
 	"github.com/spotrescue/spotrescue/controller"
 	"github.com/spotrescue/spotrescue/controller/agents"
 	"github.com/spotrescue/spotrescue/controller/config"
+	"github.com/spotrescue/spotrescue/controller/notify"
 	"github.com/spotrescue/spotrescue/controller/slurm"
 	"github.com/spotrescue/spotrescue/rescue"
 	"github.com/spotrescue/spotrescue/state"
@@ -102,6 +105,7 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) erro
 	default:
 		store = state.New(db, cfg.StateTable)
 	}
+	notifier := newNotifier(cfg, awsCfg, log, reg)
 	pack, packLate := cfg.Rescue.Packing()
 	ctrl := controller.New(controller.Options{
 		Cluster:         cfg.Cluster,
@@ -138,12 +142,14 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) erro
 		},
 		Manifests: rescue.S3Manifests{Client: s3c, Bucket: cfg.Bucket},
 		Lease:     lease,
+		Notifier:  notifier,
 		Log:       log,
 		Metrics:   metrics,
 	})
 	// A metrics listener that cannot start stops the controller too.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go notifier.Run(ctx)
 	serveErr := make(chan error, 1)
 	go func() {
 		if err := ctrl.Serve(ctx, cfg.Metrics.Listen, reg); err != nil {
@@ -160,6 +166,19 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) erro
 	default:
 		return err
 	}
+}
+
+// newNotifier sends a notice of each finished rescue to the configured SNS
+// topic and webhook; with neither it drops them.
+func newNotifier(cfg *config.Config, awsCfg aws.Config, log *zap.Logger, reg prometheus.Registerer) *notify.Notifier {
+	var sinks []notify.Sink
+	if cfg.Notify.SNSTopic != "" {
+		sinks = append(sinks, &notify.Topic{SNS: sns.NewFromConfig(awsCfg), ARN: cfg.Notify.SNSTopic})
+	}
+	if cfg.Notify.WebhookURL != "" {
+		sinks = append(sinks, &notify.Webhook{URL: cfg.Notify.WebhookURL})
+	}
+	return notify.New(notify.Options{Outcomes: cfg.Notify.Outcomes}, sinks, log, reg)
 }
 
 // prepareSpool creates the shared directories: plans are root's alone; job
