@@ -182,7 +182,7 @@ func TestStackInMoto(t *testing.T) {
 	for name, params := range map[string]map[string]string{
 		"created bucket": {"ClusterName": clusterName("c"), "KmsKeyArn": key, "Prefix": "teams/rescue", "InstallDir": "/shared/tools/sr",
 			"MaxReceiveCount": "7", "RetentionDays": "3"},
-		"given bucket": {"ClusterName": clusterName("g"), "KmsKeyArn": key, "BucketName": given},
+		"given bucket": {"ClusterName": clusterName("g"), "KmsKeyArn": key, "BucketName": given, "CreateNotifyTopic": "true"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			ms := deploy(t, c, l.AWS.Region, params)

@@ -58,13 +58,6 @@ var sdkToIAM = map[string][]string{
 	"sns.Publish":                      {"sns:Publish"},
 }
 
-// Grants the code needs only when the stack makes what they act on: a
-// variant without it does not grant them, and a site that brings its own
-// grants them itself.
-var optionalGrants = map[string]string{
-	"sns:Publish": "only with CreateNotifyTopic: a topic of your own needs its own grant",
-}
-
 // Operations that only the lab and the tests use: production tables come
 // from the stack. Allowed only in the files named.
 var labOnly = map[string]string{
@@ -359,7 +352,7 @@ func TestPoliciesCoverTheCode(t *testing.T) {
 		for id, role := range map[string]string{"HeadNodePolicy": "head", "ComputeNodePolicy": "compute"} {
 			granted := grantedActions(policyDoc(t, st, id))
 			for _, a := range slices.Sorted(maps.Keys(need[role])) {
-				if !granted[a] && (optionalGrants[a] == "" || st.Params["CreateNotifyTopic"] == "true") {
+				if !granted[a] {
 					t.Errorf("%s lacks %s, which %s needs", id, a, need[role][a])
 				}
 			}
