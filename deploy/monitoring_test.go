@@ -9,8 +9,10 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 
 	"github.com/spotrescue/spotrescue/controller"
+	"github.com/spotrescue/spotrescue/controller/notify"
 )
 
 // The alert rules pass promtool's check and their own unit tests
@@ -33,6 +35,7 @@ func TestAlertRules(t *testing.T) {
 func TestMonitoringUsesExportedSeries(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	controller.NewMetrics(reg)
+	notify.New(notify.Options{}, nil, zap.NewNop(), reg)
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -42,9 +45,11 @@ func TestMonitoringUsesExportedSeries(t *testing.T) {
 		exported[f.GetName()] = true
 	}
 	// Vectors without a series yet are not gathered; their names are in the source.
-	src, _ := os.ReadFile("../controller/metrics.go")
-	for _, m := range regexp.MustCompile(`Name: "(spotrescue_[a-z_]+)"`).FindAllStringSubmatch(string(src), -1) {
-		exported[m[1]] = true
+	for _, file := range []string{"../controller/metrics.go", "../controller/notify/notify.go"} {
+		src, _ := os.ReadFile(file)
+		for _, m := range regexp.MustCompile(`Name: +"(spotrescue_[a-z_]+)"`).FindAllStringSubmatch(string(src), -1) {
+			exported[m[1]] = true
+		}
 	}
 	series := regexp.MustCompile(`spotrescue_[a-z_]+`)
 	for _, file := range []string{"prometheus/rules.yml", "grafana/spotrescue.json"} {
