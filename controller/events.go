@@ -3,6 +3,8 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -27,6 +29,8 @@ func (in *intake) handleEvent(ctx context.Context, e event.Event) error {
 	switch e.Kind {
 	case event.Rebalance:
 		return in.onRebalance(ctx, e)
+	case event.ScheduledChange:
+		return in.onScheduledChange(ctx, e)
 	case event.StateChange:
 		return in.onStateChange(ctx, e)
 	case event.CommandStatus:
@@ -60,6 +64,42 @@ func (in *intake) onRebalance(ctx context.Context, e event.Event) error {
 	}
 	if in.opts.Policy.Presync {
 		in.presync.node(ctx, log, e.Instance, node)
+	}
+	return nil
+}
+
+// onScheduledChange treats an AWS Health scheduled change (an instance
+// retirement, stop or maintenance, usually days ahead) as a rebalance
+// recommendation for each instance it names: the node takes no new jobs,
+// and its running jobs are pre-synced. A change whose time has passed
+// changes nothing.
+func (in *intake) onScheduledChange(ctx context.Context, e event.Event) error {
+	if !in.now().Before(e.Scheduled) {
+		in.metrics.ignored("expired")
+		in.log.Warn("scheduled change already past", eventFields(e, zap.Time("scheduled", e.Scheduled))...)
+		return nil
+	}
+	for _, id := range e.Instances {
+		node, err := in.nodes.NodeOf(ctx, id)
+		if errors.Is(err, errNotOurs) {
+			in.metrics.ignored("foreign_instance")
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		one := e
+		one.Instance = id
+		log := in.log.With(eventFields(one, zap.String("node", node), zap.String("change", e.Code), zap.Time("scheduled", e.Scheduled))...)
+		log.Info("AWS Health scheduled change: draining the node")
+		// The code is [A-Z0-9_] (checked by the parser): safe in a reason.
+		reason := fmt.Sprintf("AWS Health %s at %s", e.Code, e.Scheduled.Format(time.RFC3339))
+		if err := in.steps.drain(ctx, log, []string{node}, reason); err != nil {
+			return err
+		}
+		if in.opts.Policy.Presync {
+			in.presync.node(ctx, log, id, node)
+		}
 	}
 	return nil
 }

@@ -57,6 +57,18 @@ func rebalanceBody(eventID, instance string, at time.Time) string {
 		map[string]string{"instance-id": instance})
 }
 
+// healthBody is an AWS Health scheduled change of the instances at start.
+func healthBody(eventID string, at, start time.Time, instances ...string) string {
+	var entities []map[string]string
+	for _, i := range instances {
+		entities = append(entities, map[string]string{"entityValue": i})
+	}
+	return envelope(eventID, "aws.health", "AWS Health Event", testRegion, at, map[string]any{
+		"service": "EC2", "eventTypeCode": "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED", "eventTypeCategory": "scheduledChange",
+		"startTime": start.UTC().Format(time.RFC1123), "affectedEntities": entities,
+	})
+}
+
 func stateChangeBody(eventID, instance, st string, at time.Time) string {
 	return envelope(eventID, "aws.ec2", "EC2 Instance State-change Notification", testRegion, at,
 		map[string]string{"instance-id": instance, "state": st})

@@ -158,6 +158,12 @@ func hostileCases() []hostileCase {
 		{name: "rebalance recommendation 121 s old (expired)", body: func(at time.Time) string {
 			return rebalanceBody("ev-hostile", instA, at.Add(-Reclaim-time.Second))
 		}, want: ignored, moves: ign("expired", "rebalance_recommendation")},
+		{name: "AWS Health scheduled change whose time has passed", body: func(at time.Time) string {
+			return healthBody("ev-hostile", at, at.Add(-time.Minute), instA)
+		}, want: ignored, moves: ign("expired", "scheduled_change")},
+		{name: "AWS Health scheduled change of a foreign instance", body: func(at time.Time) string {
+			return healthBody("ev-hostile", at, at.Add(time.Hour), foreignI)
+		}, want: ignored, moves: ign("foreign_instance", "scheduled_change")},
 		{name: "terminated state change 121 s old (expired)", setup: firstWarning, body: func(at time.Time) string {
 			return stateChangeBody("ev-hostile", instA, "terminated", at.Add(-Reclaim-time.Second))
 		}, want: ignored, moves: ign("expired", "state_change")},
@@ -250,7 +256,7 @@ func (h *harness) snapshot(t *testing.T) snapshot {
 	for _, r := range []string{"unsupported_kind", "other_region", "expired", "foreign_instance", "duplicate", "instance_state", "no_rescue_in_flight", "other_document"} {
 		s["ignored/"+r] = h.ignored(t, r)
 	}
-	for _, k := range []string{"spot_interruption", "rebalance_recommendation", "state_change", "command_status"} {
+	for _, k := range []string{"spot_interruption", "rebalance_recommendation", "state_change", "command_status", "scheduled_change"} {
 		s["received/"+k] = h.metric(t, "spotrescue_events_received_total", "kind="+k)
 	}
 	return s

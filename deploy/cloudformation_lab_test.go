@@ -390,7 +390,7 @@ func checkMotoDocument(t *testing.T, c motoClients, ms *motoStack) {
 func checkMotoRules(t *testing.T, c motoClients, ms *motoStack) {
 	ctx := context.Background()
 	rules := ms.eval.ofType("AWS::Events::Rule")
-	if len(rules) != 4 {
+	if len(rules) != 5 {
 		t.Fatalf("%d rules", len(rules))
 	}
 	for id, r := range rules {
@@ -472,7 +472,9 @@ func checkMotoDelivery(t *testing.T, c motoClients, ms *motoStack) {
 		entry("rebalance-recommendation.json", nil),
 		entry("instance-state-change-terminated.json", nil),
 		entry("ssm-command-invocation-status.json", ours),
+		entry("health-scheduled-change.json", nil),
 		// Filtered out by the patterns:
+		entry("health-scheduled-change.json", func(d map[string]any) { d["eventTypeCategory"] = "issue" }),
 		entry("instance-state-change-terminated.json", func(d map[string]any) { d["state"] = "running" }),
 		entry("ssm-command-invocation-status.json", func(d map[string]any) { d["document-name"] = "AWS-RunShellScript" }),
 	}
@@ -482,7 +484,7 @@ func checkMotoDelivery(t *testing.T, c motoClients, ms *motoStack) {
 	}
 	kinds := map[event.Kind]int{}
 	deadline := time.Now().Add(10 * time.Second)
-	for n := 0; n < 6 && time.Now().Before(deadline); {
+	for n := 0; n < 8 && time.Now().Before(deadline); {
 		msgs, err := c.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(ms.outputs["QueueUrl"]), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
 		if err != nil {
 			t.Fatal(err)
@@ -499,11 +501,11 @@ func checkMotoDelivery(t *testing.T, c motoClients, ms *motoStack) {
 				t.Errorf("the rules let through %+v", e)
 			}
 		}
-		if len(msgs.Messages) == 0 && len(kinds) == 4 {
+		if len(msgs.Messages) == 0 && len(kinds) == 5 {
 			break
 		}
 	}
-	want := map[event.Kind]int{event.SpotInterruption: 1, event.Rebalance: 1, event.StateChange: 1, event.CommandStatus: 1}
+	want := map[event.Kind]int{event.SpotInterruption: 1, event.Rebalance: 1, event.StateChange: 1, event.CommandStatus: 1, event.ScheduledChange: 1}
 	if fmt.Sprint(kinds) != fmt.Sprint(want) {
 		t.Errorf("delivered %v, want %v", kinds, want)
 	}

@@ -185,8 +185,8 @@ func denyOthers(st *stack, s any, queue string, rules []string) bool {
 func TestQueuePolicyTrustsOnlyTheStacksRules(t *testing.T) {
 	eachVariant(t, func(t *testing.T, st *stack) {
 		rules := ruleARNs(st)
-		if len(rules) != 4 {
-			t.Fatalf("%d rules target the queue, want 4: %v", len(rules), rules)
+		if len(rules) != 5 {
+			t.Fatalf("%d rules target the queue, want 5: %v", len(rules), rules)
 		}
 		for _, p := range queuePolicyProblems(st, rules) {
 			t.Error(p)
@@ -311,9 +311,19 @@ func TestRulesDeliverWhatTheControllerParses(t *testing.T) {
 				t.Errorf("%s: want one target receiving the raw envelope, got %v", id, tg)
 			}
 			pat := r.Properties["EventPattern"].(map[string]any)
+			// The detail the pattern requires, as the least the rule passes.
+			detail := map[string]any{}
+			if dp, ok := pat["detail"].(map[string]any); ok {
+				for k, v := range dp {
+					if vs := strs(v); len(vs) > 0 {
+						detail[k] = vs[0]
+					}
+				}
+			}
+			d, _ := json.Marshal(detail)
 			for _, src := range strs(pat["source"]) {
 				for _, dt := range strs(pat["detail-type"]) {
-					_, err := event.Parse(fmt.Appendf(nil, `{"id":"x","source":%q,"detail-type":%q,"time":"2026-11-20T05:13:40Z","detail":{}}`, src, dt))
+					_, err := event.Parse(fmt.Appendf(nil, `{"id":"x","source":%q,"detail-type":%q,"time":"2026-11-20T05:13:40Z","detail":%s}`, src, dt, d))
 					if errors.Is(err, event.ErrUnsupported) {
 						t.Errorf("%s forwards %s/%q, which controller/event does not parse", id, src, dt)
 					}
@@ -324,7 +334,7 @@ func TestRulesDeliverWhatTheControllerParses(t *testing.T) {
 		// SSM one addressed to this stack's document) is delivered by
 		// exactly one rule and parses.
 		kinds := map[event.Kind]bool{}
-		for _, f := range []string{"spot-interruption-warning.json", "rebalance-recommendation.json", "instance-state-change-terminated.json", "ssm-command-invocation-status.json"} {
+		for _, f := range []string{"spot-interruption-warning.json", "rebalance-recommendation.json", "instance-state-change-terminated.json", "ssm-command-invocation-status.json", "health-scheduled-change.json"} {
 			ev := readFixture(t, f)
 			if ev["source"] == "aws.ssm" {
 				ev["detail"].(map[string]any)["document-name"] = doc
@@ -339,8 +349,16 @@ func TestRulesDeliverWhatTheControllerParses(t *testing.T) {
 			}
 			kinds[e.Kind] = true
 		}
-		if len(kinds) != 4 {
-			t.Errorf("fixtures cover kinds %v, want all four", kinds)
+		if len(kinds) != 5 {
+			t.Errorf("fixtures cover kinds %v, want all five", kinds)
+		}
+		// AWS Health events of other services and categories stay out.
+		for field, value := range map[string]string{"service": "RDS", "eventTypeCategory": "issue"} {
+			ev := readFixture(t, "health-scheduled-change.json")
+			ev["detail"].(map[string]any)[field] = value
+			if got := matchedBy(ev); len(got) != 0 {
+				t.Errorf("a Health event with %s %s is delivered by %v", field, value, got)
+			}
 		}
 		// What the rules filter out: instance states that do not end the
 		// instance store, and other documents' command events.

@@ -24,6 +24,7 @@ const (
 	Rebalance        Kind = "rebalance_recommendation"
 	StateChange      Kind = "state_change"
 	CommandStatus    Kind = "command_status"
+	ScheduledChange  Kind = "scheduled_change" // AWS Health: EC2 retirement, stop or maintenance
 )
 
 // Event is one parsed notification.
@@ -42,6 +43,12 @@ type Event struct {
 	Command  string // CommandStatus: SSM command id
 	Document string // CommandStatus: SSM document name
 	Status   string // CommandStatus: invocation status
+
+	// ScheduledChange: every instance the event names (Instance is the
+	// first), the Health event type code, and when the change happens.
+	Instances []string
+	Code      string
+	Scheduled time.Time
 }
 
 // Envelope is the EventBridge event as delivered to an SQS target.
@@ -72,6 +79,7 @@ var parsers = map[route]parser{
 	{"aws.ec2", "EC2 Instance Rebalance Recommendation"}:             rebalance{},
 	{"aws.ec2", "EC2 Instance State-change Notification"}:            stateChange{},
 	{"aws.ssm", "EC2 Command Invocation Status-change Notification"}: commandStatus{},
+	{"aws.health", "AWS Health Event"}:                               scheduledChange{},
 }
 
 // ErrUnsupported marks a well-formed envelope of a kind spotrescue does not

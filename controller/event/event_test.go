@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,8 @@ func TestFixtures(t *testing.T) {
 		{"spot-interruption-warning.json", Event{ID: "1e5527d7-bb36-4607-3370-4164db56a40e", Kind: SpotInterruption, Time: at("2026-11-20T05:12:58Z"), Region: "ap-northeast-1", Account: "123456789012", Instance: "i-0b662ef9931388ba0", Action: "terminate"}},
 		{"rebalance-recommendation.json", Event{ID: "9d6a2c1e-0f3b-4a57-8d5e-2b1c7e4f6a90", Kind: Rebalance, Time: at("2026-11-20T05:02:11Z"), Region: "ap-northeast-1", Account: "123456789012", Instance: "i-0b662ef9931388ba0"}},
 		{"instance-state-change-terminated.json", Event{ID: "7bf73129-1428-4cd3-a780-95db273d1602", Kind: StateChange, Time: at("2026-11-20T05:15:02Z"), Region: "ap-northeast-1", Account: "123456789012", Instance: "i-0b662ef9931388ba0", State: "terminated"}},
+		{"health-scheduled-change.json", Event{ID: "a7c21f4e-58d2-4c1b-9a3e-0e6f2b7d9c41", Kind: ScheduledChange, Time: at("2026-11-20T05:12:58Z"), Region: "ap-northeast-1", Account: "123456789012", Instance: "i-0b662ef9931388ba0",
+			Instances: []string{"i-0b662ef9931388ba0", "i-0c0ffee0000000002"}, Code: "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED", Scheduled: at("2026-12-03T09:00:00Z")}},
 		{"ssm-command-invocation-status.json", Event{ID: "4780e1b8-f56b-4de5-95f2-95db1b2d1e0b", Kind: CommandStatus, Time: at("2026-11-20T05:13:40Z"), Region: "ap-northeast-1", Account: "123456789012", Instance: "i-0b662ef9931388ba0", Command: "e8d3c0e4-71f7-4491-898f-c9b35bee5f3b", Document: "SpotRescue-Rescue", Status: "Success"}},
 	}
 	for _, tc := range cases {
@@ -35,7 +38,7 @@ func TestFixtures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tc.want {
+			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got  %+v\nwant %+v", got, tc.want)
 			}
 		})

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"testing"
 
@@ -61,7 +62,7 @@ func FuzzParse(f *testing.F) {
 			default:
 				t.Fatalf("error %v is neither ErrUnsupported nor a FieldError", err)
 			}
-			if e != (Event{}) {
+			if !reflect.DeepEqual(e, Event{}) {
 				t.Fatalf("event %+v returned with error %v", e, err)
 			}
 			return
@@ -89,11 +90,20 @@ func FuzzParse(f *testing.F) {
 			if _, ok := invocationStatuses[e.Status]; !ok {
 				t.Fatalf("status %q", e.Status)
 			}
+		case ScheduledChange:
+			if len(e.Instances) == 0 || len(e.Instances) > maxAffected || e.Instances[0] != e.Instance || !eventTypeCodeRe.MatchString(e.Code) || e.Scheduled.IsZero() {
+				t.Fatalf("scheduled change %+v", e)
+			}
+			for _, id := range e.Instances {
+				if !naming.ValidInstance(id) {
+					t.Fatalf("accepted affected instance id %q", id)
+				}
+			}
 		default:
 			t.Fatalf("kind %q", e.Kind)
 		}
 		// The same body parses the same way again.
-		if again, err := Parse(body); err != nil || again != e {
+		if again, err := Parse(body); err != nil || !reflect.DeepEqual(again, e) {
 			t.Fatalf("second parse: %+v, %v", again, err)
 		}
 	})

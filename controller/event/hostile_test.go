@@ -2,6 +2,8 @@ package event
 
 import (
 	"errors"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -124,11 +126,65 @@ func TestHostileBodies(t *testing.T) {
 				if !errors.As(err, &fe) || fe.Field != tc.want {
 					t.Fatalf("err = %v, want a FieldError on %s", err, tc.want)
 				}
-				if e != (Event{}) {
+				if !reflect.DeepEqual(e, Event{}) {
 					t.Fatalf("event %+v returned with the error", e)
 				}
 			}
 		})
+	}
+}
+
+// An AWS Health event names its instances in a list, its time in another
+// layout, and comes for every service: each part is checked.
+func TestHostileHealthEvents(t *testing.T) {
+	base := string(fixture(t, "health-scheduled-change.json"))
+	h := func(old, new string) []byte {
+		t.Helper()
+		if !strings.Contains(base, old) {
+			t.Fatalf("fixture lacks %q", old)
+		}
+		return []byte(strings.Replace(base, old, new, 1))
+	}
+	var many []string
+	for i := range maxAffected + 1 {
+		many = append(many, fmt.Sprintf(`{"entityValue": "i-%017x"}`, i))
+	}
+	cases := []struct {
+		name string
+		body []byte
+		want string // unsupported, or the field a FieldError names
+	}{
+		{"another service", h(`"service": "EC2"`, `"service": "S3"`), unsupported},
+		{"an issue, not a scheduled change", h(`"eventTypeCategory": "scheduledChange"`, `"eventTypeCategory": "issue"`), unsupported},
+		{"entity with shell", h(`"entityValue": "i-0c0ffee0000000002"`, `"entityValue": "i-0c0ffee0000000002; reboot"`), "detail.affectedEntities[1].entityValue"},
+		{"entity a path", h(`"entityValue": "i-0b662ef9931388ba0"`, `"entityValue": "../../i-0b662ef9931388ba0"`), "detail.affectedEntities[0].entityValue"},
+		{"entity a number", h(`"entityValue": "i-0c0ffee0000000002"`, `"entityValue": 2`), "detail.affectedEntities.entityValue"},
+		{"no entities", h(`"affectedEntities": [`, `"affectedEntities": [], "x": [`), "detail.affectedEntities"},
+		{"too many entities", h(`"affectedEntities": [`, `"affectedEntities": [`+strings.Join(many, ",")+`], "x": [`), "detail.affectedEntities"},
+		{"start time in RFC 3339", h(`"startTime": "Thu, 03 Dec 2026 09:00:00 GMT"`, `"startTime": "2026-12-03T09:00:00Z"`), "detail.startTime"},
+		{"no start time", h(`"startTime": "Thu, 03 Dec 2026 09:00:00 GMT",`, ``), "detail.startTime"},
+		{"type code that would reach a drain reason", h(`"AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
+    "eventTypeCategory"`, `"RETIRE\n\" ; scontrol",
+    "eventTypeCategory"`), "detail.eventTypeCode"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(tc.body)
+			var fe *FieldError
+			switch {
+			case tc.want == unsupported:
+				if !errors.Is(err, ErrUnsupported) {
+					t.Errorf("err = %v, want unsupported", err)
+				}
+			case !errors.As(err, &fe) || fe.Field != tc.want:
+				t.Errorf("err = %v, want a FieldError on %s", err, tc.want)
+			}
+		})
+	}
+	// The same instance twice is acted on once.
+	e, err := Parse(h(`"entityValue": "i-0c0ffee0000000002"`, `"entityValue": "i-0b662ef9931388ba0"`))
+	if err != nil || !reflect.DeepEqual(e.Instances, []string{"i-0b662ef9931388ba0"}) {
+		t.Errorf("duplicate entity: %v, %v", e.Instances, err)
 	}
 }
 

@@ -281,11 +281,15 @@ func TestLabSignal(t *testing.T) {
 	l, c := labClient(t)
 	dir := t.TempDir()
 	os.Chmod(dir, 0o777)
-	marker := filepath.Join(dir, "got-usr1")
-	script := `trap 'echo usr1 > ` + marker + `; exit 0' USR1; for i in $(seq 600); do sleep 0.1; done`
+	marker, trapped := filepath.Join(dir, "got-usr1"), filepath.Join(dir, "trapped")
+	script := `trap 'echo usr1 > ` + marker + `; exit 0' USR1; touch ` + trapped + `; for i in $(seq 600); do sleep 0.1; done`
 	id := l.Sbatch(t, "-o", "/dev/null", "-J", "lab-signal", "-w", "compute-2", "--wrap", script)
 	waitJob(t, c, id, "running", running)
-	time.Sleep(300 * time.Millisecond) // let the shell install its trap
+	// A signal before the trap is installed would end the job unseen.
+	lab.Eventually(t, 30*time.Second, "the trap to be installed", func() bool {
+		_, err := os.Stat(trapped)
+		return err == nil
+	})
 	if err := c.Signal(context.Background(), id, "SIGUSR1"); err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	"github.com/google/uuid"
 
 	"github.com/spotrescue/spotrescue/controller/slurm"
 	"github.com/spotrescue/spotrescue/hack/lab"
@@ -560,5 +561,49 @@ func TestRebalancePresyncThenWarning(t *testing.T) {
 	}
 	if rec.Outcome != state.OutcomeComplete {
 		t.Errorf("record outcome %s, want complete", rec.Outcome)
+	}
+}
+
+// An AWS Health scheduled change (here an instance retirement an hour
+// ahead, in the shape AWS documents, naming one of ours and one foreign
+// instance) is a rebalance recommendation for each instance of ours: the
+// node is drained with the change and its time as the reason, the running
+// job keeps running, and its scratch is pre-synced to S3.
+func TestHealthScheduledChangeDrainsAndPresyncs(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	id, node := e.submit("")
+	c := e.startController()
+	at := time.Now().Add(time.Hour).UTC()
+	body, _ := json.Marshal(map[string]any{
+		"version": "0", "id": uuid.NewString(), "detail-type": "AWS Health Event", "source": "aws.health",
+		"account": "123456789012", "time": time.Now().UTC().Format(time.RFC3339), "region": "us-east-1",
+		"resources": []string{e.Instances[node], "i-0fe1e1e1e1e1e1e1e"},
+		"detail": map[string]any{
+			"eventArn": "arn:aws:health:us-east-1::event/EC2/AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED/AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED_1",
+			"service":  "EC2", "eventTypeCode": "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED", "eventTypeCategory": "scheduledChange",
+			"startTime":        at.Format(time.RFC1123),
+			"eventDescription": []map[string]string{{"language": "en_US", "latestDescription": "retirement"}},
+			"affectedEntities": []map[string]string{{"entityValue": e.Instances[node]}, {"entityValue": "i-0fe1e1e1e1e1e1e1e"}},
+		},
+	})
+	e.send(string(body))
+	want := "AWS Health AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED at " + at.Format(time.RFC3339)
+	lab.Eventually(t, 15*time.Second, node+" drained for the retirement", func() bool {
+		return strings.HasPrefix(e.Run(t, "sinfo", "-h", "-n", node, "-o", "%t"), "dr") &&
+			strings.Contains(e.Run(t, "sinfo", "-h", "-n", node, "-o", "%E"), want)
+	})
+	prefix := fmt.Sprintf("spotrescue/lab/%s/run-0/%s/", id, node)
+	var pre *rescue.Manifest
+	lab.Eventually(t, 60*time.Second, "the pre-sync's manifest", func() bool {
+		var err error
+		pre, err = rescue.ReadManifest(ctx, e.S3(), "spotrescue-lab", prefix)
+		return err == nil && pre.Presync && pre.Uploaded > 0
+	})
+	if e.JobField(t, id, "JobState") != "RUNNING" || e.JobField(t, id, "Restarts") != "0" {
+		t.Errorf("job state %s restarts %s, want it left running", e.JobField(t, id, "JobState"), e.JobField(t, id, "Restarts"))
+	}
+	if c.metric(t, `spotrescue_events_received_total{kind="scheduled_change"}`) != 1 || c.metric(t, `spotrescue_events_ignored_total{reason="foreign_instance"}`) != 1 {
+		t.Error("the scheduled change, or its foreign instance, not counted")
 	}
 }
