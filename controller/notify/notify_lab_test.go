@@ -41,8 +41,15 @@ func TestTopicDeliversToSubscribers(t *testing.T) {
 	}
 	n := notify.New(notify.Options{Outcomes: []string{"failed"}}, []notify.Sink{&notify.Topic{SNS: snsc, ARN: *topic.TopicArn}}, zaptest.NewLogger(t), nil)
 	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go n.Run(rctx)
+	done := make(chan struct{})
+	go func() {
+		n.Run(rctx)
+		close(done)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
 	want := notify.Notice{Cluster: "lab", Job: "77_3", Run: 2, User: "alice", Outcome: "failed", Requeue: "requeued", Errors: []string{"upload: no space"}}
 	n.Notify(notify.Notice{Cluster: "lab", Job: "76", Outcome: "complete"}) // not told
 	n.Notify(want)

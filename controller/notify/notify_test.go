@@ -41,9 +41,7 @@ func TestWebhookRetriesUntilItTakes(t *testing.T) {
 	defer srv.Close()
 	reg := prometheus.NewRegistry()
 	n := New(fast("failed", "partial"), []Sink{&Webhook{URL: srv.URL}}, zaptest.NewLogger(t), reg)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go n.Run(ctx)
+	run(t, n)
 	n.Notify(Notice{Job: "41", Outcome: "complete"}) // not an outcome to tell
 	n.Notify(partial)
 	waitFor(t, func() bool { return testutil.ToFloat64(n.metrics.WithLabelValues("webhook", "sent")) == 1 })
@@ -74,9 +72,7 @@ func TestHangingWebhookNeverBlocksNotify(t *testing.T) {
 	opts := fast()
 	opts.QueueSize = 2
 	n := New(opts, []Sink{&Webhook{URL: srv.URL}}, zaptest.NewLogger(t), nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go n.Run(ctx)
+	run(t, n)
 	start := time.Now()
 	for range 50 {
 		n.Notify(partial)
@@ -88,6 +84,21 @@ func TestHangingWebhookNeverBlocksNotify(t *testing.T) {
 		t.Errorf("%v dropped, want at least 47 of 50 with room for 2 and 1 in flight", dropped)
 	}
 	waitFor(t, func() bool { return testutil.ToFloat64(n.metrics.WithLabelValues("webhook", "failed")) >= 1 })
+}
+
+// run sends n's notices until the test ends, and waits for the sender to
+// stop, so that nothing it logs outlives the test.
+func run(t *testing.T, n *Notifier) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		n.Run(ctx)
+		close(done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
 }
 
 func waitFor(t *testing.T, ok func() bool) {
