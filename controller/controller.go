@@ -65,6 +65,9 @@ type Store interface {
 	PutInterruptions(ctx context.Context, ins []*state.Interruption) error
 	Exists(ctx context.Context, keys []state.Key) (map[state.Key]bool, error)
 	GetInterruption(ctx context.Context, instance string) (*state.Interruption, error)
+	PutSchedule(ctx context.Context, cluster string, sc state.Schedule) error
+	Schedules(ctx context.Context, cluster string) ([]state.Schedule, error)
+	DeleteSchedule(ctx context.Context, cluster, instance string) error
 }
 
 // Nodes maps EC2 instances to Slurm nodes and back.
@@ -215,6 +218,7 @@ func (c *Controller) lead(ctx context.Context) error {
 		go c.presync.loop(ctx, c.opts.Policy.PresyncEvery)
 	}
 	go c.cleaner.loop(ctx)
+	go c.intake.schedules(ctx)
 	var receivers sync.WaitGroup
 	for range max(c.opts.Receivers, 1) {
 		receivers.Go(func() { c.intake.receive(ctx) })

@@ -71,8 +71,9 @@ func (in *intake) onRebalance(ctx context.Context, e event.Event) error {
 // onScheduledChange treats an AWS Health scheduled change (an instance
 // retirement, stop or maintenance, usually days ahead) as a rebalance
 // recommendation for each instance it names: the node takes no new jobs,
-// and its running jobs are pre-synced. A change whose time has passed
-// changes nothing.
+// and its running jobs are pre-synced. The change is recorded, and when it
+// is Reclaim away the jobs still running there are rescued as from a
+// warning (schedules.go). A change whose time has passed changes nothing.
 func (in *intake) onScheduledChange(ctx context.Context, e event.Event) error {
 	if !in.now().Before(e.Scheduled) {
 		in.metrics.ignored("expired")
@@ -97,7 +98,10 @@ func (in *intake) onScheduledChange(ctx context.Context, e event.Event) error {
 		if err := in.steps.drain(ctx, log, []string{node}, reason); err != nil {
 			return err
 		}
-		if in.opts.Policy.Presync {
+		if err := in.schedule(ctx, e, id); err != nil {
+			return err
+		}
+		if in.opts.Policy.Presync && in.now().Before(e.Scheduled.Add(-Reclaim)) {
 			in.presync.node(ctx, log, id, node)
 		}
 	}

@@ -227,3 +227,29 @@ func TestNodeWarnedLaterIsDrained(t *testing.T) {
 		t.Errorf("interrupted node %s never drained (drained: %v)", nodeB, h.slurm.drainedNodes())
 	}
 }
+
+// An AWS Health scheduled change drains the node at once and is kept; the
+// jobs still running when it is Reclaim away are rescued as from a
+// warning, with the change's time as the reclaim time; then it is forgotten.
+func TestScheduledChangeRescuesWhenDue(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, now(), nil, batchJob("101", nodeA))
+	due := h.clock.Now().Add(time.Hour)
+	h.c.intake.handle(ctx, []sqstypes.Message{message("m", healthBody("ev-health", h.clock.Now(), due, instA))}, h.clock.Now())
+	if !h.queue.wasDeleted("rh-m") || h.slurm.drainedNodes()[nodeA] == "" {
+		t.Fatalf("deleted %v, drained %v", h.queue.wasDeleted("rh-m"), h.slurm.drainedNodes())
+	}
+	h.c.intake.fireDue(ctx) // an hour early: nothing
+	if n := h.store.count(); n != 0 {
+		t.Fatalf("%d records an hour before the change", n)
+	}
+	h.clock.Set(due.Add(-Reclaim + time.Second))
+	h.c.intake.fireDue(ctx)
+	rec := h.store.record(t, key("101", 0))
+	if rec.Event != "health:ev-health" || !rec.Deadline.Equal(due.Add(-testMargin)) || rec.Phase != state.Dispatched {
+		t.Errorf("record event %q deadline %s phase %s; want the change's, %s, Dispatched", rec.Event, rec.Deadline, rec.Phase, due.Add(-testMargin))
+	}
+	if scs, _ := h.store.Schedules(ctx, testCluster); len(scs) != 0 {
+		t.Errorf("schedules left after firing: %+v", scs)
+	}
+}

@@ -207,6 +207,7 @@ func policyProblems(st *stack, role string, doc any) []string {
 			"sqs:SendMessage":             {st.arn("sqs", "spotrescue-"+c)},
 			"dynamodb:GetItem":            {table, nodeTable},
 			"dynamodb:PutItem":            {table},
+			"dynamodb:DeleteItem":         {table},
 			"dynamodb:BatchGetItem":       {table},
 			"dynamodb:BatchWriteItem":     {table},
 			"dynamodb:Scan":               {nodeTable},

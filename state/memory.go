@@ -15,11 +15,12 @@ type Memory struct {
 	mu            sync.Mutex
 	records       map[Key]Record
 	interruptions map[string]Interruption
+	schedules     map[string]Schedule
 }
 
 // NewMemory returns an empty in-process store.
 func NewMemory() *Memory {
-	return &Memory{records: map[Key]Record{}, interruptions: map[string]Interruption{}}
+	return &Memory{records: map[Key]Record{}, interruptions: map[string]Interruption{}, schedules: map[string]Schedule{}}
 }
 
 // Create stores r at version 1, or returns ErrExists.

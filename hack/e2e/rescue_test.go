@@ -575,29 +575,16 @@ func TestHealthScheduledChangeDrainsAndPresyncs(t *testing.T) {
 	id, node := e.submit("")
 	c := e.startController()
 	at := time.Now().Add(time.Hour).UTC()
-	body, _ := json.Marshal(map[string]any{
-		"version": "0", "id": uuid.NewString(), "detail-type": "AWS Health Event", "source": "aws.health",
-		"account": "123456789012", "time": time.Now().UTC().Format(time.RFC3339), "region": "us-east-1",
-		"resources": []string{e.Instances[node], "i-0fe1e1e1e1e1e1e1e"},
-		"detail": map[string]any{
-			"eventArn": "arn:aws:health:us-east-1::event/EC2/AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED/AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED_1",
-			"service":  "EC2", "eventTypeCode": "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED", "eventTypeCategory": "scheduledChange",
-			"startTime":        at.Format(time.RFC1123),
-			"eventDescription": []map[string]string{{"language": "en_US", "latestDescription": "retirement"}},
-			"affectedEntities": []map[string]string{{"entityValue": e.Instances[node]}, {"entityValue": "i-0fe1e1e1e1e1e1e1e"}},
-		},
-	})
-	e.send(string(body))
+	e.send(healthEvent(e.Instances[node], at, "i-0fe1e1e1e1e1e1e1e"))
+	t.Cleanup(func() { e.store.DeleteSchedule(ctx, "lab", e.Instances[node]) })
 	want := "AWS Health AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED at " + at.Format(time.RFC3339)
 	lab.Eventually(t, 15*time.Second, node+" drained for the retirement", func() bool {
 		return strings.HasPrefix(e.Run(t, "sinfo", "-h", "-n", node, "-o", "%t"), "dr") &&
 			strings.Contains(e.Run(t, "sinfo", "-h", "-n", node, "-o", "%E"), want)
 	})
 	prefix := fmt.Sprintf("spotrescue/lab/%s/run-0/%s/", id, node)
-	var pre *rescue.Manifest
 	lab.Eventually(t, 60*time.Second, "the pre-sync's manifest", func() bool {
-		var err error
-		pre, err = rescue.ReadManifest(ctx, e.S3(), "spotrescue-lab", prefix)
+		pre, err := rescue.ReadManifest(ctx, e.S3(), "spotrescue-lab", prefix)
 		return err == nil && pre.Presync && pre.Uploaded > 0
 	})
 	if e.JobField(t, id, "JobState") != "RUNNING" || e.JobField(t, id, "Restarts") != "0" {
@@ -606,4 +593,57 @@ func TestHealthScheduledChangeDrainsAndPresyncs(t *testing.T) {
 	if c.metric(t, `spotrescue_events_received_total{kind="scheduled_change"}`) != 1 || c.metric(t, `spotrescue_events_ignored_total{reason="foreign_instance"}`) != 1 {
 		t.Error("the scheduled change, or its foreign instance, not counted")
 	}
+	if scs, err := e.store.Schedules(ctx, "lab"); err != nil || len(scs) != 1 || !scs[0].Due.Equal(at.Truncate(time.Second)) {
+		t.Errorf("schedules %+v, %v; want the retirement kept", scs, err)
+	}
+}
+
+// When the scheduled change is two minutes away and the job still runs on
+// the instance, it is rescued as from a Spot warning whose reclaim time is
+// the change's: held, uploaded by the change's time less the margin,
+// requeued, and the next run gets its data back.
+func TestHealthScheduledChangeRescuesWhenDue(t *testing.T) {
+	e := setup(t)
+	id, node := e.submit("")
+	want := sums(t, filepath.Join(e.Scratch(node), id))
+	e.startController()
+	at := time.Now().Add(rescueLead + 5*time.Second).UTC().Truncate(time.Second)
+	ev := healthEvent(e.Instances[node], at)
+	e.send(ev)
+	rec := e.record(id, 0, state.Done, 90*time.Second)
+	if !strings.HasPrefix(rec.Event, "health:") || rec.Outcome != state.OutcomeComplete || rec.Requeue != "requeued" ||
+		!rec.Deadline.Before(at) || rec.Deadline.Before(at.Add(-time.Minute)) {
+		t.Errorf("record: event %q outcome %s requeue %q deadline %s; want the change's (%s) rescue, complete, requeued", rec.Event, rec.Outcome, rec.Requeue, rec.Deadline, at)
+	}
+	out := e.waitResumed(id, 60*time.Second)
+	sameSums(t, want, resumedSums(out))
+	if scs, _ := e.store.Schedules(context.Background(), "lab"); len(scs) != 0 {
+		t.Errorf("schedules left after the rescue: %+v", scs)
+	}
+}
+
+// rescueLead is how long before a scheduled change its rescue starts: a
+// Spot warning's two minutes.
+const rescueLead = 120 * time.Second
+
+// healthEvent is an AWS Health scheduled retirement of the instances at
+// start, in the shape AWS documents for EventBridge.
+func healthEvent(instance string, start time.Time, others ...string) string {
+	entities := []map[string]string{{"entityValue": instance}}
+	for _, o := range others {
+		entities = append(entities, map[string]string{"entityValue": o})
+	}
+	body, _ := json.Marshal(map[string]any{
+		"version": "0", "id": uuid.NewString(), "detail-type": "AWS Health Event", "source": "aws.health",
+		"account": "123456789012", "time": time.Now().UTC().Format(time.RFC3339), "region": "us-east-1",
+		"resources": append([]string{instance}, others...),
+		"detail": map[string]any{
+			"eventArn": "arn:aws:health:us-east-1::event/EC2/AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED/AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED_1",
+			"service":  "EC2", "eventTypeCode": "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED", "eventTypeCategory": "scheduledChange",
+			"startTime":        start.Format(time.RFC1123),
+			"eventDescription": []map[string]string{{"language": "en_US", "latestDescription": "retirement"}},
+			"affectedEntities": entities,
+		},
+	})
+	return string(body)
 }

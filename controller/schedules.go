@@ -1,0 +1,71 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/spotrescue/spotrescue/controller/event"
+	"github.com/spotrescue/spotrescue/state"
+)
+
+// scheduleEvery is how often the leader looks for scheduled changes that
+// are due: a consistent Query of one partition, a few thousand a day.
+const scheduleEvery = 5 * time.Second
+
+// schedules keeps AWS Health scheduled changes (recorded by
+// onScheduledChange in the state table, as they are days ahead and must
+// outlive restarts and failovers) and, when one is Reclaim away, rescues
+// the jobs still running on its instance as a Spot warning would: hold,
+// upload by the change's time, requeue.
+func (in *intake) schedules(ctx context.Context) {
+	t := time.NewTicker(scheduleEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			in.fireDue(ctx)
+		}
+	}
+}
+
+// fireDue starts the rescue of every schedule within Reclaim of its time,
+// and forgets those whose time has passed.
+func (in *intake) fireDue(ctx context.Context) {
+	scs, err := in.records.store.Schedules(ctx, in.opts.Cluster)
+	if err != nil {
+		in.log.Warn("cannot list scheduled changes; trying again", zap.Error(err))
+		return
+	}
+	now := in.now()
+	for _, sc := range scs {
+		log := in.log.With(zap.String("event", sc.Event), zap.String("instance", sc.Instance), zap.String("change", sc.Code), zap.Time("scheduled", sc.Due))
+		switch {
+		case now.After(sc.Due):
+			log.Warn("scheduled change passed before it could be acted on")
+		case now.Before(sc.Due.Add(-Reclaim)):
+			continue
+		default:
+			// The same path as EC2's warning, with the change's time as
+			// the reclaim time: the deadline is the change minus the margin.
+			w := event.Event{ID: "health:" + sc.Event, Kind: event.SpotInterruption, Time: sc.Due.Add(-Reclaim),
+				Region: in.opts.Region, Instance: sc.Instance, Action: "terminate"}
+			log.Info("scheduled change due: rescuing the instance's jobs")
+			if err := in.onWarnings(ctx, []event.Event{w}, now)[0]; err != nil {
+				log.Warn("rescue for the scheduled change not started; trying again", zap.Error(err))
+				continue
+			}
+		}
+		if err := in.records.store.DeleteSchedule(ctx, in.opts.Cluster, sc.Instance); err != nil {
+			log.Warn("cannot forget the scheduled change", zap.Error(err))
+		}
+	}
+}
+
+// schedule records a scheduled change of one of our instances.
+func (in *intake) schedule(ctx context.Context, e event.Event, instance string) error {
+	return in.records.store.PutSchedule(ctx, in.opts.Cluster, state.Schedule{Instance: instance, Event: e.ID, Code: e.Code, Due: e.Scheduled})
+}
