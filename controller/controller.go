@@ -182,7 +182,8 @@ func New(o Options, d Deps) *Controller {
 		wake: c.enqueueKey, log: d.Log, metrics: d.Metrics, now: d.Now,
 	}
 	c.intake = &intake{
-		opts: o, queue: d.Queue, slurm: d.Slurm, nodes: d.Nodes,
+		scheduled: make(chan struct{}, 1),
+		opts:      o, queue: d.Queue, slurm: d.Slurm, nodes: d.Nodes,
 		records: c.records, steps: c.steps, commands: c.commands, presync: c.presync, load: c.load, health: c.health,
 		enqueue: c.enqueue, deposed: &c.deposed, log: d.Log, metrics: d.Metrics, now: d.Now,
 	}

@@ -239,9 +239,17 @@ func TestScheduledChangeRescuesWhenDue(t *testing.T) {
 	if !h.queue.wasDeleted("rh-m") || h.slurm.drainedNodes()[nodeA] == "" {
 		t.Fatalf("deleted %v, drained %v", h.queue.wasDeleted("rh-m"), h.slurm.drainedNodes())
 	}
-	h.c.intake.fireDue(ctx) // an hour early: nothing
+	// An hour early: nothing, and no look again before the next is due
+	// (capped at scheduleIdle).
+	if wait := h.c.intake.fireDue(ctx); wait != scheduleIdle {
+		t.Errorf("next look in %s, want %s", wait, scheduleIdle)
+	}
 	if n := h.store.count(); n != 0 {
 		t.Fatalf("%d records an hour before the change", n)
+	}
+	h.clock.Set(due.Add(-Reclaim - time.Minute))
+	if wait := h.c.intake.fireDue(ctx); wait != time.Minute {
+		t.Errorf("a minute before it is due: next look in %s, want 1m", wait)
 	}
 	h.clock.Set(due.Add(-Reclaim + time.Second))
 	h.c.intake.fireDue(ctx)

@@ -42,22 +42,23 @@ const (
 // cannot handle now is left to come back; one it cannot parse goes to the
 // DLQ.
 type intake struct {
-	opts     Options
-	queue    Queue
-	slurm    Slurm
-	nodes    Nodes
-	records  *records
-	steps    *steps
-	commands *commands
-	presync  *presyncer
-	load     *intakeLoad
-	inFlight inFlight // instances whose warnings a receiver is handling
-	health   *health
-	enqueue  func(keys ...state.Key) // queues records to reconcile
-	deposed  *atomic.Bool            // the lease was lost: hand messages back
-	log      *zap.Logger
-	metrics  *Metrics
-	now      func() time.Time
+	scheduled chan struct{} // a scheduled change was recorded: look again
+	opts      Options
+	queue     Queue
+	slurm     Slurm
+	nodes     Nodes
+	records   *records
+	steps     *steps
+	commands  *commands
+	presync   *presyncer
+	load      *intakeLoad
+	inFlight  inFlight // instances whose warnings a receiver is handling
+	health    *health
+	enqueue   func(keys ...state.Key) // queues records to reconcile
+	deposed   *atomic.Bool            // the lease was lost: hand messages back
+	log       *zap.Logger
+	metrics   *Metrics
+	now       func() time.Time
 }
 
 // invalidRetry is how soon a message we cannot parse is received again, so

@@ -10,43 +10,51 @@ import (
 	"github.com/spotrescue/spotrescue/state"
 )
 
-// scheduleEvery is how often the leader looks for scheduled changes that
-// are due: a consistent Query of one partition, a few thousand a day.
-const scheduleEvery = 5 * time.Second
+// A scheduled change is looked for again this soon at the earliest, and
+// this late at the latest (a change another controller recorded while this
+// one stood by); in between, when the next one is due.
+const (
+	scheduleEvery = 5 * time.Second
+	scheduleIdle  = 10 * time.Minute
+)
 
 // schedules keeps AWS Health scheduled changes (recorded by
 // onScheduledChange in the state table, as they are days ahead and must
 // outlive restarts and failovers) and, when one is Reclaim away, rescues
 // the jobs still running on its instance as a Spot warning would: hold,
-// upload by the change's time, requeue.
+// upload by the change's time, requeue. It reads the table when a change
+// is due or newly recorded, not on every tick.
 func (in *intake) schedules(ctx context.Context) {
-	t := time.NewTicker(scheduleEvery)
-	defer t.Stop()
 	for {
+		t := time.NewTimer(in.fireDue(ctx))
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
-			in.fireDue(ctx)
+		case <-in.scheduled:
+			t.Stop()
 		}
 	}
 }
 
 // fireDue starts the rescue of every schedule within Reclaim of its time,
-// and forgets those whose time has passed.
-func (in *intake) fireDue(ctx context.Context) {
+// forgets those whose time has passed, and says when to look again.
+func (in *intake) fireDue(ctx context.Context) time.Duration {
 	scs, err := in.records.store.Schedules(ctx, in.opts.Cluster)
 	if err != nil {
 		in.log.Warn("cannot list scheduled changes; trying again", zap.Error(err))
-		return
+		return scheduleEvery
 	}
 	now := in.now()
+	wait := scheduleIdle
 	for _, sc := range scs {
 		log := in.log.With(zap.String("event", sc.Event), zap.String("instance", sc.Instance), zap.String("change", sc.Code), zap.Time("scheduled", sc.Due))
 		switch {
 		case now.After(sc.Due):
 			log.Warn("scheduled change passed before it could be acted on")
 		case now.Before(sc.Due.Add(-Reclaim)):
+			wait = min(wait, max(sc.Due.Add(-Reclaim).Sub(now), scheduleEvery))
 			continue
 		default:
 			// The same path as EC2's warning, with the change's time as
@@ -56,6 +64,7 @@ func (in *intake) fireDue(ctx context.Context) {
 			log.Info("scheduled change due: rescuing the instance's jobs")
 			if err := in.onWarnings(ctx, []event.Event{w}, now)[0]; err != nil {
 				log.Warn("rescue for the scheduled change not started; trying again", zap.Error(err))
+				wait = scheduleEvery
 				continue
 			}
 		}
@@ -63,9 +72,17 @@ func (in *intake) fireDue(ctx context.Context) {
 			log.Warn("cannot forget the scheduled change", zap.Error(err))
 		}
 	}
+	return wait
 }
 
 // schedule records a scheduled change of one of our instances.
 func (in *intake) schedule(ctx context.Context, e event.Event, instance string) error {
-	return in.records.store.PutSchedule(ctx, in.opts.Cluster, state.Schedule{Instance: instance, Event: e.ID, Code: e.Code, Due: e.Scheduled})
+	err := in.records.store.PutSchedule(ctx, in.opts.Cluster, state.Schedule{Instance: instance, Event: e.ID, Code: e.Code, Due: e.Scheduled})
+	if err == nil {
+		select {
+		case in.scheduled <- struct{}{}:
+		default: // a look is already pending
+		}
+	}
+	return err
 }
