@@ -31,14 +31,20 @@ const cleanEvery = time.Hour
 
 // cleanLoop cleans the spool now and every cleanEvery until ctx ends.
 func (cl *cleaner) loop(ctx context.Context) {
-	t := time.NewTicker(cleanEvery)
+	cl.clean(ctx)
+	every(ctx, cleanEvery, cl.clean)
+}
+
+// every calls f every period (the first time after one) until ctx ends.
+func every(ctx context.Context, period time.Duration, f func(context.Context)) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
-		cl.clean(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			f(ctx)
 		}
 	}
 }

@@ -51,6 +51,8 @@ type Slurm interface {
 	Signal(ctx context.Context, id, signal string) error
 	SetAdminComment(ctx context.Context, id, comment string) error
 	SetPartition(ctx context.Context, id, partition string) error
+	Nodes(ctx context.Context) ([]slurm.Node, error)
+	SetExcludedNodes(ctx context.Context, id, hostlist string) error
 }
 
 // Store is the controller's durable state.
@@ -67,7 +69,8 @@ type Store interface {
 	GetInterruption(ctx context.Context, instance string) (*state.Interruption, error)
 	PutSchedule(ctx context.Context, cluster string, sc state.Schedule) error
 	Schedules(ctx context.Context, cluster string) ([]state.Schedule, error)
-	DeleteSchedule(ctx context.Context, cluster, instance string) error
+	DeleteSchedule(ctx context.Context, cluster, id string) error
+	AwaitingResume(ctx context.Context, cluster string, since time.Time) ([]*state.Record, error)
 }
 
 // Nodes maps EC2 instances to Slurm nodes and back.
@@ -84,8 +87,11 @@ type Dispatcher interface {
 }
 
 // Manifests reads what an agent saved.
+// Resumed returns the first later run's word of starting from the
+// rescued data under nodePrefix (rescue.ReadResumed), nil for none.
 type Manifests interface {
 	Manifest(ctx context.Context, nodePrefix string) (*rescue.Manifest, error)
+	Resumed(ctx context.Context, nodePrefix, job string, rescued int) (*rescue.Resumed, error)
 }
 
 // Options are the controller's settings.
@@ -145,6 +151,7 @@ type Controller struct {
 	load     *intakeLoad                                  // whether warnings are arriving
 	presync  *presyncer                                   // copies ahead of warnings
 	cleaner  *cleaner                                     // the spool's old files
+	savings  *savings                                     // the compute rescues saved
 	health   *health                                      // liveness and readiness
 	deposed  atomic.Bool                                  // the lease was lost: act no more
 }
@@ -170,6 +177,7 @@ func New(o Options, d Deps) *Controller {
 		health:   &health{now: d.Now},
 	}
 	act := actor{dryRun: o.DryRun, log: d.Log}
+	scheduled := make(chan struct{}, 1) // a schedule was recorded: look again
 	c.presync = &presyncer{
 		policy: o.Policy, plans: planner{layout: o.Layout, template: o.ScratchTemplate},
 		slurm: d.Slurm, nodes: d.Nodes, dispatcher: d.Dispatcher, records: c.records,
@@ -179,14 +187,17 @@ func New(o Options, d Deps) *Controller {
 		opts: o, act: act, plans: planner{layout: o.Layout, template: o.ScratchTemplate},
 		slurm: d.Slurm, dispatcher: d.Dispatcher, manifests: d.Manifests,
 		records: c.records, commands: c.commands, presync: c.presync,
-		wake: c.enqueueKey, log: d.Log, metrics: d.Metrics, now: d.Now,
+		wake: c.enqueueKey, scheduled: scheduled, log: d.Log, metrics: d.Metrics, now: d.Now,
 	}
 	c.intake = &intake{
-		scheduled: make(chan struct{}, 1),
+		scheduled: scheduled,
 		opts:      o, queue: d.Queue, slurm: d.Slurm, nodes: d.Nodes,
 		records: c.records, steps: c.steps, commands: c.commands, presync: c.presync, load: c.load, health: c.health,
 		enqueue: c.enqueue, deposed: &c.deposed, log: d.Log, metrics: d.Metrics, now: d.Now,
 	}
+	c.savings = &savings{records: c.records, slurm: d.Slurm, manifests: d.Manifests, layout: o.Layout,
+		cluster: o.Cluster, log: d.Log, metrics: d.Metrics, now: d.Now}
+	c.records.saved = c.savings.watch
 	c.cleaner = &cleaner{layout: o.Layout, retention: o.SpoolRetention, dryRun: o.DryRun, slurm: d.Slurm, log: d.Log, metrics: d.Metrics}
 	if d.Metrics != nil {
 		d.Metrics.countOverdue(func() int { return c.records.count(c.overdue) })
@@ -220,6 +231,7 @@ func (c *Controller) lead(ctx context.Context) error {
 	}
 	go c.cleaner.loop(ctx)
 	go c.intake.schedules(ctx)
+	go c.savings.loop(ctx)
 	var receivers sync.WaitGroup
 	for range max(c.opts.Receivers, 1) {
 		receivers.Go(func() { c.intake.receive(ctx) })

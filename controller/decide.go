@@ -18,6 +18,7 @@ type Policy struct {
 	Grace             time.Duration // time the job gets to checkpoint after Signal
 	FallbackAfter     int           // interruptions of one job before it moves to FallbackPartition; 0 for never
 	FallbackPartition string
+	AvoidFor          time.Duration // keep a requeued job off the reclaimed compute resource this long; 0 for never
 	Presync           bool          // copy a node's jobs' scratch on a Rebalance Recommendation
 	PresyncEvery      time.Duration // and every node's this often; 0 for never
 }
@@ -108,6 +109,7 @@ func jobRecord(cluster string, j *slurm.Job) *state.Record {
 		Key:  state.Key{Cluster: cluster, JobID: j.ID, Run: j.Restarts},
 		User: j.User, UID: j.UID, Name: j.Name, Display: j.Display, ArrayJobID: j.ArrayJobID, ArrayTaskID: j.ArrayTaskID,
 		UserHeld: j.HeldByUser(), KeptHold: keptHold(j),
+		Started: j.StartTime.UTC(), CPUs: j.CPUs, GPUs: j.GPUs,
 	}
 }
 

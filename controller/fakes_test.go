@@ -124,6 +124,7 @@ func (q *fakeQueue) visibilityOf(receipt string) (int32, bool) {
 type fakeSlurm struct {
 	mu       sync.Mutex
 	jobs     map[string]*slurm.Job
+	nodes    []slurm.Node        // what Nodes lists (drain states from drained)
 	drained  map[string]string   // node -> drain reason
 	signals  map[string][]string // job -> signals sent
 	jobsErr  error               // Jobs (squeue) fails with this
@@ -329,6 +330,31 @@ func (s *fakeSlurm) SetAdminComment(_ context.Context, id, comment string) error
 
 func (s *fakeSlurm) SetPartition(_ context.Context, id, partition string) error {
 	return s.eachJob("update", []string{id}, func(j *slurm.Job) error { j.Partition = partition; return nil })
+}
+
+func (s *fakeSlurm) Nodes(context.Context) ([]slurm.Node, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]slurm.Node, len(s.nodes))
+	for i, n := range s.nodes {
+		n.Partitions = slices.Clone(n.Partitions)
+		if _, ok := s.drained[n.Name]; ok {
+			n.Flags = append(slices.Clone(n.Flags), "DRAIN")
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
+// SetExcludedNodes refuses a job that is not pending, as slurmctld does.
+func (s *fakeSlurm) SetExcludedNodes(_ context.Context, id, hostlist string) error {
+	return s.eachJob("update", []string{id}, func(j *slurm.Job) error {
+		if j.State != "PENDING" {
+			return slurm.ErrNotPending
+		}
+		j.ExcNodes = hostlist
+		return nil
+	})
 }
 
 // ---- DynamoDB state ----
@@ -540,9 +566,29 @@ func (d *fakeDispatcher) commandsTo(instance string) []string {
 // ---- S3 manifests ----
 
 type fakeManifests struct {
-	mu  sync.Mutex
-	m   map[string]*rescue.Manifest // node prefix -> manifest
-	err error
+	mu      sync.Mutex
+	m       map[string]*rescue.Manifest // node prefix -> manifest
+	resumed map[string]*rescue.Resumed  // node prefix -> a later run's word
+	err     error
+}
+
+func (f *fakeManifests) Resumed(_ context.Context, nodePrefix, job string, rescued int) (*rescue.Resumed, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r, ok := f.resumed[nodePrefix]; ok && r.JobID == job && r.Rescued == rescued {
+		cp := *r
+		return &cp, nil
+	}
+	return nil, f.err
+}
+
+func (f *fakeManifests) resume(nodePrefix string, r rescue.Resumed) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.resumed == nil {
+		f.resumed = map[string]*rescue.Resumed{}
+	}
+	f.resumed[nodePrefix] = &r
 }
 
 func (f *fakeManifests) Manifest(_ context.Context, nodePrefix string) (*rescue.Manifest, error) {

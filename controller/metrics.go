@@ -35,6 +35,9 @@ type Metrics struct {
 	leader          prometheus.Gauge
 	overdue         atomic.Pointer[func() int]
 	spoolRemoved    *prometheus.CounterVec
+	steers          *prometheus.CounterVec
+	savedCPU        prometheus.Counter
+	savedGPU        prometheus.Counter
 }
 
 // NewMetrics creates the series and registers them with reg.
@@ -92,6 +95,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.spoolRemoved = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "spotrescue_spool_removed_total", Help: "Files removed from the spool directory after controller.spool_retention, by kind (plan, env).",
 	}, []string{"kind"})
+	m.steers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "spotrescue_steers_total", Help: "Requeued jobs kept off a reclaimed compute resource (steered), not (skipped: nothing else could run them), and exclusions given back (lifted).",
+	}, []string{"result"})
+	for _, r := range []string{"steered", "skipped", "lifted"} {
+		m.steers.WithLabelValues(r)
+	}
+	m.savedCPU = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "spotrescue_saved_cpu_seconds_total", Help: "CPU time that later runs were spared by starting from rescued data: the interrupted run's time up to the upload times its CPUs.",
+	})
+	m.savedGPU = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "spotrescue_saved_gpu_seconds_total", Help: "GPU time that later runs were spared by starting from rescued data (for jobs Slurm allocated GPUs).",
+	})
 	m.spoolRemoved.WithLabelValues("plan")
 	m.spoolRemoved.WithLabelValues("env")
 	m.leader = prometheus.NewGauge(prometheus.GaugeOpts{
@@ -126,7 +141,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}
 		return 0
 	})
-	reg.MustRegister(overdue, m.spoolRemoved)
+	reg.MustRegister(overdue, m.spoolRemoved, m.steers, m.savedCPU, m.savedGPU)
 	reg.MustRegister(m.events, m.ignoredEvents, m.invalidMessages, m.rescues, m.rescueDuration, m.rescuedBytes,
 		m.deadlineSlack, m.requeues, m.dispatchLatency, m.queueDepth, m.awsErrors, m.slurmErrors, m.stepErrors, m.awsCalls, m.slurmCalls, m.yields, m.awsDuration, m.leader)
 	return m

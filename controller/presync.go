@@ -54,21 +54,14 @@ func (p *presyncer) node(ctx context.Context, log *zap.Logger, instance, node st
 	p.start(ctx, log, p.requests(log, jobs, instance, node))
 }
 
-// loop pre-syncs every node every `every` until ctx ends.
-func (p *presyncer) loop(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			// Every call is bounded: a pass must end before the next tick.
-			pctx, cancel := context.WithTimeout(ctx, min(every/2, 2*time.Minute))
-			p.all(pctx)
-			cancel()
-		}
-	}
+// loop pre-syncs every node every period until ctx ends.
+func (p *presyncer) loop(ctx context.Context, period time.Duration) {
+	every(ctx, period, func(ctx context.Context) {
+		// Every call is bounded: a pass must end before the next tick.
+		ctx, cancel := context.WithTimeout(ctx, min(period/2, 2*time.Minute))
+		defer cancel()
+		p.all(ctx)
+	})
 }
 
 // all pre-syncs the running jobs of every node of the cluster: one Slurm

@@ -26,6 +26,9 @@ type records struct {
 	now   func() time.Time
 	// notifier hears of every record that reaches Done; nil for none.
 	notifier Notifier
+	// saved is told of every record that reaches Done, to watch for the
+	// run that resumes from its data (savings.watch); nil in tests.
+	saved func(*state.Record)
 
 	mu    sync.Mutex
 	cache map[string]*state.Record // key -> the copy last written, records not Done
@@ -91,10 +94,14 @@ type Notifier interface {
 	Notify(notify.Notice)
 }
 
-// finished hands a record that reached Done to the notifier. Only the write
+// finished hands a record that reached Done to the savings watch and the
+// notifier. Only the write
 // that made it Done calls this (the writes are conditional), so a rescue is
 // told once.
 func (rs *records) finished(rec *state.Record) {
+	if rs.saved != nil {
+		rs.saved(rec)
+	}
 	if rs.notifier == nil {
 		return
 	}

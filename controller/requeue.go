@@ -62,6 +62,9 @@ func (s *steps) requeue(ctx context.Context, rec *state.Record) error {
 	if err := s.fallback(ctx, log, rec); err != nil {
 		return err
 	}
+	if err := s.steer(ctx, log, rec); err != nil {
+		return err
+	}
 	s.metrics.requeues.WithLabelValues("requeued").Inc()
 	return s.records.advance(ctx, rec, state.Requeued)
 }

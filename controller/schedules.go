@@ -18,12 +18,13 @@ const (
 	scheduleIdle  = 10 * time.Minute
 )
 
-// schedules keeps AWS Health scheduled changes (recorded by
-// onScheduledChange in the state table, as they are days ahead and must
-// outlive restarts and failovers) and, when one is Reclaim away, rescues
-// the jobs still running on its instance as a Spot warning would: hold,
-// upload by the change's time, requeue. It reads the table when a change
-// is due or newly recorded, not on every tick.
+// schedules keeps what the controller does ahead of time, in the state
+// table so that it outlives restarts and failovers: AWS Health scheduled
+// changes (recorded by onScheduledChange days ahead; when one is Reclaim
+// away, the jobs still running on its instance are rescued as a Spot
+// warning would: hold, upload by the change's time, requeue) and the end
+// of a requeued job's steering (steer.go). It reads the table when
+// something is due or newly recorded, not on every tick.
 func (in *intake) schedules(ctx context.Context) {
 	for {
 		t := time.NewTimer(in.fireDue(ctx))
@@ -49,6 +50,10 @@ func (in *intake) fireDue(ctx context.Context) time.Duration {
 	now := in.now()
 	wait := scheduleIdle
 	for _, sc := range scs {
+		if sc.Lift != nil {
+			wait = min(wait, in.fireLift(ctx, sc, now))
+			continue
+		}
 		log := in.log.With(zap.String("event", sc.Event), zap.String("instance", sc.Instance), zap.String("change", sc.Code), zap.Time("scheduled", sc.Due))
 		switch {
 		case now.After(sc.Due):
@@ -68,21 +73,48 @@ func (in *intake) fireDue(ctx context.Context) time.Duration {
 				continue
 			}
 		}
-		if err := in.records.store.DeleteSchedule(ctx, in.opts.Cluster, sc.Instance); err != nil {
+		if err := in.records.store.DeleteSchedule(ctx, in.opts.Cluster, sc.ID()); err != nil {
 			log.Warn("cannot forget the scheduled change", zap.Error(err))
 		}
 	}
 	return wait
 }
 
+// liftGiveUp bounds how long a lift Slurm keeps refusing is retried.
+const liftGiveUp = time.Hour
+
+// fireLift gives a steered job its exclusions back when the steering is
+// over (steer.go), and says when to look again for it.
+func (in *intake) fireLift(ctx context.Context, sc state.Schedule, now time.Time) time.Duration {
+	if now.Before(sc.Due) {
+		return max(sc.Due.Sub(now), scheduleEvery)
+	}
+	log := in.log.With(zap.String("job", sc.Lift.JobID), zap.Int("run", sc.Lift.Run))
+	if err := in.steps.lift(ctx, sc.Lift); err != nil && now.Before(sc.Due.Add(liftGiveUp)) {
+		log.Warn("cannot lift the job's steering yet; trying again", zap.Error(err))
+		return scheduleEvery
+	} else if err != nil {
+		log.Error("gave up lifting the job's steering; its excluded nodes stay as spotrescue set them", zap.Error(err))
+	}
+	if err := in.records.store.DeleteSchedule(ctx, in.opts.Cluster, sc.ID()); err != nil {
+		log.Warn("cannot forget the lift", zap.Error(err))
+	}
+	return scheduleIdle
+}
+
 // schedule records a scheduled change of one of our instances.
 func (in *intake) schedule(ctx context.Context, e event.Event, instance string) error {
 	err := in.records.store.PutSchedule(ctx, in.opts.Cluster, state.Schedule{Instance: instance, Event: e.ID, Code: e.Code, Due: e.Scheduled})
 	if err == nil {
-		select {
-		case in.scheduled <- struct{}{}:
-		default: // a look is already pending
-		}
+		wakeSchedules(in.scheduled)
 	}
 	return err
+}
+
+// wakeSchedules tells the schedules loop that a schedule was recorded.
+func wakeSchedules(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default: // a look is already pending
+	}
 }

@@ -32,6 +32,7 @@ type steps struct {
 	commands   *commands
 	presync    *presyncer
 	wake       func(key string) // queues a record to reconcile
+	scheduled  chan struct{}    // wakes the schedules loop (schedules.go)
 	log        *zap.Logger
 	metrics    *Metrics
 	now        func() time.Time

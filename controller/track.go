@@ -99,7 +99,7 @@ func (s *steps) status(ctx context.Context, rec *state.Record, n *state.Node) st
 // collect reads each node's manifest: what S3 holds is the outcome,
 // whatever SSM reported.
 func (s *steps) collect(ctx context.Context, rec *state.Record) error {
-	rec.Bytes, rec.Files = 0, 0
+	rec.Bytes, rec.Files, rec.Requests = 0, 0, 0
 	saved, complete := 0, 0
 	for i := range rec.Nodes {
 		n := &rec.Nodes[i]
@@ -123,6 +123,7 @@ func (s *steps) collect(ctx context.Context, rec *state.Record) error {
 		n.Complete, n.Bytes, n.Files = m.Complete, m.Bytes, int64(m.RegularFiles())
 		rec.Bytes += m.Bytes
 		rec.Files += n.Files
+		rec.Requests += m.Requests
 		saved++
 		if m.Complete {
 			complete++

@@ -162,8 +162,8 @@ var knownActions = map[string]bool{
 // says the same next to the statement).
 var extraGrants = map[string]map[string]string{
 	"head": {
-		"s3:GetObject":        "the controller reads manifests through rescue.ReadManifest (rescue/ is counted as the agent's)",
-		"s3:ListBucket":       "S3 answers 404 rather than 403 for a missing manifest only to callers that may list the bucket",
+		"s3:GetObject":        "the controller reads manifests through rescue.ReadManifest, and resumed runs' words through rescue.ReadResumed (rescue/ is counted as the agent's)",
+		"s3:ListBucket":       "S3 answers 404 rather than 403 for a missing manifest only to callers that may list the bucket; rescue.ReadResumed lists resumed runs' words",
 		"kms:Decrypt":         "SSE-KMS queue, table and bucket",
 		"kms:GenerateDataKey": "SSE-KMS queue (drills send) and table",
 	},

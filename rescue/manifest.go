@@ -40,8 +40,11 @@ type Manifest struct {
 	Bytes     int64  `json:"bytes"` // size of the files listed
 	// Uploaded is what this run moved; files unchanged since the previous
 	// manifest at the prefix (a pre-sync) were carried over, not re-sent.
-	Uploaded int64     `json:"uploaded_bytes"`
-	Carried  int       `json:"carried_files,omitempty"`
+	Uploaded int64 `json:"uploaded_bytes"`
+	Carried  int   `json:"carried_files,omitempty"`
+	// Requests is how many S3 requests this run made for the job (PUTs,
+	// multipart parts and completions, manifests), retries not counted.
+	Requests int64     `json:"requests,omitempty"`
 	Files    []File    `json:"files"`
 	Skipped  []Skipped `json:"skipped,omitempty"`
 }
@@ -209,4 +212,10 @@ type S3Manifests struct {
 // Manifest reads the manifest under nodePrefix; ErrNoManifest if there is none.
 func (m S3Manifests) Manifest(ctx context.Context, nodePrefix string) (*Manifest, error) {
 	return ReadManifest(ctx, m.Client, m.Bucket, nodePrefix)
+}
+
+// Resumed reads the word of a later run starting from the data under
+// nodePrefix (ReadResumed).
+func (m S3Manifests) Resumed(ctx context.Context, nodePrefix, job string, rescued int) (*Resumed, error) {
+	return ReadResumed(ctx, m.Client, m.Bucket, nodePrefix, job, rescued)
 }

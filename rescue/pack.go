@@ -152,6 +152,7 @@ func (s *session) sendPack(p *pack) {
 	sum := s.alg.sum(p.buf)
 	in := &s3.PutObjectInput{Bucket: aws.String(s.plan.Bucket), Key: aws.String(key), Body: bytes.NewReader(p.buf), ContentLength: aws.Int64(int64(len(p.buf)))}
 	s.alg.setPut(in, sum)
+	p.js.requests.Add(1)
 	if _, err := s.s3.PutObject(s.grace, in); err != nil {
 		p.js.uncertain(key)
 		reason := s.classify(err)

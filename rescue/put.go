@@ -132,6 +132,7 @@ func (s *session) putSingle(f *os.File, u upload, key string, before ident) (str
 	s.alg.setPut(in, sum)
 	// The grace context: a PUT under way at the hard stop is let finish
 	// rather than left in an unknown state.
+	u.job.requests.Add(1)
 	if _, err := s.s3.PutObject(s.grace, in); err != nil {
 		u.job.uncertain(key)
 		return "", fmt.Errorf("put %s: %w", u.rel, err)
@@ -142,6 +143,7 @@ func (s *session) putSingle(f *os.File, u upload, key string, before ident) (str
 
 // multipart is one multipart upload in progress.
 type multipart struct {
+	job     *jobState // whose S3 requests these are
 	key, id string
 	mu      sync.Mutex
 	parts   []s3types.CompletedPart
@@ -166,13 +168,14 @@ func (m *multipart) failed() error {
 // the pool's buffers. Any failure (the file changed, a part failed, the
 // hard deadline) aborts the upload: no orphaned parts, no object.
 func (s *session) putMultipart(f *os.File, u upload, key string, before ident) (string, error) {
+	u.job.requests.Add(1)
 	out, err := s.s3.CreateMultipartUpload(s.hard, &s3.CreateMultipartUploadInput{Bucket: aws.String(s.plan.Bucket), Key: aws.String(key), ChecksumAlgorithm: s.alg.s3()})
 	if err != nil {
 		// It may exist even so (the response was lost): the sweep at the end
 		// of the rescue aborts whatever is left under the prefix.
 		return "", fmt.Errorf("start multipart upload of %s: %w", u.rel, err)
 	}
-	m := &multipart{key: key, id: aws.ToString(out.UploadId)}
+	m := &multipart{job: u.job, key: key, id: aws.ToString(out.UploadId)}
 	s.track(m.id, key)
 	sum, err := s.sendParts(f, u, m, before)
 	if err == nil {
@@ -238,6 +241,7 @@ func (s *session) uploadPart(ctx context.Context, m *multipart, num int32, buf [
 	sum := s.alg.sum(buf)
 	in := &s3.UploadPartInput{Bucket: aws.String(s.plan.Bucket), Key: aws.String(m.key), UploadId: aws.String(m.id), PartNumber: aws.Int32(num), Body: bytes.NewReader(buf), ContentLength: aws.Int64(int64(len(buf)))}
 	s.alg.setPart(in, sum)
+	m.job.requests.Add(1)
 	out, err := s.s3.UploadPart(ctx, in)
 	if err != nil {
 		return err
@@ -253,6 +257,7 @@ func (s *session) uploadPart(ctx context.Context, m *multipart, num int32, buf [
 // sent, completing is one short request worth waiting for.
 func (s *session) complete(m *multipart) error {
 	sort.Slice(m.parts, func(i, j int) bool { return *m.parts[i].PartNumber < *m.parts[j].PartNumber })
+	m.job.requests.Add(1)
 	_, err := s.s3.CompleteMultipartUpload(s.grace, &s3.CompleteMultipartUploadInput{
 		Bucket: aws.String(s.plan.Bucket), Key: aws.String(m.key), UploadId: aws.String(m.id),
 		MultipartUpload: &s3types.CompletedMultipartUpload{Parts: m.parts},

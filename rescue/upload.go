@@ -112,6 +112,9 @@ type jobState struct {
 	mu   sync.Mutex
 	man  Manifest
 	lost []string // keys whose upload failed part-way: an object may exist there
+	// requests counts the S3 requests made for the job (the cost of its
+	// rescue, in the manifest); retries of one request are not counted.
+	requests atomic.Int64
 }
 
 // close lets go of the job's directory and the reader threads.
@@ -681,6 +684,7 @@ func (s *session) writeManifest(js *jobState, complete, interim bool) error {
 	js.mu.Lock()
 	js.man.Complete, js.man.Interim = complete, interim
 	js.man.Finished = s.agent.now().UTC()
+	js.man.Requests = js.requests.Add(1) // this manifest's PUT included
 	js.mu.Unlock()
 	m := js.snapshot()
 	data, err := json.MarshalIndent(m, "", " ")

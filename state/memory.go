@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"sync"
+	"time"
 )
 
 // Memory keeps records in this process only, with the same semantics as
@@ -76,6 +77,21 @@ func (m *Memory) Active(_ context.Context, cluster string) ([]Key, error) {
 	for k, r := range m.records {
 		if k.Cluster == cluster && !r.Phase.Terminal() {
 			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// AwaitingResume returns cluster's records detected since since that
+// await a resume (Record.AwaitsResume).
+func (m *Memory) AwaitingResume(_ context.Context, cluster string, since time.Time) ([]*Record, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*Record
+	for k, r := range m.records {
+		if k.Cluster == cluster && !r.Times.Detected.Before(since) && r.AwaitsResume() {
+			c := clone(&r)
+			out = append(out, &c)
 		}
 	}
 	return out, nil

@@ -103,9 +103,24 @@ type Record struct {
 	Outcome Outcome // what the upload achieved
 	Bytes   int64
 	Files   int64
+	// Requests is what the upload cost in S3 requests (from the manifests).
+	Requests int64 `dynamodbav:",omitempty"`
+
+	// The interrupted run's start and size, from Slurm when the rescue
+	// began: the compute its rescued data stands for. 0 CPUs when Slurm
+	// did not say (squeue's text columns).
+	Started    time.Time `dynamodbav:",omitempty"`
+	CPUs, GPUs int       `dynamodbav:",omitempty"`
+	// Saved is the compute a later run was spared by starting from the
+	// rescued data; nil until one does.
+	Saved *Saved `dynamodbav:",omitempty"`
 
 	Requeue  string // what happened at requeue time and why
 	Fallback string // partition the job was moved to after repeated interruptions
+	// Steer is how the requeued job was kept off the reclaimed compute
+	// resource, or why it was not; nil when steering was off or did not
+	// apply (nodes not named as ParallelCluster names them).
+	Steer *Steer `dynamodbav:",omitempty"`
 
 	Times    Times
 	Attempts int      // failed reconcile attempts since the last success
@@ -125,6 +140,38 @@ type Node struct {
 	Bytes       int64
 	Files       int64
 	Problem     string `dynamodbav:",omitempty"` // why what the node saved is not counted (an unusable manifest)
+}
+
+// Steer is the exclusion of a reclaimed compute resource's nodes from a
+// requeued job (Slurm's ExcNodeList), and its lifting.
+type Steer struct {
+	// Avoided is the hostlist of the reclaimed compute resources' nodes
+	// in the job's partitions.
+	Avoided string
+	// Set is the job's ExcNodeList as spotrescue set it (Avoided plus
+	// Kept); Kept, what the job's user had excluded, given back at Until.
+	Set, Kept string `dynamodbav:",omitempty"`
+	Until     time.Time
+	// Skipped says why the job was not steered (no other compute resource
+	// of its partitions could run it, say); the other fields are then empty.
+	Skipped string `dynamodbav:",omitempty"`
+	// Lifted says what happened at Until: lifted, or why not.
+	Lifted string `dynamodbav:",omitempty"`
+}
+
+// Saved is the compute a rescue preserved: the interrupted run's time from
+// its start to the upload's start (what the rescued data holds), times its
+// CPUs and GPUs, counted once a later run starts from that data.
+type Saved struct {
+	Run        int       // the run that resumed
+	Node       string    // where it restored the data first
+	Resumed    time.Time // when that run's restore finished
+	Seconds    int64     // the interrupted run's time the data preserved
+	CPUSeconds int64
+	GPUSeconds int64 `dynamodbav:",omitempty"`
+	// NotCounted says why no compute is counted although a run resumed
+	// (the run's start or CPUs are unknown), or that none resumed in time.
+	NotCounted string `dynamodbav:",omitempty"`
 }
 
 // Times records when each phase was entered.
@@ -155,5 +202,21 @@ func (r *Record) Clone() *Record {
 	c := *r
 	c.Nodes = append([]Node(nil), r.Nodes...)
 	c.Errors = append([]string(nil), r.Errors...)
+	if r.Steer != nil {
+		st := *r.Steer
+		c.Steer = &st
+	}
+	if r.Saved != nil {
+		sv := *r.Saved
+		c.Saved = &sv
+	}
 	return &c
+}
+
+// AwaitsResume reports whether a later run starting from r's data would be
+// counted as compute saved: a finished rescue (not a drill) of data that a
+// requeued job can restore, not counted yet.
+func (r *Record) AwaitsResume() bool {
+	return r.Phase == Done && !r.Drill && r.Saved == nil && strings.HasPrefix(r.Requeue, "requeued") &&
+		(r.Outcome == OutcomeComplete || r.Outcome == OutcomePartial)
 }

@@ -237,6 +237,34 @@ func (s *Store) Active(ctx context.Context, cluster string) ([]Key, error) {
 	return keys, nil
 }
 
+// AwaitingResume returns cluster's records detected since since whose
+// rescued data no later run has been counted as starting from yet
+// (Record.AwaitsResume): what a new leader watches.
+func (s *Store) AwaitingResume(ctx context.Context, cluster string, since time.Time) ([]*Record, error) {
+	recs, err := s.query(ctx, &dynamodb.QueryInput{
+		TableName:                aws.String(s.table),
+		IndexName:                aws.String(IndexByCluster),
+		KeyConditionExpression:   aws.String("GSI1PK = :c AND GSI1SK >= :t"),
+		FilterExpression:         aws.String("#p = :done AND attribute_not_exists(Saved)"),
+		ExpressionAttributeNames: map[string]string{"#p": "Phase"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":c":    &types.AttributeValueMemberS{Value: clusterPK(cluster)},
+			":t":    &types.AttributeValueMemberS{Value: since.UTC().Format(sortTime)},
+			":done": &types.AttributeValueMemberS{Value: string(Done)},
+		},
+	}, 0)
+	if err != nil {
+		return nil, fmt.Errorf("list records awaiting a resume: %w", err)
+	}
+	out := recs[:0]
+	for _, r := range recs {
+		if r.AwaitsResume() {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
 func (s *Store) query(ctx context.Context, in *dynamodb.QueryInput, limit int) ([]*Record, error) {
 	var out []*Record
 	p := dynamodb.NewQueryPaginator(s.db, in)

@@ -41,6 +41,7 @@ type Config struct {
 	Deadline   Deadline   `yaml:"deadline"`
 	Rescue     Rescue     `yaml:"rescue"`
 	Fallback   Fallback   `yaml:"fallback"`
+	Steer      Steer      `yaml:"steer"`
 	Restore    Restore    `yaml:"restore"`
 	Metrics    Metrics    `yaml:"metrics"`
 	Notify     Notify     `yaml:"notify"`
@@ -98,6 +99,11 @@ type Fallback struct {
 	Partition string `yaml:"partition" help:"on-demand partition for jobs that reached fallback.after interruptions"`
 }
 
+// Steer keeps a requeued job off the capacity that was just reclaimed.
+type Steer struct {
+	AvoidFor Duration `yaml:"avoid_for" help:"keep a job requeued after a Spot interruption off the interrupted ParallelCluster compute resource (its <queue>-st|dy-<name>-<n> nodes) this long, when other nodes of its partitions can run it; 0 turns it off"`
+}
+
 // Restore controls what the next run of a rescued job gets.
 type Restore struct {
 	Enabled bool     `yaml:"enabled" help:"restore rescued data into the job's scratch directory in the Prolog"`
@@ -132,6 +138,7 @@ func Default() Config {
 		Rescue: Rescue{Concurrency: 64, // rescue.DefaultConcurrency (config_test.go checks)
 			States: []string{"RUNNING", "COMPLETING", "SUSPENDED"}, CheckpointGrace: Duration(10 * time.Second),
 			Checksum: "CRC32C", PackSmallFiles: PackAuto, PresyncOnRebalance: true},
+		Steer:   Steer{AvoidFor: Duration(15 * time.Minute)},
 		Restore: Restore{Enabled: true, Timeout: Duration(5 * time.Minute)},
 		Metrics: Metrics{Listen: "127.0.0.1:9464"},
 		Notify:  Notify{Outcomes: []string{"failed", "partial"}},

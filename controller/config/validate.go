@@ -184,6 +184,8 @@ func (v *validator) policy(c *Config) {
 	f := c.Fallback
 	v.check(f.After < 0, "fallback.after", fmt.Sprintf("%d is negative", f.After), "set 0 to turn the fallback off, or a count of interruptions")
 	v.check(f.After > 0 && !partitionRe.MatchString(f.Partition), "fallback.partition", fmt.Sprintf("%q is not a partition name", f.Partition), "name the on-demand partition jobs move to, or set fallback.after to 0")
+	avoid := c.Steer.AvoidFor.Std()
+	v.check(avoid < 0 || avoid > 24*time.Hour, "steer.avoid_for", fmt.Sprintf("%s is out of range", c.Steer.AvoidFor), "set it between 1s and 24h (15m is the default), or 0 to turn steering off")
 }
 
 var snsTopicRe = regexp.MustCompile(`^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$`)

@@ -194,13 +194,33 @@ func (c *Client) SetAdminComment(ctx context.Context, id, comment string) error 
 }
 
 // SetPartition moves a job to another partition; Slurm allows it while the
-// job is pending.
+// job is pending, and answers ErrNotPending after.
 func (c *Client) SetPartition(ctx context.Context, id, partition string) error {
 	if err := validPartition(partition); err != nil {
 		return fmt.Errorf("set partition of job %s: %w", id, err)
 	}
 	if err := c.update(ctx, id, "partition="+partition); err != nil {
 		return fmt.Errorf("set partition of job %s to %s: %w", id, partition, err)
+	}
+	return nil
+}
+
+// SetExcludedNodes replaces the job's excluded node list with `scontrol
+// update jobid=<id> ExcNodeList=<hostlist>`, so that Slurm does not start
+// it on those nodes; an empty hostlist clears the list. hostlist is node
+// names or a Slurm hostlist ("queue1-dy-c5xlarge-[1-3],queue2-st-m5-1").
+// It replaces the list, not adds to it: to keep what was excluded before,
+// join Job.ExcNodes to it.
+//
+// Slurm allows the change only while the job is pending: a job that has
+// started gives ErrNotPending (unless the list is the one it already has),
+// and a node slurmctld does not know gives ErrNoNode.
+func (c *Client) SetExcludedNodes(ctx context.Context, id, hostlist string) error {
+	if err := validHostlist("excluded node list", hostlist); err != nil {
+		return fmt.Errorf("set excluded nodes of job %s: %w", id, err)
+	}
+	if err := c.update(ctx, id, "ExcNodeList="+hostlist); err != nil {
+		return fmt.Errorf("set excluded nodes of job %s to %q: %w", id, hostlist, err)
 	}
 	return nil
 }

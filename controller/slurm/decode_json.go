@@ -101,6 +101,10 @@ func (n number) uint() uint64 {
 	return uint64(n.v)
 }
 
+// count returns the value for a count (nodes, CPUs): 0 when unset or
+// negative, at most maxCount.
+func (n number) count() int { return int(min(n.uint(), maxCount)) }
+
 // unixTime is a UNIX timestamp; 0 and unset are the zero time.
 func (n number) unixTime() time.Time {
 	if !n.set || n.v <= 0 {
@@ -283,6 +287,12 @@ type jsonJob struct {
 	Account      text     `json:"account"`
 	SubmitTime   number   `json:"submit_time"`
 	StartTime    number   `json:"start_time"`
+	ExcNodes     text     `json:"excluded_nodes"`
+	ReqNodes     text     `json:"required_nodes"`
+	NodeCount    number   `json:"node_count"`
+	CPUs         number   `json:"cpus"`
+	TRESAlloc    text     `json:"tres_alloc_str"`
+	TRESReq      text     `json:"tres_req_str"`
 }
 
 func (r *jsonJob) job() (Job, error) {
@@ -296,7 +306,15 @@ func (r *jsonJob) job() (Job, error) {
 		Priority: r.Priority.v, AdminComment: string(r.AdminComment),
 		Partition: string(r.Partition), Account: string(r.Account),
 		SubmitTime: r.SubmitTime.unixTime(), StartTime: r.StartTime.unixTime(),
+		ExcNodes: nullText(string(r.ExcNodes)), ReqNodes: nullText(string(r.ReqNodes)), NodeCount: r.NodeCount.count(), CPUs: r.CPUs.count(),
 	}
+	// A job that holds nothing (pending, or requeued) has no allocated
+	// TRES: what it asked for is what it will need.
+	tres := nullText(string(r.TRESAlloc))
+	if tres == "" {
+		tres = string(r.TRESReq)
+	}
+	j.GPUs = gpusOf(tres)
 	j.setIDs(ids{
 		jobID: r.JobID.uint(), arrayJobID: r.ArrayJobID.uint(),
 		arrayTaskID: r.ArrayTaskID.uint(), hasTask: r.ArrayTaskID.set,
@@ -312,17 +330,22 @@ func (r *jsonJob) job() (Job, error) {
 
 // jsonNode: v0.0.38 (22.05 sinfo) has a lower-case "state" string and
 // "state_flags"; v0.0.39+ (scontrol show node) an upper-case "state" array.
+// "partitions" is an array in every version; names also takes a
+// comma-joined string, should a release print one.
 type jsonNode struct {
-	Name       text  `json:"name"`
-	State      names `json:"state"`
-	StateFlags names `json:"state_flags"`
-	Reason     text  `json:"reason"`
-	Address    text  `json:"address"`
+	Name       text   `json:"name"`
+	State      names  `json:"state"`
+	StateFlags names  `json:"state_flags"`
+	Reason     text   `json:"reason"`
+	Address    text   `json:"address"`
+	Partitions names  `json:"partitions"`
+	CPUs       number `json:"cpus"`
 }
 
 func (r *jsonNode) node() Node {
-	n := Node{Name: string(r.Name), Reason: string(r.Reason), Addr: string(r.Address)}
+	n := Node{Name: string(r.Name), Reason: string(r.Reason), Addr: string(r.Address), CPUs: r.CPUs.count()}
 	n.setState(append(append([]string{}, r.State...), r.StateFlags...))
+	n.setPartitions(r.Partitions)
 	return n
 }
 

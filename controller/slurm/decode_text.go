@@ -156,7 +156,7 @@ var jobKeys = []string{
 	"JobId", "ArrayJobId", "ArrayTaskId", "HetJobId", "HetJobOffset", "JobName",
 	"UserId", "JobState", "Reason", "Priority", "Requeue", "Restarts", "BatchFlag",
 	"AdminComment", "Partition", "Account", "BatchHost", "SubmitTime", "StartTime",
-	"NodeList",
+	"NodeList", "ExcNodeList", "ReqNodeList", "NumNodes", "NumCPUs", "TRES", "ReqTRES", "AllocTRES",
 }
 
 // jobFromRecord builds a Job from a `scontrol show job` record.
@@ -190,10 +190,48 @@ func jobFromRecord(r *record) (Job, error) {
 	j.Restarts, _ = strconv.Atoi(f("Restarts"))
 	j.Partition, j.Account, j.BatchHost = f("Partition"), f("Account"), f("BatchHost")
 	j.SubmitTime, j.StartTime = parseLocalTime(f("SubmitTime")), parseLocalTime(f("StartTime"))
+	j.ExcNodes, j.ReqNodes = f("ExcNodeList"), f("ReqNodeList")
+	j.NodeCount, j.CPUs = firstCount(f("NumNodes")), firstCount(f("NumCPUs"))
+	tres, err := jobTRES(r)
+	if err != nil {
+		return Job{}, fmt.Errorf("job %s: %w", j.ID, err)
+	}
+	j.GPUs = gpusOf(tres)
 	if err := j.setNodes(f("NodeList")); err != nil {
 		return Job{}, fmt.Errorf("job %s: %w", j.ID, err)
 	}
 	return j, nil
+}
+
+// jobTRES returns a job record's TRES: 22.05 prints one TRES= (allocated,
+// or requested while nothing is), 23.02 on ReqTRES= and AllocTRES=. A
+// record with both spellings got the other one from a newline in the job's
+// name or comment, to claim GPUs it does not have: refuse it, do not guess.
+func jobTRES(r *record) (string, error) {
+	_, old := r.fields["TRES"]
+	_, req := r.fields["ReqTRES"]
+	_, alloc := r.fields["AllocTRES"]
+	if old && (req || alloc) {
+		return "", errors.New("both TRES and ReqTRES/AllocTRES: the record was tampered with")
+	}
+	for _, k := range []string{"AllocTRES", "TRES"} {
+		if t := nullText(r.fields[k]); t != "" {
+			return t, nil
+		}
+	}
+	return nullText(r.fields["ReqTRES"]), nil
+}
+
+// firstCount reads NumNodes or NumCPUs, which a pending job shows as a
+// range ("1-4", "2-2"): the first number, the least the job needs. What
+// does not parse is 0; the result is at most maxCount.
+func firstCount(s string) int {
+	lo, _, _ := strings.Cut(s, "-")
+	n, err := strconv.ParseUint(lo, 10, 64)
+	if err != nil {
+		return 0
+	}
+	return int(min(n, maxCount))
 }
 
 // parseJobsText reads `scontrol show job` output.
@@ -223,25 +261,49 @@ func parseJobsText(out string) ([]Job, error) {
 // nodeReasonSuffix is the " [root@2026-11-26T04:20:53]" scontrol appends.
 var nodeReasonSuffix = regexp.MustCompile(` \[[^\]@]*@[^\]]*\]$`)
 
+// noNodes is what `scontrol show node` prints, and exits 0, for a cluster
+// without nodes.
+const noNodes = "No nodes in the system"
+
 // parseNodesText reads `scontrol show node` output.
 func parseNodesText(out string) ([]Node, error) {
+	if strings.TrimSpace(out) == noNodes {
+		return nil, nil
+	}
 	recs, err := parseShow(out, "NodeName", "", freeNodeKeys, nil)
 	if err != nil {
 		return nil, err
 	}
 	nodes := make([]Node, 0, len(recs))
 	for _, r := range recs {
-		name, err1 := r.get("NodeName")
-		state, err2 := r.get("State")
-		if err := errors.Join(err1, err2); err != nil || name == "" {
-			return nil, fmt.Errorf("node %q: %w", name, err)
+		n, err := nodeFromRecord(r)
+		if err != nil {
+			return nil, err
 		}
-		n := Node{Name: name, Addr: nullText(r.fields["NodeAddr"])}
-		n.Reason = nodeReasonSuffix.ReplaceAllString(nullText(r.fields["Reason"]), "")
-		n.setState([]string{state})
 		nodes = append(nodes, n)
 	}
 	return nodes, nil
+}
+
+// nodeFromRecord builds a Node from a `scontrol show node` record. The
+// fields a reason's newline could repeat (it is the last line) are read
+// with get, which refuses a field given twice.
+func nodeFromRecord(r *record) (Node, error) {
+	name, err1 := r.get("NodeName")
+	state, err2 := r.get("State")
+	parts, err3 := r.get("Partitions")
+	cpus, err4 := r.get("CPUTot")
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return Node{}, fmt.Errorf("node %q: %w", name, err)
+	}
+	if name == "" {
+		return Node{}, errors.New("node record without a name")
+	}
+	n := Node{Name: name, Addr: nullText(r.fields["NodeAddr"]), CPUs: firstCount(cpus)}
+	n.Reason = nodeReasonSuffix.ReplaceAllString(nullText(r.fields["Reason"]), "")
+	n.setState([]string{state})
+	n.setPartitions([]string{parts})
+	return n, nil
 }
 
 // squeueFields are the columns of the squeue -O fallback, in order. Each is

@@ -1,6 +1,7 @@
 // Package slurm drives the Slurm command-line tools (squeue, sinfo, scontrol,
 // scancel) for the spotrescue controller: it reads jobs and nodes and holds,
-// drains, requeues, releases and signals them.
+// drains, requeues, releases and signals them, and keeps pending jobs off
+// nodes (SetExcludedNodes).
 //
 // Every command runs from a configured bin directory by exec with an argv;
 // nothing is ever passed through a shell. Job ids, node names, partition and

@@ -22,6 +22,10 @@ var (
 	// ErrFinished: the job has finished, so it cannot be held or released
 	// ("Job has already finished").
 	ErrFinished = errors.New("slurm: job has already finished")
+	// ErrNotPending: the change is allowed only while the job is pending
+	// (its partition, its excluded nodes), and the job has started ("Job is
+	// no longer pending execution").
+	ErrNotPending = errors.New("slurm: job is no longer pending")
 	// ErrNotHetLeader: a heterogeneous job is requeued only through its
 	// leader, the component with HetJobOffset 0 (its id is Job.HetJobID).
 	ErrNotHetLeader = errors.New("slurm: not the heterogeneous job leader")
@@ -41,6 +45,7 @@ var definitive = []struct {
 }{
 	{"Invalid job id specified", ErrNoJob},
 	{"Job is pending execution", ErrAlreadyPending},
+	{"Job is no longer pending execution", ErrNotPending},
 	{"Requested operation is presently disabled", ErrNotRequeueable},
 	{"Only batch jobs are accepted or processed", ErrNotRequeueable},
 	{"Job has already finished", ErrFinished},

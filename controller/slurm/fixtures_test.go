@@ -2,10 +2,14 @@ package slurm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -234,12 +238,14 @@ func TestReal2205Node(t *testing.T) {
 				t.Fatal(err)
 			}
 			wantN := Node{Name: "compute-4", State: "MIXED", Flags: []string{"DRAIN"},
-				Reason: "spot interruption: i-0abc = reclaim ✓", Addr: "127.0.0.14"}
+				Reason: "spot interruption: i-0abc = reclaim ✓", Addr: "127.0.0.14",
+				Partitions: []string{"spot", "ondemand"}, CPUs: 4}
 			if !reflect.DeepEqual(*n, wantN) || !n.Drained() {
 				t.Errorf("node %+v, want %+v", *n, wantN)
 			}
 			n, err = c.Node(ctx, "compute-1")
-			if err != nil || n.State != "MIXED" || n.Drained() || n.Reason != "" || n.Addr != "127.0.0.11" {
+			if err != nil || n.State != "MIXED" || n.Drained() || n.Reason != "" || n.Addr != "127.0.0.11" ||
+				!reflect.DeepEqual(n.Partitions, []string{"spot"}) || n.CPUs != 4 {
 				t.Errorf("compute-1 %+v, %v", n, err)
 			}
 		})
@@ -385,12 +391,14 @@ func TestModernNode(t *testing.T) {
 			c, _ := fixtureClient(t, m.dir, nil)
 			n, err := c.Node(context.Background(), "queue1-dy-c5xlarge-1")
 			want1 := Node{Name: "queue1-dy-c5xlarge-1", State: "MIXED", Flags: []string{"DRAIN"},
-				Reason: "spot interruption: i-0abc = reclaim ✓", Addr: "10.0.1.11"}
+				Reason: "spot interruption: i-0abc = reclaim ✓", Addr: "10.0.1.11",
+				Partitions: []string{"queue1"}, CPUs: 4}
 			if err != nil || !reflect.DeepEqual(*n, want1) || !n.Drained() {
 				t.Errorf("node %+v, %v", n, err)
 			}
 			n, err = c.Node(context.Background(), "queue1-dy-c5xlarge-12")
-			if err != nil || n.State != "IDLE" || !reflect.DeepEqual(n.Flags, []string{"CLOUD", "POWERED_DOWN"}) || n.Drained() {
+			if err != nil || n.State != "IDLE" || !reflect.DeepEqual(n.Flags, []string{"CLOUD", "POWERED_DOWN"}) || n.Drained() ||
+				!reflect.DeepEqual(n.Partitions, []string{"queue1"}) || n.CPUs != 4 {
 				t.Errorf("node %+v, %v", n, err)
 			}
 		})
@@ -419,6 +427,309 @@ func TestFixtureMeta(t *testing.T) {
 		cv, err := c.Version(context.Background())
 		if err != nil || cv != want.v || expectedParser(cv) != want.parser {
 			t.Errorf("%s: Version %v, %v", dir, cv, err)
+		}
+	}
+}
+
+// sizes are the fields of a job that say where it may run and what it
+// holds.
+type sizes struct {
+	exc               string
+	nodes, cpus, gpus int
+}
+
+func sizesOf(j Job) sizes { return sizes{j.ExcNodes, j.NodeCount, j.CPUs, j.GPUs} }
+
+// want2205Sizes: the components of het job 5 exclude each other's node,
+// job 3 runs on two nodes with a CPU each, every other job on one; no GPUs.
+func want2205Sizes(id string) sizes {
+	switch id {
+	case "3":
+		return sizes{"", 2, 2, 0}
+	case "5":
+		return sizes{"compute-4", 1, 1, 0}
+	case "6":
+		return sizes{"compute-3", 1, 1, 0}
+	}
+	return sizes{"", 1, 1, 0}
+}
+
+// squeue --json and scontrol show job read the same sizes; squeue's text
+// columns do not carry them.
+func TestReal2205JobSizes(t *testing.T) {
+	ctx := context.Background()
+	t.Run("squeue --json", func(t *testing.T) {
+		c, _ := fixtureClient(t, "22.05", nil)
+		jobs, err := c.Jobs(ctx)
+		if err != nil || len(jobs) != 14 {
+			t.Fatalf("%d jobs, %v", len(jobs), err)
+		}
+		for _, j := range jobs {
+			if got := sizesOf(j); got != want2205Sizes(j.ID) {
+				t.Errorf("job %s: %+v, want %+v", j.ID, got, want2205Sizes(j.ID))
+			}
+		}
+	})
+	t.Run("scontrol show job", func(t *testing.T) {
+		c, _ := fixtureClient(t, "22.05", nil)
+		for id := range want2205() {
+			if id == "1" {
+				continue // not shown: another test's job
+			}
+			j, err := c.Job(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := sizesOf(*j); got != want2205Sizes(id) {
+				t.Errorf("job %s: %+v, want %+v", id, got, want2205Sizes(id))
+			}
+		}
+	})
+	t.Run("squeue -O text", func(t *testing.T) {
+		c, _ := fixtureClient(t, "22.05", failJSON)
+		jobs, err := c.Jobs(ctx)
+		if err != nil || len(jobs) != 14 {
+			t.Fatalf("%d jobs, %v", len(jobs), err)
+		}
+		for _, j := range jobs {
+			if got := sizesOf(j); got != (sizes{}) {
+				t.Errorf("job %s: %+v from squeue's text columns, want zeros", j.ID, got)
+			}
+		}
+	})
+}
+
+// In the written fixtures jobs 126 and 140 have two nodes, every job one
+// CPU, nothing excluded and no GPUs.
+func TestModernJobSizes(t *testing.T) {
+	wantSizes := func(id string) sizes {
+		if id == "126" || id == "140" {
+			return sizes{"", 2, 1, 0}
+		}
+		return sizes{"", 1, 1, 0}
+	}
+	ctx := context.Background()
+	for _, m := range modern {
+		t.Run(m.dir, func(t *testing.T) {
+			c, _ := fixtureClient(t, m.dir, nil)
+			jobs, err := c.Jobs(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, j := range jobs {
+				if got := sizesOf(j); got != wantSizes(j.ID) {
+					t.Errorf("squeue: job %s: %+v, want %+v", j.ID, got, wantSizes(j.ID))
+				}
+			}
+			c, _ = fixtureClient(t, m.dir, nil)
+			for _, id := range []string{"125", "123", "127", "130", "131", "139"} {
+				j, err := c.Job(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := sizesOf(*j); got != wantSizes(id) {
+					t.Errorf("scontrol: job %s: %+v, want %+v", id, got, wantSizes(id))
+				}
+			}
+		})
+	}
+}
+
+// The fixtures hold no GPU job: the recorded records with a GPU TRES, an
+// exclusion and a pending job's ranges read as they should.
+func TestJobSizesEdited(t *testing.T) {
+	ctx := context.Background()
+	for _, m := range modern {
+		t.Run(m.dir, func(t *testing.T) {
+			c, _ := fixtureClient(t, m.dir, func(cmd string) ([]byte, error, bool) {
+				if cmd != "scontrol --json show job 125" {
+					return nil, nil, false
+				}
+				data, err := os.ReadFile(filepath.Join("testdata", m.dir, "scontrol_show_job_125.json"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := strings.Replace(string(data), `"tres_alloc_str": "cpu=1,node=1,billing=1"`,
+					`"tres_alloc_str": "cpu=8,node=1,billing=8,gres/gpu=4,gres/gpu:a100=4"`, 1)
+				s = strings.Replace(s, `"excluded_nodes": ""`, `"excluded_nodes": "queue1-dy-c5xlarge-[2-3]"`, 1)
+				if s == string(data) {
+					t.Fatal("fixture not edited")
+				}
+				return []byte(s), nil, true
+			})
+			j, err := c.Job(ctx, "125")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := sizesOf(*j), (sizes{"queue1-dy-c5xlarge-[2-3]", 1, 1, 4}); got != want {
+				t.Errorf("%+v, want %+v", got, want)
+			}
+		})
+	}
+	t.Run("22.05 text", func(t *testing.T) {
+		text := job2(t, "   TRES=cpu=1,node=1,billing=1", "   TRES=cpu=4,node=2,billing=4,gres/gpu:t4=1,gres/gpu:a10g=2")
+		text = strings.Replace(text, "NumNodes=1 NumCPUs=1", "NumNodes=2-4 NumCPUs=4-8", 1)
+		text = strings.Replace(text, "ExcNodeList=(null)", "ExcNodeList=compute-[3-4]", 1)
+		jobs, err := parseJobsText(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := sizesOf(jobs[0]), (sizes{"compute-[3-4]", 2, 4, 3}); got != want {
+			t.Errorf("%+v, want %+v", got, want)
+		}
+	})
+	t.Run("23.02 text", func(t *testing.T) {
+		// ReqTRES and AllocTRES replace TRES: a pending job has no
+		// allocation, and its request counts.
+		text := job2(t, "   TRES=cpu=1,node=1,billing=1", "   ReqTRES=cpu=1,mem=1000M,node=1,billing=1,gres/gpu=2\n   AllocTRES=(null)")
+		jobs, err := parseJobsText(text)
+		if err != nil || jobs[0].GPUs != 2 {
+			t.Fatalf("%+v, %v", jobs, err)
+		}
+		text = job2(t, "   TRES=cpu=1,node=1,billing=1", "   ReqTRES=cpu=1,node=1,gres/gpu=2\n   AllocTRES=cpu=1,node=1,gres/gpu=1")
+		if jobs, err = parseJobsText(text); err != nil || jobs[0].GPUs != 1 {
+			t.Fatalf("%+v, %v", jobs, err)
+		}
+	})
+}
+
+// allNodes builds what a command that lists every node prints from the
+// fixtures of single nodes: their JSON "nodes" joined into the first
+// document, or their text records one after the other.
+func allNodes(t *testing.T, dir, ext string) []byte {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join("testdata", dir, "scontrol_show_node_*."+ext))
+	if len(files) < 2 {
+		t.Fatalf("%d node fixtures in %s", len(files), dir)
+	}
+	var text []byte
+	var doc map[string]json.RawMessage
+	var nodes []json.RawMessage
+	for _, name := range files {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ext == "txt" {
+			text = append(text, data...)
+			continue
+		}
+		var d map[string]json.RawMessage
+		var n []json.RawMessage
+		if err := json.Unmarshal(data, &d); err != nil || json.Unmarshal(d["nodes"], &n) != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if doc == nil {
+			doc = d
+		}
+		nodes = append(nodes, n...)
+	}
+	if ext == "txt" {
+		return text
+	}
+	doc["nodes"], _ = json.Marshal(nodes)
+	out, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// answer returns out for the command cmd.
+func answer(cmd string, out []byte) func(string) ([]byte, error, bool) {
+	return func(c string) ([]byte, error, bool) { return out, nil, c == cmd }
+}
+
+// 22.05 lists every node with sinfo --json, which names each once with its
+// partitions; when that does not parse, with scontrol show node text.
+func TestReal2205Nodes(t *testing.T) {
+	ctx := context.Background()
+	c, f := fixtureClient(t, "22.05", nil)
+	nodes, err := c.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, n := range nodes {
+		got = append(got, fmt.Sprintf("%s %s %q %d", n.Name, n.State, n.Partitions, n.CPUs))
+	}
+	want := []string{`compute-1 MIXED ["spot"] 4`, `compute-2 MIXED ["spot"] 4`,
+		`compute-3 MIXED ["spot" "ondemand"] 4`, `compute-4 MIXED ["spot" "ondemand"] 4`}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("nodes\n got  %q\n want %q", got, want)
+	}
+	if calls := f.Calls(); !reflect.DeepEqual(calls, []string{"scontrol --version", "sinfo --json"}) {
+		t.Errorf("calls %q", calls)
+	}
+
+	// The text reads the same nodes the same way.
+	text := allNodes(t, "22.05", "txt")
+	c, f = fixtureClient(t, "22.05", func(cmd string) ([]byte, error, bool) {
+		if out, err, ok := failJSON(cmd); ok {
+			return out, err, ok
+		}
+		return answer("scontrol show node", text)(cmd)
+	})
+	fromText, err := c.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fromText) != 2 || !reflect.DeepEqual(fromText[0], nodes[0]) || !reflect.DeepEqual(fromText[1], nodes[3]) {
+		t.Errorf("text nodes\n got  %+v\n want %+v and %+v", fromText, nodes[0], nodes[3])
+	}
+	if calls := f.Calls(); calls[len(calls)-1] != "scontrol show node" {
+		t.Errorf("calls %q", calls)
+	}
+}
+
+// From 23.02 on, scontrol --json show node without a name lists them all.
+func TestModernNodes(t *testing.T) {
+	for _, m := range modern {
+		t.Run(m.dir, func(t *testing.T) {
+			c, f := fixtureClient(t, m.dir, answer("scontrol --json show node", allNodes(t, m.dir, "json")))
+			nodes, err := c.Nodes(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []Node{
+				{Name: "queue1-dy-c5xlarge-1", State: "MIXED", Flags: []string{"DRAIN"},
+					Reason: "spot interruption: i-0abc = reclaim ✓", Addr: "10.0.1.11", Partitions: []string{"queue1"}, CPUs: 4},
+				{Name: "queue1-dy-c5xlarge-12", State: "IDLE", Flags: []string{"CLOUD", "POWERED_DOWN"},
+					Addr: "10.0.1.12", Partitions: []string{"queue1"}, CPUs: 4},
+			}
+			if !reflect.DeepEqual(nodes, want) {
+				t.Errorf("nodes\n got  %+v\n want %+v", nodes, want)
+			}
+			if calls := f.Calls(); !reflect.DeepEqual(calls, []string{"scontrol --version", "scontrol --json show node"}) {
+				t.Errorf("calls %q", calls)
+			}
+		})
+	}
+}
+
+// The nodes a job asked for (sbatch -w) read the same from squeue --json
+// and scontrol show job: job 3 asked for compute-[1-2], het component 5
+// for compute-3.
+func TestReal2205RequiredNodes(t *testing.T) {
+	ctx := context.Background()
+	c, _ := fixtureClient(t, "22.05", nil)
+	jobs, err := c.Jobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"3": "compute-[1-2]", "5": "compute-3"}
+	for _, j := range jobs {
+		if w, ok := want[j.ID]; ok && j.ReqNodes != w {
+			t.Errorf("squeue --json: job %s asked for %q, want %q", j.ID, j.ReqNodes, w)
+		}
+	}
+	for id, w := range want {
+		j, err := c.Job(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.ReqNodes != w {
+			t.Errorf("scontrol show job: job %s asked for %q, want %q", id, j.ReqNodes, w)
 		}
 	}
 }

@@ -84,7 +84,35 @@ func checkJobs(t *testing.T, jobs []Job) {
 			t.Fatalf("job %s addressed as %q", j.ID, j.Target())
 		}
 		checkNames(t, j.Nodes)
+		checkCounts(t, j.NodeCount, j.CPUs, j.GPUs)
 		_ = j.Active() || j.Finished() || j.Held() || j.Completing()
+	}
+}
+
+// checkCounts: no count read is negative or beyond maxCount.
+func checkCounts(t *testing.T, counts ...int) {
+	t.Helper()
+	for _, n := range counts {
+		if n < 0 || n > maxCount {
+			t.Fatalf("count %d", n)
+		}
+	}
+}
+
+// checkNodes holds for every node any reader returns.
+func checkNodes(t *testing.T, nodes []Node) {
+	t.Helper()
+	for _, n := range nodes {
+		if n.Name == "" {
+			t.Fatal("node without a name")
+		}
+		checkCounts(t, n.CPUs)
+		for _, p := range n.Partitions {
+			if p == "" || strings.Contains(p, ",") || strings.TrimSpace(p) != p {
+				t.Fatalf("node %s: partition %q", n.Name, p)
+			}
+		}
+		_ = n.Drained()
 	}
 }
 
@@ -116,12 +144,7 @@ func FuzzDecodeJobs(f *testing.F) {
 		if err != nil && len(nodes) > 0 {
 			t.Fatalf("%d nodes with error %v", len(nodes), err)
 		}
-		for _, n := range nodes {
-			if n.Name == "" {
-				t.Fatal("node without a name")
-			}
-			_ = n.Drained()
-		}
+		checkNodes(t, nodes)
 	})
 }
 
@@ -147,11 +170,7 @@ func FuzzParseJobsText(f *testing.F) {
 		if err != nil && len(nodes) > 0 {
 			t.Fatalf("%d nodes with error %v", len(nodes), err)
 		}
-		for _, n := range nodes {
-			if n.Name == "" {
-				t.Fatal("node without a name")
-			}
-		}
+		checkNodes(t, nodes)
 	})
 }
 
@@ -164,6 +183,24 @@ func FuzzParseSqueue(f *testing.F) {
 		checkJobs(t, jobs)
 		if n := strings.Count(string(data), recordSep); len(jobs) > n {
 			t.Fatalf("%d jobs from %d records", len(jobs), n)
+		}
+	})
+}
+
+// FuzzGPUsOf: any TRES string gives a bounded count, and one with a
+// gres/gpu total gives that total whatever typed entries follow.
+func FuzzGPUsOf(f *testing.F) {
+	for _, s := range []string{"cpu=4,mem=1000M,node=1,billing=4,gres/gpu=2", "gres/gpu:a100=2,gres/gpu:t4=1",
+		"gres/gpu=3,gres/gpu:a100=2,gres/gpu:t4=1", "gres/gpumem=40G,gres/gpu=-3", "(null)"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, tres string) {
+		n := gpusOf(tres)
+		checkCounts(t, n)
+		if !strings.Contains(tres, "gres/gpu=") {
+			if got := gpusOf("gres/gpu=7," + tres); got != 7 {
+				t.Fatalf("gpusOf(gres/gpu=7,%q) = %d", tres, got)
+			}
 		}
 	})
 }

@@ -166,6 +166,11 @@ func TestNewlinesInNameOrCommentAreRefused(t *testing.T) {
 		{"name starts a record", job2(t, name, "JobName=evil\nJobId=2 ArrayJobId=5 ArrayTaskId=3 JobName=x")},
 		{"name starts a record after a blank line", job2(t, name, "JobName=evil\n\nJobId=999 JobName=x")},
 		{"comment adds array ids", job2(t, stdout, "   Comment=hi\n   ArrayJobId=5 ArrayTaskId=3\n"+stdout)},
+		{"name claims GPUs", job2(t, name, "JobName=evil\n   AllocTRES=cpu=1,gres/gpu=64")},
+		{"comment claims GPUs", job2(t, stdout, "   Comment=hi\n   ReqTRES=gres/gpu=64\n"+stdout)},
+		{"name repeats the sizes", job2(t, name, "JobName=evil\n   NumNodes=64 NumCPUs=4096")},
+		{"name repeats the exclusion", job2(t, name, "JobName=evil\n   ExcNodeList=compute-1")},
+		{"comment repeats the GPUs", job2(t, stdout, "   Comment=hi\n   TRES=gres/gpu=64\n"+stdout)},
 		{"comment repeats the job", job2(t, stdout, "   Comment=hi\n\nJobId=2 ArrayJobId=5 ArrayTaskId=3 JobName=y\n   UserId=root(0) JobState=RUNNING NodeList=compute-1\n"+stdout)},
 	}
 	for _, tc := range cases {
@@ -260,6 +265,112 @@ func TestHostileVersionStrings(t *testing.T) {
 	for _, bad := range []string{"", "slurm", "slurm 2.5.8", "slurm x22.05.8", "22.05"} {
 		if v, err := ParseVersion(bad); err == nil {
 			t.Errorf("ParseVersion(%q) = %+v", bad, v)
+		}
+	}
+}
+
+// nodeText is the real 22.05 text of compute-1 and compute-4 with old
+// replaced once.
+func nodeText(t *testing.T, old, new string) string {
+	t.Helper()
+	text := string(allNodes(t, "22.05", "txt"))
+	if !strings.Contains(text, old) {
+		t.Fatalf("fixture has no %q", old)
+	}
+	return strings.Replace(text, old, new, 1)
+}
+
+// slurmctld prints each node once. A second record of a node, forged by a
+// newline in a node's reason or printed by a broken release, fails the
+// listing rather than speak for the node.
+func TestNodesListedTwiceAreRefused(t *testing.T) {
+	ctx := context.Background()
+	const reason = "   Reason=spot interruption: i-0abc = reclaim ✓ [root@2026-11-26T04:35:06]"
+	forged := nodeText(t, reason, "   Reason=x\n\nNodeName=compute-1 Arch=x86_64\n   State=IDLE Partitions=gpu CPUTot=64")
+	if nodes, err := parseNodesText(forged); err != nil || len(nodes) != 3 {
+		t.Fatalf("the forgery does not parse as 3 records (%+v, %v): the test would prove nothing", nodes, err)
+	}
+	c, _ := fixtureClient(t, "22.05", func(cmd string) ([]byte, error, bool) {
+		if out, err, ok := failJSON(cmd); ok {
+			return out, err, ok
+		}
+		return answer("scontrol show node", []byte(forged))(cmd)
+	})
+	if nodes, err := c.Nodes(ctx); err == nil || !strings.Contains(err.Error(), "compute-1 listed twice") {
+		t.Errorf("forged text: %+v, %v", nodes, err)
+	}
+
+	// A reason repeating a field of its record is refused by the parser.
+	repeated := nodeText(t, reason, "   Reason=x\n   Partitions=gpu CPUTot=64")
+	if nodes, err := parseNodesText(repeated); err == nil {
+		t.Errorf("repeated fields accepted: %+v", nodes)
+	}
+
+	// JSON naming a node twice: the text is read instead.
+	sinfo, err := os.ReadFile(filepath.Join("testdata", "22.05", "sinfo.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]json.RawMessage
+	var list []json.RawMessage
+	if json.Unmarshal(sinfo, &doc) != nil || json.Unmarshal(doc["nodes"], &list) != nil {
+		t.Fatal("sinfo.json does not decode")
+	}
+	doc["nodes"], _ = json.Marshal(append(list, list[0]))
+	twice, _ := json.Marshal(doc)
+	text := allNodes(t, "22.05", "txt")
+	c, f := fixtureClient(t, "22.05", func(cmd string) ([]byte, error, bool) {
+		switch cmd {
+		case "sinfo --json":
+			return twice, nil, true
+		case "scontrol show node":
+			return text, nil, true
+		}
+		return nil, nil, false
+	})
+	if nodes, err := c.Nodes(ctx); err != nil || len(nodes) != 2 {
+		t.Errorf("text after JSON listing a node twice: %+v, %v", nodes, err)
+	}
+	if calls := f.Calls(); !reflect.DeepEqual(calls, []string{"scontrol --version", "sinfo --json", "scontrol show node"}) {
+		t.Errorf("calls %q", calls)
+	}
+
+	// Both listing a node twice: an error.
+	c, _ = fixtureClient(t, "24.05", func(cmd string) ([]byte, error, bool) {
+		switch cmd {
+		case "scontrol --json show node":
+			var d map[string]json.RawMessage
+			var n []json.RawMessage
+			all := allNodes(t, "24.05", "json")
+			if json.Unmarshal(all, &d) != nil || json.Unmarshal(d["nodes"], &n) != nil {
+				t.Fatal("nodes do not decode")
+			}
+			d["nodes"], _ = json.Marshal(append(n, n[1]))
+			out, _ := json.Marshal(d)
+			return out, nil, true
+		case "scontrol show node":
+			return append(append([]byte{}, text...), text...), nil, true
+		}
+		return nil, nil, false
+	})
+	if nodes, err := c.Nodes(ctx); err == nil || !strings.Contains(err.Error(), "listed twice") {
+		t.Errorf("JSON and text listing nodes twice: %+v, %v", nodes, err)
+	}
+}
+
+func TestNodesOfAnEmptyCluster(t *testing.T) {
+	for name, override := range map[string]func(string) ([]byte, error, bool){
+		"json": answer("scontrol --json show node", []byte(`{"meta":{},"errors":[],"nodes":[]}`)),
+		"text": func(cmd string) ([]byte, error, bool) {
+			if out, err, ok := failJSON(cmd); ok {
+				return out, err, ok
+			}
+			return answer("scontrol show node", []byte(noNodes+"\n"))(cmd)
+		},
+	} {
+		c, _ := fixtureClient(t, "24.05", override)
+		if nodes, err := c.Nodes(context.Background()); err != nil || len(nodes) != 0 {
+			t.Errorf("%s: %+v, %v", name, nodes, err)
 		}
 	}
 }

@@ -46,6 +46,23 @@ type Job struct {
 	Account      string
 	SubmitTime   time.Time
 	StartTime    time.Time // zero when not started (or unknown)
+	// ExcNodes is the job's excluded node list (sbatch -x, SetExcludedNodes)
+	// as Slurm prints it, a hostlist such as "queue1-dy-c5xlarge-[1-3]",
+	// kept unexpanded so that it can be handed back to SetExcludedNodes
+	// with a node added. "" when none, and when read from squeue's text
+	// columns, which do not carry it.
+	ExcNodes string
+	// ReqNodes is the node list the job asked for (sbatch -w), the same
+	// way; "" when none.
+	ReqNodes string
+	// NodeCount and CPUs are what the job was allocated or, while it is
+	// pending, the least it asked for (scontrol prints a pending job's
+	// range "1-4"). 0 when read from squeue's text columns.
+	NodeCount, CPUs int
+	// GPUs is the job's gres/gpu count: allocated, or requested while
+	// nothing is allocated (see gpusOf). 0 when read from squeue's text
+	// columns.
+	GPUs int
 }
 
 var (
@@ -198,4 +215,37 @@ func (j *Job) setNodes(list string) error {
 	nodes, err := naming.ExpandHostlist(list)
 	j.Nodes = nodes
 	return err
+}
+
+// maxCount bounds the node, CPU and GPU counts read from Slurm, so that a
+// broken or hostile value cannot overflow what callers add up.
+const maxCount = 1 << 20
+
+// gpusOf counts the GPUs of a TRES string such as
+// "cpu=4,mem=1000M,node=1,billing=4,gres/gpu=2". With typed GRES Slurm
+// lists the total ("gres/gpu=2") and each type ("gres/gpu:a100=2") as
+// well, so typed entries are summed only when there is no total. Other
+// gres/gpu TRES (gres/gpumem, gres/gpuutil) are not GPUs. A count that does
+// not parse is 0; the result is never negative and at most maxCount.
+func gpusOf(tres string) int {
+	var total, typed uint64
+	haveTotal := false
+	for _, item := range strings.Split(nullText(tres), ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(item), "=")
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			n = 0
+		}
+		n = min(n, maxCount)
+		switch {
+		case k == "gres/gpu" && !haveTotal:
+			total, haveTotal = n, true
+		case strings.HasPrefix(k, "gres/gpu:"):
+			typed = min(typed+n, maxCount)
+		}
+	}
+	if haveTotal {
+		return int(total)
+	}
+	return int(typed)
 }

@@ -372,3 +372,50 @@ func TestLabCompletingWhileReading(t *testing.T) {
 		t.Errorf("states seen %q, want COMPLETING then CANCELLED", seen)
 	}
 }
+
+// A running job's excluded nodes cannot change (ErrNotPending); right
+// after a requeue, while the old run may still be completing, they can,
+// and "" clears them. Nodes lists every node with its partitions.
+func TestLabExcludedNodesAndNodes(t *testing.T) {
+	l, c := labClient(t)
+	ctx := context.Background()
+	nodes, err := c.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := map[string][]string{}
+	for _, n := range nodes {
+		parts[n.Name] = n.Partitions
+	}
+	if !slices.Equal(parts["compute-3"], []string{"spot", "ondemand"}) || !slices.Equal(parts["pc-dy-c5-1"], []string{"pc"}) || len(nodes) != len(l.Instances) {
+		t.Errorf("Nodes: %d nodes (lab has %d), partitions %v", len(nodes), len(l.Instances), parts)
+	}
+
+	id := l.Sbatch(t, "-o", "/dev/null", "-p", "pc", "-x", "pc-dy-m5-1", "--wrap", "sleep 60")
+	j := waitJob(t, c, id, "running", running)
+	if j.ExcNodes != "pc-dy-m5-1" || j.BatchHost != "pc-dy-c5-1" {
+		t.Fatalf("running job excludes %q, runs on %s", j.ExcNodes, j.BatchHost)
+	}
+	if err := c.SetExcludedNodes(ctx, id, "pc-dy-c5-1"); !errors.Is(err, slurm.ErrNotPending) {
+		t.Errorf("on a running job: %v, want ErrNotPending", err)
+	}
+	if err := c.Hold(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Requeue(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetExcludedNodes(ctx, id, "pc-dy-c5-1,pc-dy-m5-1"); err != nil {
+		t.Fatalf("just after the requeue: %v", err)
+	}
+	if j, _ := c.Job(ctx, id); j.ExcNodes != "pc-dy-c5-1,pc-dy-m5-1" && j.ExcNodes != "pc-dy-c5-[1],pc-dy-m5-[1]" {
+		t.Errorf("excludes %q", j.ExcNodes)
+	}
+	if err := c.SetExcludedNodes(ctx, id, ""); err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := c.Job(ctx, id); j.ExcNodes != "" {
+		t.Errorf("cleared, still excludes %q", j.ExcNodes)
+	}
+	l.Run(t, "scancel", id)
+}

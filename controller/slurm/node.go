@@ -12,6 +12,10 @@ type Node struct {
 	Flags  []string // DRAIN, COMPLETING, CLOUD, POWERED_DOWN, NOT_RESPONDING, ...
 	Reason string
 	Addr   string
+	// Partitions are the partitions the node is in, in Slurm's order; nil
+	// when none.
+	Partitions []string
+	CPUs       int // configured CPUs (CPUTot), 0 when unknown
 }
 
 // nodeBaseStates are NODE_STATE_BASE names.
@@ -58,5 +62,18 @@ func (n *Node) setState(names []string) {
 	}
 	if n.State == "" && len(n.Flags) > 0 {
 		n.State = n.Flags[0] // only a flag is known: it stands for the state
+	}
+}
+
+// setPartitions fills Partitions from JSON's array (["spot","ondemand"])
+// or the text's "spot,ondemand"; "", "(null)" and empty items are none.
+func (n *Node) setPartitions(lists []string) {
+	n.Partitions = nil
+	for _, l := range lists {
+		for _, p := range strings.Split(nullText(l), ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				n.Partitions = append(n.Partitions, p)
+			}
+		}
 	}
 }

@@ -183,14 +183,80 @@ func (c *Client) nodesJSON(ctx context.Context, v Version, name string, args ...
 	return nodes, nil
 }
 
-func (c *Client) nodeText(ctx context.Context, name string) ([]Node, error) {
-	out, err := c.run(ctx, "scontrol", "show", "node", name)
+// nodeText reads `scontrol show node [name]`; without a name, every node.
+func (c *Client) nodeText(ctx context.Context, name ...string) ([]Node, error) {
+	out, err := c.run(ctx, "scontrol", append([]string{"show", "node"}, name...)...)
 	if err != nil {
 		return nil, err
 	}
 	nodes, err := parseNodesText(string(out))
 	c.unreadable("scontrol show node", out, err)
 	return nodes, err
+}
+
+// Nodes returns every node slurmctld knows (FUTURE nodes aside, which
+// scontrol and sinfo hide), with one command: from 23.02 on `scontrol
+// --json show node`, on 22.05, whose scontrol has no JSON, `sinfo --json`,
+// which lists every node once with its partitions. When that JSON is
+// unavailable or does not parse, it reads `scontrol show node` text.
+//
+// A listing that names a node twice is refused: slurmctld prints each node
+// once, so the second record is broken output, or in the text one forged by
+// a newline in a node's reason, and either could speak for the real node.
+func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
+	v, err := c.Version(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	nodes, err := c.allNodesJSON(ctx, v)
+	if err != nil && c.fallback(ctx, err) {
+		c.log.Warn("node JSON unusable, reading scontrol show node text", zap.Error(err))
+		nodes, err = c.allNodesText(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	return nodes, nil
+}
+
+func (c *Client) allNodesJSON(ctx context.Context, v Version) ([]Node, error) {
+	var nodes []Node
+	var err error
+	if v.jsonScontrol() {
+		nodes, err = c.nodesJSON(ctx, v, "scontrol", "--json", "show", "node")
+	} else {
+		nodes, err = c.nodesJSON(ctx, v, "sinfo", "--json")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := uniqueNodes(nodes); err != nil {
+		return nil, err
+	}
+	return nodes, nil
+}
+
+func (c *Client) allNodesText(ctx context.Context) ([]Node, error) {
+	nodes, err := c.nodeText(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := uniqueNodes(nodes); err != nil {
+		return nil, err
+	}
+	return nodes, nil
+}
+
+// uniqueNodes refuses a listing that names a node twice.
+func uniqueNodes(nodes []Node) error {
+	seen := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		if seen[n.Name] {
+			return fmt.Errorf("node %s listed twice: the output is broken or was tampered with", n.Name)
+		}
+		seen[n.Name] = true
+	}
+	return nil
 }
 
 // fallback reports whether another way of reading is worth a try after

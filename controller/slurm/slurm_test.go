@@ -95,6 +95,20 @@ func TestValidation(t *testing.T) {
 			t.Errorf("normalizeSignal(%q) = %v, want ErrInvalid", bad, err)
 		}
 	}
+	long := strings.Repeat("a,", maxListLen/2)
+	long = long[:len(long)-1] + "a"
+	for _, ok := range []string{"", "n1", "queue1-dy-c5xlarge-[1-3],queue2-st-m5-1", "a_b.c", "rack[1-2]-n[01-02]", long} {
+		if err := validHostlist("excluded node list", ok); err != nil {
+			t.Errorf("validHostlist(%q): %v", truncate(ok, 40), err)
+		}
+	}
+	for _, bad := range []string{" n1", "n1 ", "n1 n2", "n1;reboot", "$(id)", "`id`", "n1\n", "n1\x00", "n=1", "ünï", "n[1-", "n1]",
+		",n1", "n1,,n2", "n1,", "n[[1]]", "n[]", "n[3-1]", "-n1", ".n", strings.Repeat("a", 65), "n[1-999999999]", long + "a"} {
+		err := validHostlist("excluded node list", bad)
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "excluded node list") || !strings.Contains(err.Error(), "give node names") {
+			t.Errorf("validHostlist(%q) = %v, want ErrInvalid naming the field and the fix", truncate(bad, 40), err)
+		}
+	}
 	if err := validText("c", "rescue phase=held ✓ a=b  c", 100, false); err != nil {
 		t.Error(err)
 	}
@@ -149,11 +163,11 @@ func TestNumberEncodings(t *testing.T) {
 func TestJobEncodingsAgree(t *testing.T) {
 	docs := []string{
 		// v0.0.38 (22.05)
-		`{"meta":{"plugin":{"type":"openapi/v0.0.38"}},"jobs":[{"job_id":9,"array_job_id":0,"array_task_id":null,"het_job_id":0,"het_job_offset":0,"job_state":"RUNNING","priority":17,"requeue":true,"batch_flag":true,"restart_cnt":1,"nodes":"n[1-2]","start_time":1700000100,"submit_time":1700000000,"name":"x","user_name":"u","user_id":5}]}`,
+		`{"meta":{"plugin":{"type":"openapi/v0.0.38"}},"jobs":[{"job_id":9,"array_job_id":0,"array_task_id":null,"het_job_id":0,"het_job_offset":0,"job_state":"RUNNING","priority":17,"requeue":true,"batch_flag":true,"restart_cnt":1,"nodes":"n[1-2]","start_time":1700000100,"submit_time":1700000000,"name":"x","user_name":"u","user_id":5,"excluded_nodes":"n3","node_count":2,"cpus":4,"tres_req_str":"cpu=4,node=2,gres/gpu=8","tres_alloc_str":"cpu=4,node=2,gres/gpu=2"}]}`,
 		// early v0.0.39: nulls and plain numbers, requeue as an integer
-		`{"meta":{"plugin":{"data_parser":"v0.0.39"}},"jobs":[{"job_id":9,"array_job_id":0,"array_task_id":null,"het_job_id":null,"het_job_offset":null,"job_state":"RUNNING","priority":17,"requeue":1,"batch_flag":true,"restart_cnt":1,"nodes":"n[1-2]","start_time":1700000100,"submit_time":1700000000,"name":"x","user_name":"u","user_id":5}]}`,
+		`{"meta":{"plugin":{"data_parser":"v0.0.39"}},"jobs":[{"job_id":9,"array_job_id":0,"array_task_id":null,"het_job_id":null,"het_job_offset":null,"job_state":"RUNNING","priority":17,"requeue":1,"batch_flag":true,"restart_cnt":1,"nodes":"n[1-2]","start_time":1700000100,"submit_time":1700000000,"name":"x","user_name":"u","user_id":5,"excluded_nodes":"n3","node_count":2,"cpus":4,"tres_req_str":"cpu=4,node=2,gres/gpu=8","tres_alloc_str":"cpu=4,node=2,gres/gpu=2"}]}`,
 		// v0.0.41 (24.05): objects and arrays
-		`{"meta":{"plugin":{"data_parser":"data_parser/v0.0.41"}},"jobs":[{"job_id":9,"array_job_id":{"set":true,"infinite":false,"number":0},"array_task_id":{"set":false,"infinite":false,"number":0},"het_job_id":{"set":true,"infinite":false,"number":0},"het_job_offset":{"set":false,"infinite":false,"number":0},"job_state":["RUNNING"],"priority":{"set":true,"infinite":false,"number":17},"requeue":true,"batch_flag":true,"restart_cnt":1,"nodes":"n[1-2]","start_time":{"set":true,"infinite":false,"number":1700000100},"submit_time":{"set":true,"infinite":false,"number":1700000000},"name":"x","user_name":"u","user_id":5}]}`,
+		`{"meta":{"plugin":{"data_parser":"data_parser/v0.0.41"}},"jobs":[{"job_id":9,"array_job_id":{"set":true,"infinite":false,"number":0},"array_task_id":{"set":false,"infinite":false,"number":0},"het_job_id":{"set":true,"infinite":false,"number":0},"het_job_offset":{"set":false,"infinite":false,"number":0},"job_state":["RUNNING"],"priority":{"set":true,"infinite":false,"number":17},"requeue":true,"batch_flag":true,"restart_cnt":1,"nodes":"n[1-2]","start_time":{"set":true,"infinite":false,"number":1700000100},"submit_time":{"set":true,"infinite":false,"number":1700000000},"name":"x","user_name":"u","user_id":5,"excluded_nodes":"n3","node_count":{"set":true,"infinite":false,"number":2},"cpus":{"set":true,"infinite":false,"number":4},"tres_req_str":"cpu=4,node=2,gres/gpu=8","tres_alloc_str":"cpu=4,node=2,gres/gpu=2"}]}`,
 	}
 	var first []Job
 	for i, d := range docs {
@@ -164,7 +178,8 @@ func TestJobEncodingsAgree(t *testing.T) {
 		if i == 0 {
 			first = jobs
 			if j := jobs[0]; j.ID != "9" || j.Display != "9" || j.Priority != 17 || !j.Requeue || j.Restarts != 1 ||
-				!reflect.DeepEqual(j.Nodes, []string{"n1", "n2"}) || j.StartTime.Unix() != 1700000100 {
+				!reflect.DeepEqual(j.Nodes, []string{"n1", "n2"}) || j.StartTime.Unix() != 1700000100 ||
+				j.ExcNodes != "n3" || j.NodeCount != 2 || j.CPUs != 4 || j.GPUs != 2 {
 				t.Fatalf("doc 0 decoded to %+v", j)
 			}
 			continue
@@ -468,11 +483,19 @@ func TestArgv(t *testing.T) {
 	if err := c.SetPartition(ctx, "12_3", "ondemand"); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.SetExcludedNodes(ctx, "12_3", "queue1-dy-c5xlarge-[1-3],queue2-st-m5-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetExcludedNodes(ctx, "12_3", ""); err != nil {
+		t.Fatal(err)
+	}
 	want := [][]string{
 		{"/opt/slurm/bin/scontrol", "update", "jobid=12_3", "admincomment=" + comment},
 		{"/opt/slurm/bin/scontrol", "update", "nodename=n1,n2", "state=drain", "reason=spot interruption = i-0abc ✓"},
 		{"/opt/slurm/bin/scancel", "--signal=USR1", "--full", "12_3"},
 		{"/opt/slurm/bin/scontrol", "update", "jobid=12_3", "partition=ondemand"},
+		{"/opt/slurm/bin/scontrol", "update", "jobid=12_3", "ExcNodeList=queue1-dy-c5xlarge-[1-3],queue2-st-m5-1"},
+		{"/opt/slurm/bin/scontrol", "update", "jobid=12_3", "ExcNodeList="},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("argv\n got  %q\n want %q", got, want)
@@ -492,6 +515,11 @@ func TestInvalidArgumentsRunNothing(t *testing.T) {
 		c.SetPartition(ctx, "5", "a b"),
 		c.Drain(ctx, []string{"n1", "n[1-2]"}, "r"),
 		c.Drain(ctx, []string{"n1"}, ""),
+		c.SetExcludedNodes(ctx, "5", "n1 state=down"),
+		c.SetExcludedNodes(ctx, "5", "n1\nn2"),
+		c.SetExcludedNodes(ctx, "5", "n[1-"),
+		c.SetExcludedNodes(ctx, "5", "n[1-999999999]"),
+		c.SetExcludedNodes(ctx, "5 6", "n1"),
 	}
 	_, err := c.Job(ctx, "5;")
 	errs = append(errs, err)
@@ -666,5 +694,87 @@ func TestUnreadableOutputIsLoggedRaw(t *testing.T) {
 	}
 	if !found {
 		t.Error("the raw output is not in the debug log")
+	}
+}
+
+func TestGPUsOf(t *testing.T) {
+	for in, want := range map[string]int{
+		"":                                 0,
+		"(null)":                           0,
+		"cpu=4,mem=1000M,node=1,billing=4": 0,
+		"cpu=4,mem=1000M,node=1,billing=4,gres/gpu=2": 2,
+		"gres/gpu=1":                                          1,
+		"cpu=8,gres/gpu:a100=2":                               2,
+		"cpu=8,gres/gpu:a100=2,gres/gpu:t4=1":                 3,
+		"cpu=8,gres/gpu=3,gres/gpu:a100=2,gres/gpu:t4=1":      3, // the total, not 6
+		"gres/gpu:a100=2,gres/gpu=2":                          2,
+		"gres/gpu=4,gres/gpumem=40G,gres/gpuutil=100":         4,
+		"gres/gpumem=40G,gres/gpuutil=100,gres/gpu:a100=1":    1,
+		"gres/shard=8,gres/mps=100,license/x=1":               0,
+		"cpu=1, gres/gpu=2":                                   2,
+		"gres/gpu=-3":                                         0,
+		"gres/gpu=x":                                          0,
+		"gres/gpu=":                                           0,
+		"gres/gpu":                                            0,
+		"gres/gpu=2K":                                         0,
+		"gres/gpu=0x10":                                       0,
+		"gres/gpu=99999999999":                                1 << 20,
+		"gres/gpu=99999999999999999999999":                    0,
+		"gres/gpu:a=1048576,gres/gpu:b=1048576,gres/gpu:c=9":  1 << 20,
+		"gres/gpu=2,gres/gpu=5":                               2, // the first total
+		"GRES/GPU=2":                                          0,
+		"gres/gpu:a100=-1,gres/gpu:t4=2":                      2,
+		",,,=,gres/gpu=1,":                                    1,
+		strings.Repeat("gres/gpu:x=1048576,", 1000) + "cpu=1": 1 << 20,
+	} {
+		if got := gpusOf(in); got != want {
+			t.Errorf("gpusOf(%q) = %d, want %d", truncate(in, 60), got, want)
+		}
+	}
+}
+
+// Counts are bounded and never negative, whatever their encoding.
+func TestHostileCounts(t *testing.T) {
+	for in, want := range map[string][2]int{
+		`"node_count":-1,"cpus":-5`:                                          {0, 0},
+		`"node_count":99999999999,"cpus":"4294967293"`:                       {1 << 20, 1 << 20},
+		`"node_count":{"set":true,"infinite":true,"number":0},"cpus":null`:   {0, 0},
+		`"node_count":4294967294,"cpus":{"set":false,"number":7}`:            {0, 0},
+		`"node_count":{"set":true,"infinite":false,"number":"3"},"cpus":2.0`: {3, 2},
+	} {
+		jobs, _, err := decodeJobs([]byte(`{"jobs":[{"job_id":1,` + in + `}]}`))
+		if err != nil || jobs[0].NodeCount != want[0] || jobs[0].CPUs != want[1] {
+			t.Errorf("%s: %+v, %v; want %v", in, jobs, err, want)
+		}
+	}
+	for in, want := range map[string]int{
+		"1": 1, "2-2": 2, "1-4": 1, "": 0, "N/A": 0, "-1": 0, "x-3": 0, "3x": 0,
+		"99999999999": 1 << 20, "99999999999999999999999": 0, "+4": 0,
+	} {
+		if got := firstCount(in); got != want {
+			t.Errorf("firstCount(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+// Slurm changes a job's excluded nodes only while it is pending; its
+// refusals are sentinels, never retried.
+func TestSetExcludedNodesRefusals(t *testing.T) {
+	for text, want := range map[string]error{
+		"Job is no longer pending execution for job 17_1\nslurm_update error: Job is no longer pending execution": ErrNotPending,
+		"Invalid node name specified for job 17_1":                                                                ErrNoNode,
+		"Invalid job id specified for job 17_1":                                                                   ErrNoJob,
+	} {
+		c, f := scripted(t, "slurm 24.05.4", func(cmd string) ([]byte, error) { return nil, failed(cmd, text) })
+		err := c.SetExcludedNodes(context.Background(), "17_1", "n1")
+		if !errors.Is(err, want) || !strings.Contains(err.Error(), "set excluded nodes of job 17_1") {
+			t.Errorf("%q: error %v, want %v", text, err, want)
+		}
+		if errors.Is(err, ErrAlreadyPending) {
+			t.Errorf("%q: ErrAlreadyPending", text)
+		}
+		if calls := f.Calls(); len(calls) != 1 || calls[0] != "scontrol update jobid=17_1 ExcNodeList=n1" {
+			t.Errorf("%q: calls %q", text, calls)
+		}
 	}
 }

@@ -62,6 +62,38 @@ func validPartition(name string) error {
 	return nil
 }
 
+// validHostlist checks a node list that travels as the value of one
+// "Key=" argv element (ExcNodeList=): only what a Slurm hostlist of node
+// names holds (letters, digits, '-', '_', '.', ',' and the brackets of
+// ranges), at most maxListLen bytes, and well formed, each name a valid
+// node name. "" is valid: it clears the list.
+func validHostlist(what, list string) error {
+	const fix = "give node names joined by ',', with ranges in brackets, such as queue1-dy-c5xlarge-[1-3],queue2-st-m5-1"
+	if len(list) > maxListLen {
+		return invalid("%s is longer than %d bytes: %s, fewer or as ranges", what, maxListLen, fix)
+	}
+	for i, r := range list {
+		if !hostlistChar(r) {
+			return invalid("%s %q: %q at byte %d cannot be in a node list: %s", what, truncate(list, 80), r, i, fix)
+		}
+	}
+	names, err := naming.ExpandHostlist(list)
+	if err != nil {
+		return invalid("%s: %v: %s", what, err, fix)
+	}
+	for _, n := range names {
+		if err := naming.Node(n); err != nil {
+			return invalid("%s: %v: %s", what, err, fix)
+		}
+	}
+	return nil
+}
+
+func hostlistChar(r rune) bool {
+	return r < utf8.RuneSelf && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+		strings.ContainsRune("-_.,[]", r))
+}
+
 // normalizeSignal returns the signal as scancel should get it: a known name
 // without its SIG prefix, upper case, or a number from 1 to 64.
 func normalizeSignal(sig string) (string, error) {

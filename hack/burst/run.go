@@ -123,7 +123,7 @@ func prepare(ctx context.Context, l *lab.Lab, ep *endpoints, o options, repo, bi
 			return nil, fmt.Errorf("register the document in moto's SSM: %w", err)
 		}
 	case "lab":
-		if len(l.Instances) < o.n {
+		if len(l.Nodes()) < o.n {
 			return nil, fmt.Errorf("-mode lab -n %d needs a lab with that many nodes: make lab-down; LAB_NODES=%d make lab-up", o.n, o.n)
 		}
 		c.name = "lab"

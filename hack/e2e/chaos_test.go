@@ -35,7 +35,7 @@ type burst struct {
 // chaosSize is how many nodes (interruptions) a burst uses: all four lab
 // nodes in `make test`, CHAOS_INTERRUPTIONS (50) in `make chaos`.
 func chaosSize(t *testing.T, l *lab.Lab) int {
-	n := len(l.Instances)
+	n := len(l.Nodes())
 	if v := os.Getenv("CHAOS_INTERRUPTIONS"); v != "" {
 		want, _ := strconv.Atoi(v)
 		if want > n {

@@ -78,7 +78,7 @@ func setup(t *testing.T) *env {
 // Slurm schedules on all of them: whatever ran before (a demo, a test that
 // drained a node and failed) must not decide where this test's jobs go.
 func (e *env) resumeNodes() {
-	all := "compute-[1-" + fmt.Sprint(len(e.Instances)) + "]"
+	all := strings.Join(append(e.Nodes(), e.PCNodes()...), ",")
 	_ = e.Command("scontrol", "update", "nodename="+all, "state=resume").Run()
 	deadline := time.Now().Add(60 * time.Second)
 	for {

@@ -185,3 +185,77 @@ func TestDryRunChangesNothing(t *testing.T) {
 		}
 	}
 }
+
+// A job interrupted on compute resource c5 of queue pc is requeued with
+// c5's nodes excluded for steer.avoid_for, and given them back after: the
+// reclaimed node is back in service at once (ParallelCluster replaced the
+// instance) and the only other node is busy, so the job starts on c5, but
+// not before the steering ends. Its next run restores the data, and the
+// record then counts the compute the rescue saved.
+func TestSteerOffReclaimedComputeResource(t *testing.T) {
+	e := setup(t)
+	c5, m5 := e.PCNodes()[0], e.PCNodes()[1]
+	id, node := e.submit(",KEEP_RUNNING=1", "-p", "pc", "--exclusive")
+	if node != c5 {
+		t.Fatalf("job %s runs on %s; the lighter %s should take it", id, node, c5)
+	}
+	busy := e.Sbatch(t, "-p", "pc", "-w", m5, "--exclusive", "-o", "/dev/null", "--wrap", "sleep 600")
+	t.Cleanup(func() { _ = e.Command("scancel", busy).Run() })
+	e.WaitJob(t, busy, 30*time.Second, "RUNNING")
+
+	c := e.startController("--steer-avoid-for", "20s")
+	e.send(warning(e.Instances[c5], time.Now()))
+	rec := e.record(id, 0, state.Done, 60*time.Second)
+	if rec.Steer == nil || rec.Steer.Avoided != c5 || rec.Steer.Until.IsZero() {
+		t.Fatalf("record steer %+v, want %s avoided", rec.Steer, c5)
+	}
+	if got := e.JobField(t, id, "ExcNodeList"); got != c5 {
+		t.Errorf("Slurm's ExcNodeList %q, want %s", got, c5)
+	}
+	// ParallelCluster replaced the instance: the node is back, its
+	// instance store empty.
+	if err := os.RemoveAll(filepath.Join(e.Scratch(c5), id)); err != nil {
+		t.Fatal(err)
+	}
+	e.Run(t, "scontrol", "update", "nodename="+c5, "state=resume")
+
+	e.WaitJob(t, id, 60*time.Second, "RUNNING")
+	j := e.slurmJob(id)
+	if j.BatchHost != c5 || j.StartTime.Before(rec.Steer.Until.Truncate(time.Second)) {
+		t.Errorf("run 1 started on %s at %s; want %s, not before the steering ended at %s", j.BatchHost, j.StartTime, c5, rec.Steer.Until)
+	}
+	if got := e.JobField(t, id, "ExcNodeList"); got != "(null)" {
+		t.Errorf("ExcNodeList %q after the lift, want none", got)
+	}
+	e.waitResumed(id, 30*time.Second)
+
+	// The compute saved: the rescued run's time up to the upload, x 4 CPUs.
+	var saved *state.Saved
+	lab.Eventually(t, 45*time.Second, "the record to count the compute saved", func() bool {
+		r, err := e.store.Get(context.Background(), state.Key{Cluster: "lab", JobID: id, Run: 0})
+		if err == nil {
+			rec, saved = r, r.Saved
+		}
+		return saved != nil
+	})
+	want := int64(rec.Times.Dispatched.Sub(rec.Started).Seconds())
+	if rec.CPUs != 4 || saved.Run != 1 || saved.Seconds != want || saved.CPUSeconds != 4*want || saved.NotCounted != "" {
+		t.Errorf("cpus %d, saved %+v; want 4 CPUs, run 1, %d s, %d CPU-s", rec.CPUs, saved, want, 4*want)
+	}
+	if !strings.HasSuffix(rec.Steer.Lifted, " lifted") {
+		t.Errorf("record lift %q", rec.Steer.Lifted)
+	}
+	if got := c.metric(t, "spotrescue_saved_cpu_seconds_total"); got != float64(saved.CPUSeconds) {
+		t.Errorf("spotrescue_saved_cpu_seconds_total %v, want %d", got, saved.CPUSeconds)
+	}
+	out, err := e.Command(filepath.Join(e.Bin, "spotrescue"), "jobs", "show", id, "--state-table", e.table).CombinedOutput()
+	show := string(out)
+	if err != nil {
+		t.Fatalf("jobs show: %v\n%s", err, show)
+	}
+	for _, want := range []string{"kept off " + c5 + " until", "lifted", fmt.Sprintf("x 4 CPUs); run 1 resumed on %s", c5), "S3 requests"} {
+		if !strings.Contains(show, want) {
+			t.Errorf("jobs show lacks %q:\n%s", want, show)
+		}
+	}
+}

@@ -118,14 +118,22 @@ func readInstances(path string) (map[string]string, error) {
 	return m, nil
 }
 
-// Nodes lists the lab's Slurm node names.
+// Nodes lists the lab's compute-N nodes (partitions spot and ondemand), in
+// order; PCNodes the two named as ParallelCluster names nodes (partition pc).
 func (l *Lab) Nodes() []string {
 	var out []string
-	for i := 1; i <= len(l.Instances); i++ {
-		out = append(out, fmt.Sprintf("compute-%d", i))
+	for i := 1; ; i++ {
+		n := fmt.Sprintf("compute-%d", i)
+		if _, ok := l.Instances[n]; !ok {
+			return out
+		}
+		out = append(out, n)
 	}
-	return out
 }
+
+// PCNodes are the lab's nodes of queue "pc": compute resource c5's, which
+// Slurm fills first, then m5's.
+func (l *Lab) PCNodes() []string { return []string{"pc-dy-c5-1", "pc-dy-m5-1"} }
 
 // Scratch is node's scratch root, the lab's stand-in for that node's /scratch.
 func (l *Lab) Scratch(node string) string { return filepath.Join(l.Dir, "nodes", node, "scratch") }

@@ -11,11 +11,24 @@ BIN=${LAB_BIN:-$repo/bin}
 NODES=${LAB_NODES:-4}
 CTLD_PORT=16817 MOTO_PORT=4570 FAULT_PORT=4575 SSM_PORT=4580 IMDS_PORT=4590
 REGION=us-east-1 CLUSTER=lab
+# Besides compute-1..N (partitions spot and ondemand), two nodes named as
+# ParallelCluster names them, <queue>-dy-<compute resource>-<n>: queue "pc"
+# with compute resources c5 and m5, for steering a requeue off a reclaimed
+# compute resource. m5 weighs more, so Slurm fills c5 first.
+PC_NODES=(pc-dy-c5-1 pc-dy-m5-1)
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-instance_of() { printf 'i-0c0ffee%010x' "$1"; } # compute-N -> a valid 17-digit instance id
+instance_of() { printf 'i-0c0ffee%010x' "$1"; } # node number -> a valid 17-digit instance id
+
+# all_nodes lists every lab node, compute-1..N then the PC_NODES, one per
+# line; a node's line number is its number (address, port, instance).
+all_nodes() {
+	local i
+	for ((i = 1; i <= NODES; i++)); do echo "compute-$i"; done
+	printf '%s\n' "${PC_NODES[@]}"
+}
 
 alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
@@ -50,12 +63,19 @@ render() { # template output: fill in the @TOKENS@
 layout() {
 	mkdir -p "$LAB"/{etc,run,log,state,munge,shared/spotrescue,ssm-documents}
 	chmod 700 "$LAB/munge"
-	local i
-	for ((i = 1; i <= NODES; i++)); do
-		mkdir -p "$LAB/nodes/compute-$i/scratch" "$LAB/spool/compute-$i"
+	local node
+	for node in $(all_nodes); do
+		mkdir -p "$LAB/nodes/$node/scratch" "$LAB/spool/$node"
 	done
 	render "$repo/hack/lab/slurm.conf.in" "$LAB/etc/slurm.conf"
 	sed -i "s#compute-\[1-4\]#compute-[1-$NODES]#g; s#127.0.0.\[11-14\]#127.0.0.[11-$((10 + NODES))]#; s#Port=\[17001-17004\]#Port=[17001-$((17000 + NODES))]#" "$LAB/etc/slurm.conf"
+	local i=$NODES weight=1
+	for node in "${PC_NODES[@]}"; do
+		i=$((i + 1))
+		echo "NodeName=$node NodeHostname=$node NodeAddr=127.0.0.$((10 + i)) Port=$((17000 + i)) CPUs=4 RealMemory=1000 Weight=$weight State=UNKNOWN" >>"$LAB/etc/slurm.conf"
+		weight=$((weight + 1))
+	done
+	echo "PartitionName=pc Nodes=$(IFS=,; echo "${PC_NODES[*]}") MaxTime=INFINITE State=UP" >>"$LAB/etc/slurm.conf"
 	render "$repo/deploy/slurm/prolog.sh" "$LAB/etc/spotrescue-prolog.sh"
 	# slurmd gives the Prolog a bare environment; on EC2 the instance profile
 	# needs none, in the lab the agent needs the emulators' endpoints.
@@ -94,14 +114,15 @@ start_slurm() {
 		log "starting slurmctld"
 		slurmctld -c -i # -c: fresh state each lab
 	fi
-	local i
-	for ((i = 1; i <= NODES; i++)); do
-		alive "$LAB/run/slurmd-compute-$i.pid" && continue
-		log "starting slurmd compute-$i"
-		slurmd -N "compute-$i"
+	local i node total
+	total=$(all_nodes | wc -l)
+	for node in $(all_nodes); do
+		alive "$LAB/run/slurmd-$node.pid" && continue
+		log "starting slurmd $node"
+		slurmd -N "$node"
 	done
 	for ((i = 0; i < 150; i++)); do
-		if [[ $(sinfo -h -o '%D %t' -t idle,mix,alloc 2>/dev/null | awk '{n+=$1} END {print n+0}') -ge $NODES ]]; then
+		if [[ $(sinfo -h -N -o '%N %t' -t idle,mix,alloc 2>/dev/null | sort -u | wc -l) -ge $total ]]; then
 			return 0
 		fi
 		sleep 0.2
@@ -130,8 +151,11 @@ start_aws() {
 	start aemm "$LAB/run/aemm.pid" "$aemm" -n 127.0.0.1 -p "$IMDS_PORT" -I spot
 	wait_port "$IMDS_PORT" 30
 
-	local pairs="" i
-	for ((i = 1; i <= NODES; i++)); do pairs+="${pairs:+,}compute-$i=$(instance_of "$i")"; done
+	local pairs="" i=0 node
+	for node in $(all_nodes); do
+		i=$((i + 1))
+		pairs+="${pairs:+,}$node=$(instance_of "$i")"
+	done
 	local outputs
 	outputs=$(eval "$(aws_env)" && "$BIN/labinit" -cluster "$CLUSTER" -nodes "$pairs")
 	eval "$outputs"
@@ -191,14 +215,15 @@ write_env() {
 # stand-in for the network between a node and AWS (no faults unless a test
 # asks for them).
 write_instances() {
-	local i sep="" env
+	local i=0 node sep="" env
 	env=$(aws_env | sed -e "s#^export AWS_ENDPOINT_URL=.*#export AWS_ENDPOINT_URL=http://127.0.0.1:$FAULT_PORT#" |
 		sed -E 's/^export ([A-Z0-9_]+)=(.*)$/"\1":"\2",/' | tr -d '\n')
 	{
 		printf '{"instances":['
-		for ((i = 1; i <= NODES; i++)); do
-			printf '%s{"id":"%s","node":"compute-%d","workdir":"%s","env":{%s"SLURM_CONF":"%s","SLURMD_NODENAME":"compute-%d"}}' \
-				"$sep" "$(instance_of "$i")" "$i" "$LAB/nodes/compute-$i" "$env" "$LAB/etc/slurm.conf" "$i"
+		for node in $(all_nodes); do
+			i=$((i + 1))
+			printf '%s{"id":"%s","node":"%s","workdir":"%s","env":{%s"SLURM_CONF":"%s","SLURMD_NODENAME":"%s"}}' \
+				"$sep" "$(instance_of "$i")" "$node" "$LAB/nodes/$node" "$env" "$LAB/etc/slurm.conf" "$node"
 			sep=,
 		done
 		printf ']}\n'

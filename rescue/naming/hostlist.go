@@ -2,6 +2,7 @@ package naming
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -144,4 +145,60 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// CompressHostlist writes names as a Slurm hostlist, the inverse of
+// ExpandHostlist: names that differ only in a trailing number without
+// leading zeros become one range ("q-dy-c5-[1-3,7]"), so that a compute
+// resource of a thousand nodes fits one short argument. Duplicates are
+// dropped; the order is by prefix, then number.
+func CompressHostlist(names []string) string {
+	nums := map[string][]int{} // prefix -> trailing numbers
+	var prefixes, plain []string
+	seen := map[string]bool{}
+	for _, n := range names {
+		if seen[n] {
+			continue
+		}
+		seen[n] = true
+		i := len(n)
+		for i > 0 && n[i-1] >= '0' && n[i-1] <= '9' {
+			i--
+		}
+		v, err := strconv.Atoi(n[i:])
+		if i == len(n) || n[i] == '0' && i < len(n)-1 || err != nil || strings.ContainsAny(n[:i], "[],") {
+			plain = append(plain, n) // no number, zero padded, or not a name
+			continue
+		}
+		if _, ok := nums[n[:i]]; !ok {
+			prefixes = append(prefixes, n[:i])
+		}
+		nums[n[:i]] = append(nums[n[:i]], v)
+	}
+	slices.Sort(prefixes)
+	var parts []string
+	for _, p := range prefixes {
+		vs := nums[p]
+		slices.Sort(vs)
+		if len(vs) == 1 {
+			parts = append(parts, p+strconv.Itoa(vs[0]))
+			continue
+		}
+		var ranges []string
+		for i := 0; i < len(vs); {
+			j := i
+			for j+1 < len(vs) && vs[j+1] == vs[j]+1 {
+				j++
+			}
+			r := strconv.Itoa(vs[i])
+			if j > i {
+				r += "-" + strconv.Itoa(vs[j])
+			}
+			ranges = append(ranges, r)
+			i = j + 1
+		}
+		parts = append(parts, p+"["+strings.Join(ranges, ",")+"]")
+	}
+	slices.Sort(plain)
+	return strings.Join(append(parts, plain...), ",")
 }

@@ -1,7 +1,9 @@
 package naming
 
 import (
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -85,5 +87,42 @@ func checkNames(t *testing.T, names []string) {
 		if n == "" || len(n) > MaxHostName || strings.ContainsAny(n, ",[]") {
 			t.Fatalf("node name %q", n)
 		}
+	}
+}
+
+func TestCompressHostlist(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want string
+	}{
+		{nil, ""},
+		{[]string{"q-dy-c5-1"}, "q-dy-c5-1"},
+		{[]string{"q-dy-c5-3", "q-dy-c5-1", "q-dy-c5-2", "q-dy-c5-7", "q-dy-c5-2"}, "q-dy-c5-[1-3,7]"},
+		{[]string{"q-st-c5-1", "q-dy-c5-2", "q-dy-c5-1", "head"}, "q-dy-c5-[1-2],q-st-c5-1,head"},
+		{[]string{"n01", "n02", "n9", "n10"}, "n[9-10],n01,n02"}, // zero padding is kept as it is
+		{[]string{"n0", "n1"}, "n[0-1]"},
+	} {
+		got := CompressHostlist(tc.in)
+		if got != tc.want {
+			t.Errorf("CompressHostlist(%q) = %q, want %q", tc.in, got, tc.want)
+			continue
+		}
+		back, err := ExpandHostlist(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := slices.Compact(slices.Sorted(slices.Values(tc.in))); !slices.Equal(slices.Sorted(slices.Values(back)), want) {
+			t.Errorf("ExpandHostlist(%q) = %q, want the names %q", got, back, want)
+		}
+	}
+}
+
+func TestCompressHostlistThousandNodes(t *testing.T) {
+	var names []string
+	for i := 1000; i >= 1; i-- {
+		names = append(names, fmt.Sprintf("queue1-dy-c5xlarge-%d", i))
+	}
+	if got := CompressHostlist(names); got != "queue1-dy-c5xlarge-[1-1000]" {
+		t.Errorf("got %q", got)
 	}
 }

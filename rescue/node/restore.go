@@ -211,6 +211,12 @@ func restoreJob(ctx context.Context, s Settings, log *zap.Logger, job Job, dir *
 			res.Status, res.Error = rescue.Failed, err.Error()
 		default:
 			res.Status, res.Files, res.Bytes, res.Skipped, res.Missing = got.Status, got.Files, got.Bytes, got.Skipped, got.Missing
+			// Word for the head node, which counts the compute the rescue
+			// saved once a run starts from it; losing it costs only that.
+			word := rescue.Resumed{JobID: job.ID, Rescued: saved.Run, Run: job.Restarts, Node: job.Node, Status: got.Status, Files: got.Files, Bytes: got.Bytes, Time: time.Now().UTC()}
+			if err := rescue.ReportResumed(ctx, agent.S3, saved.URI, from, word); err != nil {
+				log.Warn("cannot report the restore; the compute it saves will not be counted", zap.Error(err))
+			}
 		}
 	}
 	if err := agent.WriteMarker(job.Node, dir, res); err != nil {

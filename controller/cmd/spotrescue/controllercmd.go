@@ -125,7 +125,7 @@ func runController(cmd *cobra.Command, cfg *config.Config, log *zap.Logger) erro
 		Policy: controller.Policy{
 			States: cfg.Rescue.States, Signal: cfg.Rescue.CheckpointSignal, Grace: cfg.Rescue.CheckpointGrace.Std(),
 			FallbackAfter: cfg.Fallback.After, FallbackPartition: cfg.Fallback.Partition, Presync: cfg.Rescue.PresyncOnRebalance,
-			PresyncEvery: cfg.Rescue.PresyncEvery.Std(),
+			PresyncEvery: cfg.Rescue.PresyncEvery.Std(), AvoidFor: cfg.Steer.AvoidFor.Std(),
 		},
 	}, controller.Deps{
 		Queue: sqs.NewFromConfig(awsCfg),

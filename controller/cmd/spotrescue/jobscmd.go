@@ -185,9 +185,35 @@ type runView struct {
 	URI      string     `json:"uri,omitempty"`
 	Bytes    int64      `json:"bytes"`
 	Files    int64      `json:"files"`
+	Requests int64      `json:"s3_requests,omitempty"`
 	Requeue  string     `json:"requeue,omitempty"`
 	Fallback string     `json:"fallback_partition,omitempty"`
+	Steer    *steerView `json:"steer,omitempty"`
+	CPUs     int        `json:"cpus,omitempty"`
+	GPUs     int        `json:"gpus,omitempty"`
+	Started  string     `json:"run_started,omitempty"`
+	Saved    *savedView `json:"saved,omitempty"`
 	Errors   []string   `json:"errors,omitempty"`
+}
+
+// steerView is how the requeued job was kept off the reclaimed capacity.
+type steerView struct {
+	Avoided string `json:"avoided_nodes,omitempty"`
+	Until   string `json:"until,omitempty"`
+	Kept    string `json:"users_excluded_nodes,omitempty"`
+	Skipped string `json:"not_steered,omitempty"`
+	Lifted  string `json:"lifted,omitempty"`
+}
+
+// savedView is the compute a later run was spared.
+type savedView struct {
+	Run        int    `json:"resumed_run"`
+	Node       string `json:"resumed_on,omitempty"`
+	Resumed    string `json:"resumed,omitempty"`
+	Seconds    int64  `json:"run_seconds"`
+	CPUSeconds int64  `json:"cpu_seconds"`
+	GPUSeconds int64  `json:"gpu_seconds,omitempty"`
+	NotCounted string `json:"not_counted,omitempty"`
 }
 
 type timesView struct {
@@ -226,7 +252,14 @@ func views(rs []*state.Record) []runView {
 			Job: r.JobID, Display: r.Display, Run: r.Run, Phase: string(r.Phase), Outcome: string(r.Outcome),
 			User: r.User, Name: r.Name, Drill: r.Drill, Event: r.Event, Warned: ts(r.EventTime), Deadline: ts(r.Deadline),
 			Times: timesView{ts(r.Times.Detected), ts(r.Times.Held), ts(r.Times.Dispatched), ts(r.Times.Finished), ts(r.Times.Requeued), ts(r.Times.Done)},
-			URI:   r.URI, Bytes: r.Bytes, Files: r.Files, Requeue: r.Requeue, Fallback: r.Fallback, Errors: r.Errors,
+			URI:   r.URI, Bytes: r.Bytes, Files: r.Files, Requests: r.Requests, Requeue: r.Requeue, Fallback: r.Fallback, Errors: r.Errors,
+			CPUs: r.CPUs, GPUs: r.GPUs, Started: ts(r.Started),
+		}
+		if st := r.Steer; st != nil {
+			v.Steer = &steerView{st.Avoided, ts(st.Until), st.Kept, st.Skipped, st.Lifted}
+		}
+		if sv := r.Saved; sv != nil {
+			v.Saved = &savedView{sv.Run, sv.Node, ts(sv.Resumed), sv.Seconds, sv.CPUSeconds, sv.GPUSeconds, sv.NotCounted}
 		}
 		for _, n := range r.Nodes {
 			v.Nodes = append(v.Nodes, nodeView{n.Name, n.Instance, n.Interrupted, n.Gone, n.Command, n.Status, n.Complete, n.Bytes, n.Files, n.Problem})
@@ -265,10 +298,10 @@ func render(w io.Writer, format string, runs []runView, next string, table func(
 
 func listTable(w io.Writer, runs []runView) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tRUN\tPHASE\tOUTCOME\tUSER\tNODES\tWARNED\tTOOK\tSIZE\tFILES\tREQUEUE")
+	fmt.Fprintln(tw, "JOB\tRUN\tPHASE\tOUTCOME\tUSER\tNODES\tWARNED\tTOOK\tSIZE\tFILES\tSAVED\tREQUEUE")
 	for _, r := range runs {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", jobName(r), r.Run, r.Phase, dash(r.Outcome), dash(r.User),
-			interrupted(r.Nodes), shortTime(r.Warned), took(r), size(r.Bytes), r.Files, dash(r.Requeue))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", jobName(r), r.Run, r.Phase, dash(r.Outcome), dash(r.User),
+			interrupted(r.Nodes), shortTime(r.Warned), took(r), size(r.Bytes), r.Files, cpuHours(r.Saved), dash(r.Requeue))
 	}
 	return tw.Flush()
 }
@@ -287,7 +320,8 @@ func showTable(w io.Writer, runs []runView) error {
 		for _, kv := range [][2]string{
 			{"phase", r.Phase}, {"outcome", dash(r.Outcome)}, {"user", dash(r.User)}, {"event", r.Event}, {"warned", r.Warned},
 			{"deadline", r.Deadline}, {"uri", dash(r.URI)}, {"saved", fmt.Sprintf("%s in %d files", size(r.Bytes), r.Files)},
-			{"requeue", dash(r.Requeue)}, {"fallback", dash(r.Fallback)},
+			{"cost", cost(r)}, {"requeue", dash(r.Requeue)}, {"fallback", dash(r.Fallback)}, {"steer", steerText(r.Steer)},
+			{"compute saved", savedText(r)},
 			{"detected", r.Times.Detected}, {"held", dash(r.Times.Held)}, {"dispatched", dash(r.Times.Dispatched)},
 			{"finished", dash(r.Times.Finished)}, {"requeued", dash(r.Times.Requeued)}, {"done", dash(r.Times.Done)},
 		} {
@@ -305,6 +339,64 @@ func showTable(w io.Writer, runs []runView) error {
 	}
 	return tw.Flush()
 }
+
+// cost is what the upload took: bytes, S3 requests, seconds.
+func cost(r runView) string {
+	text := size(r.Bytes)
+	if r.Requests > 0 {
+		text += fmt.Sprintf(", %d S3 requests", r.Requests)
+	}
+	a, err1 := time.Parse(time.RFC3339Nano, r.Times.Dispatched)
+	b, err2 := time.Parse(time.RFC3339Nano, r.Times.Finished)
+	if err1 == nil && err2 == nil {
+		text += ", upload " + b.Sub(a).Round(time.Second).String()
+	}
+	return text
+}
+
+func steerText(st *steerView) string {
+	switch {
+	case st == nil:
+		return "-"
+	case st.Skipped != "":
+		return "not steered: " + st.Skipped
+	}
+	text := "kept off " + st.Avoided + " until " + st.Until
+	if st.Kept != "" {
+		text += " (the user's own exclusions " + st.Kept + " kept)"
+	}
+	if st.Lifted != "" {
+		text += "; " + st.Lifted
+	}
+	return text
+}
+
+// savedText is the compute a later run was spared, or why none is counted.
+func savedText(r runView) string {
+	sv := r.Saved
+	switch {
+	case sv == nil && r.CPUs > 0:
+		return fmt.Sprintf("- (counted when a later run starts from the data; the run had %d CPUs)", r.CPUs)
+	case sv == nil:
+		return "-"
+	case sv.NotCounted != "":
+		return "none counted: " + sv.NotCounted
+	}
+	text := fmt.Sprintf("%s CPU-hours (%s x %d CPUs)", hours(sv.CPUSeconds), time.Duration(sv.Seconds)*time.Second, r.CPUs)
+	if sv.GPUSeconds > 0 {
+		text += fmt.Sprintf(", %s GPU-hours", hours(sv.GPUSeconds))
+	}
+	return text + fmt.Sprintf("; run %d resumed on %s at %s", sv.Run, sv.Node, sv.Resumed)
+}
+
+func cpuHours(sv *savedView) string {
+	if sv == nil || sv.NotCounted != "" {
+		return "-"
+	}
+	return hours(sv.CPUSeconds) + " CPU-h"
+}
+
+func hours(seconds int64) string { return fmt.Sprintf("%.2f", float64(seconds)/3600) }
 
 func jobName(r runView) string {
 	if r.Display != "" && r.Display != r.Job {
