@@ -635,6 +635,12 @@ func TestPackedRescue(t *testing.T) {
 	if !final.Complete || final.Uploaded != 1000 || final.Carried != 400 {
 		t.Fatalf("final: complete=%v uploaded=%d carried=%d", final.Complete, final.Uploaded, final.Carried)
 	}
+	// What each rescue cost: the pre-sync a PUT per pack, big.bin's
+	// multipart upload (create, 2 parts, complete) and its manifest(s);
+	// the final one the new pack and its manifest.
+	if pre.Requests < int64(len(packs))+5 || final.Requests != 2 {
+		t.Errorf("S3 requests: pre-sync %d for %d packs and big.bin, final %d (want 2)", pre.Requests, len(packs), final.Requests)
+	}
 	assertExact(t, l, final, prefix)
 	if f, _ := entry(final, "d1/f001.dat"); packs[f.Pack] || !bytes.Equal(content(t, l, prefix, f), mustRead(t, changed)) {
 		t.Fatalf("changed file: in pack %q (old pack: %v)", f.Pack, packs[f.Pack])

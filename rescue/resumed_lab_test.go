@@ -18,6 +18,7 @@ import (
 // A compute node's user can write under the rescue prefix with the
 // instance role, so the head node believes a resumed run's word only when
 // it is small, parses, and matches its key, the job and the rescued run.
+// HOSTILE.md: "a forged word that a run resumed from rescued data (another job, run or node than its key says, a failed restore, unknown fields, oversized)".
 func TestReadResumedBelievesOnlyMatchingWords(t *testing.T) {
 	l := lab.Get(t)
 	ctx := context.Background()
