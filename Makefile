@@ -47,7 +47,16 @@ unit:
 lab-test: build
 	hack/lab/with-lab.sh $(GO) test -tags lab -count=1 -p 1 -timeout 20m ./...
 
-test: deps vet unit lab-test fuzz-short
+# lab-test-24.11 runs the Slurm adapter's lab tests and the end-to-end
+# tests that exercise Slurm's behaviour again on Slurm 24.11 (Debian
+# trixie's, hack/deps.sh slurm-24.11), in a lab of its own.
+LAB_DIR_2411 ?= /tmp/spotrescue-lab-24.11
+SLURM_TESTS := ^(TestLab.*|TestHappyPath|TestTwoJobsOnOneNode|TestTwoNodeJob|TestArrayTask|TestHeterogeneousJob|TestNoRequeueJob|TestAlreadyRequeuedBySlurm|TestUserHeldJobStaysUserHeld|TestJobFinishesDuringRescue|TestCheckpointSignal|TestFallbackToOnDemand|TestSteerOffReclaimedComputeResource)$$
+.PHONY: lab-test-24.11 lab-up-24.11 lab-down-24.11
+lab-test-24.11: build
+	SLURM=24.11 LAB_DIR=$(LAB_DIR_2411) hack/lab/with-lab.sh $(GO) test -tags lab -count=1 -p 1 -timeout 20m -run '$(SLURM_TESTS)' ./controller/slurm ./hack/e2e
+
+test: deps vet unit lab-test lab-test-24.11 fuzz-short
 
 # fuzz runs every fuzz target of the parsers (events, Slurm output, config,
 # manifests) for FUZZTIME each; fuzz-short, part of test, for 5 s each. A
@@ -130,6 +139,12 @@ lab-up: build
 
 lab-down:
 	hack/lab/down.sh
+
+lab-up-24.11: build
+	SLURM=24.11 LAB_DIR=$(LAB_DIR_2411) hack/lab/up.sh
+
+lab-down-24.11:
+	LAB_DIR=$(LAB_DIR_2411) hack/lab/down.sh
 
 lab-env:
 	@cat $(LAB_DIR)/lab.env

@@ -8,6 +8,10 @@
 #   hack/deps.sh bench  make bench: SeaweedFS's `weed`, the S3 that is not
 #                       the bottleneck (built once from its Go module, about
 #                       8 minutes on 2 cores, then cached), moto_server, aws
+#   hack/deps.sh slurm-24.11
+#                       a Debian trixie root holding Slurm 24.11 and munge
+#                       (debootstrap, about a minute, then cached), for a lab
+#                       on a second Slurm version (hack/lab/up.sh, SLURM=24.11)
 #
 # Debian packages need root (the lab does too); Go tools go to $(go env GOPATH)/bin.
 set -euo pipefail
@@ -19,8 +23,9 @@ purpose=${1:-test}
 case $purpose in
 lab) packages=(slurmctld slurmd slurm-client munge) ;;
 bench) packages=() ;;
-test) packages=(slurmctld slurmd slurm-client munge prometheus systemd shellcheck) ;;
-*) die "usage: $0 lab|test|bench" ;;
+test) packages=(slurmctld slurmd slurm-client munge prometheus systemd shellcheck debootstrap) ;;
+slurm-24.11) packages=(debootstrap) ;;
+*) die "usage: $0 lab|test|bench|slurm-24.11" ;;
 esac
 
 missing=()
@@ -35,6 +40,29 @@ if ((${#missing[@]})); then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq -o DPkg::Lock::Timeout=120
 	apt-get install -y -qq -o DPkg::Lock::Timeout=120 --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# slurm_root ROOT: Debian trixie's Slurm (24.11) in a root of its own. This
+# machine's libc is bookworm's, older than trixie's binaries need, so they
+# cannot be installed here; hack/lab/up.sh runs them with the root's /usr
+# mounted over /usr in a mount namespace of their own. Built aside and
+# renamed into place, so an interrupted build is never taken for one.
+slurm_root() {
+	local root=$1
+	[[ -x $root/usr/sbin/slurmctld ]] && return 0
+	[[ $(id -u) == 0 ]] || die "building the Slurm 24.11 root needs root"
+	local mirror
+	mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
+	mirror=${mirror:-http://deb.debian.org/debian}
+	log "building a Debian trixie root with Slurm 24.11 in $root (once; about a minute, from $mirror)"
+	rm -rf "$root.tmp"
+	mkdir -p "$(dirname "$root")"
+	debootstrap --variant=minbase --include=slurmctld,slurmd,slurm-client,munge trixie "$root.tmp" "$mirror" >"$root.log" 2>&1 ||
+		die "debootstrap failed; see $root.log"
+	mv "$root.tmp" "$root"
+}
+if [[ $purpose == slurm-24.11 || $purpose == test ]]; then
+	slurm_root "${SPOTRESCUE_CACHE:-$HOME/.cache/spotrescue}/slurm-24.11"
 fi
 
 gobin=$(go env GOPATH)/bin

@@ -82,8 +82,12 @@ func parseShow(out, first, nameKey string, free, firstOnly map[string]bool) ([]*
 	var cur *record
 	for i, line := range strings.Split(out, "\n") {
 		switch {
+		case line == "":
+			cur = nil // records are separated by an empty line
 		case strings.TrimSpace(line) == "":
-			cur = nil
+			// 24.11 prints an indented empty line inside a node's record
+			// where an optional line (power, sensors) has nothing to say.
+			continue
 		case strings.HasPrefix(line, first+"="):
 			cur = newRecord()
 			recs = append(recs, cur)
@@ -333,6 +337,10 @@ func squeueFormat() string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// SqueueTextArgs are squeue's arguments for its text columns, the fallback
+// of Jobs; hack/slurmrecord records their output.
+func SqueueTextArgs() []string { return []string{"-h", "-t", "all", "-O", squeueFormat()} }
 
 // parseSqueue reads the output of squeue -h -O squeueFormat().
 func parseSqueue(out string) ([]Job, error) {

@@ -36,7 +36,7 @@ func corpusEntry(data []byte) string {
 func TestFuzzCorpusHoldsTheFixtures(t *testing.T) {
 	for target, patterns := range fixtureSeeds {
 		for _, pattern := range patterns {
-			files, _ := filepath.Glob(filepath.Join("testdata", "*", pattern))
+			files := fixtureFiles(pattern)
 			if len(files) == 0 {
 				t.Fatalf("no fixture matches %s", pattern)
 			}
@@ -45,7 +45,8 @@ func TestFuzzCorpusHoldsTheFixtures(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				seed := filepath.Join("testdata", "fuzz", target, filepath.Base(filepath.Dir(name))+"-"+filepath.Base(name))
+				rel, _ := filepath.Rel("testdata", name)
+				seed := filepath.Join("testdata", "fuzz", target, strings.ReplaceAll(rel, string(filepath.Separator), "-"))
 				if have, err := os.ReadFile(seed); err == nil && string(have) == corpusEntry(data) {
 					continue
 				}

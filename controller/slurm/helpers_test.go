@@ -57,6 +57,10 @@ func fixtureFile(cmd string) string {
 		return "squeue.txt"
 	case cmd == "sinfo --json":
 		return "sinfo.json"
+	case cmd == "scontrol --json show node": // every node (hack/slurmrecord)
+		return "scontrol_show_nodes.json"
+	case cmd == "scontrol show node":
+		return "scontrol_show_nodes.txt"
 	}
 	for prefix, pattern := range map[string]string{
 		"scontrol --json show job ":  "scontrol_show_job_%s.json",
@@ -72,6 +76,21 @@ func fixtureFile(cmd string) string {
 		}
 	}
 	return ""
+}
+
+// fixtureFiles are the fixtures matching pattern: of each release
+// (testdata/<release>/) and of each format of a recording
+// (testdata/<release>/<format>/), but not a recording's scenario.json.
+func fixtureFiles(pattern string) []string {
+	a, _ := filepath.Glob(filepath.Join("testdata", "*", pattern))
+	b, _ := filepath.Glob(filepath.Join("testdata", "*", "*", pattern))
+	var out []string
+	for _, f := range append(a, b...) {
+		if filepath.Base(f) != "scenario.json" && !strings.HasPrefix(f, filepath.Join("testdata", "fuzz")) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // fixtureAlias answers a job id from the capture of the id it shares:

@@ -52,7 +52,7 @@ func withUnknownFields(t *testing.T, data []byte) []byte {
 }
 
 func TestJSONWithUnknownFieldsReadsTheSame(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "*", "*.json"))
+	files := fixtureFiles("*.json")
 	if len(files) < 20 {
 		t.Fatalf("only %d JSON fixtures", len(files))
 	}
@@ -106,8 +106,7 @@ func withUnknownKeys(text string, free map[string]bool) string {
 }
 
 func TestTextWithUnknownKeysReadsTheSame(t *testing.T) {
-	jobs, _ := filepath.Glob(filepath.Join("testdata", "*", "scontrol_show_job_*.txt"))
-	nodes, _ := filepath.Glob(filepath.Join("testdata", "*", "scontrol_show_node_*.txt"))
+	jobs, nodes := fixtureFiles("scontrol_show_job_*.txt"), fixtureFiles("scontrol_show_node*.txt")
 	if len(jobs) < 10 || len(nodes) < 2 {
 		t.Fatalf("%d job and %d node text fixtures", len(jobs), len(nodes))
 	}

@@ -44,7 +44,7 @@ func (c *Client) jobsJSON(ctx context.Context, v Version) ([]Job, error) {
 }
 
 func (c *Client) jobsText(ctx context.Context) ([]Job, error) {
-	out, err := c.run(ctx, "squeue", "-h", "-t", "all", "-O", squeueFormat())
+	out, err := c.run(ctx, "squeue", SqueueTextArgs()...)
 	if err != nil {
 		return nil, err
 	}

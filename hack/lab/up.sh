@@ -3,13 +3,26 @@
 # moto_server (SQS, DynamoDB, S3), AEMM (IMDSv2) and hack/ssmlocal.
 # Idempotent: a component that is already running is left alone.
 # Everything lives under $LAB_DIR (default /tmp/spotrescue-lab); down.sh removes it.
+#
+# SLURM=22.05 (the default) runs this machine's Debian Slurm; SLURM=24.11
+# runs Debian trixie's, from a root that hack/deps.sh builds, on addresses
+# and ports of its own, so that a 24.11 lab (give it its own LAB_DIR) can
+# run beside a 22.05 one.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+SLURM=${SLURM:-22.05}
+case $SLURM in
+22.05) BASE=0 ;;
+24.11) BASE=100 ;;
+*) echo "lab: SLURM=$SLURM: use 22.05 or 24.11" >&2 && exit 2 ;;
+esac
 LAB=${LAB_DIR:-/tmp/spotrescue-lab}
 BIN=${LAB_BIN:-$repo/bin}
 NODES=${LAB_NODES:-4}
-CTLD_PORT=16817 MOTO_PORT=4570 FAULT_PORT=4575 SSM_PORT=4580 IMDS_PORT=4590
+CTLD_PORT=$((16817 + BASE)) MOTO_PORT=$((4570 + BASE)) FAULT_PORT=$((4575 + BASE)) SSM_PORT=$((4580 + BASE)) IMDS_PORT=$((4590 + BASE))
+ADDR=$((10 + BASE)) PORT=$((17000 + BASE)) # node i listens on 127.0.0.(ADDR+i):(PORT+i)
+ROOT=${SPOTRESCUE_CACHE:-$HOME/.cache/spotrescue}/slurm-24.11
 REGION=us-east-1 CLUSTER=lab
 # Besides compute-1..N (partitions spot and ondemand), two nodes named as
 # ParallelCluster names them, <queue>-dy-<compute resource>-<n>: queue "pc"
@@ -68,11 +81,17 @@ layout() {
 		mkdir -p "$LAB/nodes/$node/scratch" "$LAB/spool/$node"
 	done
 	render "$repo/hack/lab/slurm.conf.in" "$LAB/etc/slurm.conf"
-	sed -i "s#compute-\[1-4\]#compute-[1-$NODES]#g; s#127.0.0.\[11-14\]#127.0.0.[11-$((10 + NODES))]#; s#Port=\[17001-17004\]#Port=[17001-$((17000 + NODES))]#" "$LAB/etc/slurm.conf"
+	sed -i "s#compute-\[1-4\]#compute-[1-$NODES]#g; s#127.0.0.\[11-14\]#127.0.0.[$((ADDR + 1))-$((ADDR + NODES))]#; s#Port=\[17001-17004\]#Port=[$((PORT + 1))-$((PORT + NODES))]#" "$LAB/etc/slurm.conf"
+	if [[ $SLURM == 24.11 ]]; then
+		# 24.11 has no switch/none plugin (no SwitchType means the same),
+		# and its slurmd needs cgroups off: this machine mounts no cgroup fs.
+		sed -i '/^SwitchType=/d' "$LAB/etc/slurm.conf"
+		echo "CgroupPlugin=disabled" >"$LAB/etc/cgroup.conf"
+	fi
 	local i=$NODES weight=1
 	for node in "${PC_NODES[@]}"; do
 		i=$((i + 1))
-		echo "NodeName=$node NodeHostname=$node NodeAddr=127.0.0.$((10 + i)) Port=$((17000 + i)) CPUs=4 RealMemory=1000 Weight=$weight State=UNKNOWN" >>"$LAB/etc/slurm.conf"
+		echo "NodeName=$node NodeHostname=$node NodeAddr=127.0.0.$((ADDR + i)) Port=$((PORT + i)) CPUs=4 RealMemory=1000 Weight=$weight State=UNKNOWN" >>"$LAB/etc/slurm.conf"
 		weight=$((weight + 1))
 	done
 	echo "PartitionName=pc Nodes=$(IFS=,; echo "${PC_NODES[*]}") MaxTime=INFINITE State=UP" >>"$LAB/etc/slurm.conf"
@@ -98,6 +117,31 @@ lab_users() {
 		log "adding user $u"
 		useradd --system --user-group --no-create-home --shell /usr/sbin/nologin "$u"
 	done
+}
+
+# slurm_wrappers makes $LAB/slurm-bin for SLURM=24.11: each Slurm and munge
+# command as a script that runs the trixie root's binary with the root's
+# /usr (and its loader cache) mounted over ours, in a mount namespace of
+# its own that ends with it. Every other path is this machine's, so the
+# lab's, the tests' and the jobs' paths are the same inside and out, and
+# nothing is left mounted. slurmd's jobs, Prolog and TaskProlog inherit
+# its namespace. The directory goes first on PATH (lab.env).
+slurm_wrappers() {
+	[[ $SLURM == 24.11 ]] || return 0
+	"$repo/hack/deps.sh" slurm-24.11
+	local dir=$LAB/slurm-bin name path
+	mkdir -p "$dir"
+	for name in squeue sinfo scontrol sbatch scancel srun sprio slurmctld slurmd munged; do
+		path=/usr/bin/$name
+		[[ $name == slurmctld || $name == slurmd || $name == munged ]] && path=/usr/sbin/$name
+		cat >"$dir/$name" <<SCRIPT
+#!/bin/sh
+# $name of Slurm 24.11 from $ROOT (written by hack/lab/up.sh)
+exec unshare --mount --propagation private /bin/sh -c 'mount --bind "\$0/usr" /usr && mount --bind "\$0/etc/ld.so.cache" /etc/ld.so.cache && exec "\$@"' "$ROOT" $path "\$@"
+SCRIPT
+		chmod 755 "$dir/$name"
+	done
+	export PATH=$dir:$PATH
 }
 
 start_munge() {
@@ -188,7 +232,7 @@ slurm:
 ssm:
   document: SpotRescue-Rescue
 metrics:
-  listen: 127.0.0.1:9464
+  listen: 127.0.0.1:$((9464 + BASE))
 YAML
 	chmod 644 "$LAB/etc/spotrescue.yaml"
 }
@@ -203,6 +247,8 @@ write_env() {
 		echo "export LAB_DLQ_URL=$LAB_DLQ_URL"
 		echo "export LAB_BIN=$BIN"
 		echo "export LAB_NODES=$NODES"
+		echo "export LAB_SLURM=$SLURM"
+		[[ $SLURM == 22.05 ]] || echo "export PATH=$PATH"
 		echo "export LAB_FAULTPROXY_URL=http://127.0.0.1:$FAULT_PORT"
 		aws_env
 	} >"$LAB/lab.env.tmp"
@@ -234,6 +280,7 @@ write_instances() {
 "$repo/hack/deps.sh" lab
 lab_users
 layout
+slurm_wrappers
 start_munge
 start_slurm
 start_aws
