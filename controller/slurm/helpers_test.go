@@ -3,6 +3,7 @@ package slurm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,6 +101,23 @@ func fixtureFiles(pattern string) []string {
 var fixtureAlias = map[string]string{
 	"14": "4", "4_4": "4", "4_5": "4", "6": "5", // 22.05 capture
 	"123_4": "123", "123_5": "123", "127": "123", "131": "130", // written fixtures
+}
+
+// The recordings' aliases are read from the recordings themselves
+// (recordedAliases), since their ids change with each recording.
+func init() {
+	for _, r := range recordings {
+		aliases, err := recordedAliases(r)
+		if err != nil {
+			panic(fmt.Sprintf("aliases of testdata/%s: %v", r.dir, err))
+		}
+		for id, file := range aliases {
+			if f, ok := fixtureAlias[id]; ok && f != file {
+				panic(fmt.Sprintf("testdata/%s: id %s already answers from %s", r.dir, id, f))
+			}
+			fixtureAlias[id] = file
+		}
+	}
 }
 
 // fixtureClient answers from testdata/<dir>; override, when it returns

@@ -334,13 +334,22 @@ func TestNodesListedTwiceAreRefused(t *testing.T) {
 		t.Errorf("calls %q", calls)
 	}
 
-	// Both listing a node twice: an error.
-	c, _ = fixtureClient(t, "24.05", func(cmd string) ([]byte, error, bool) {
+	// Both listing a node twice: an error. The listings 24.11 printed, in
+	// the format of 24.05 (v0.0.41).
+	recorded := filepath.Join("testdata", "24.11")
+	all, err := os.ReadFile(filepath.Join(recorded, "v0.0.41", "scontrol_show_nodes.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	allText, err := os.ReadFile(filepath.Join(recorded, "text", "scontrol_show_nodes.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ = fixtureClient(t, filepath.Join("24.11", "v0.0.41"), func(cmd string) ([]byte, error, bool) {
 		switch cmd {
 		case "scontrol --json show node":
 			var d map[string]json.RawMessage
 			var n []json.RawMessage
-			all := allNodes(t, "24.05", "json")
 			if json.Unmarshal(all, &d) != nil || json.Unmarshal(d["nodes"], &n) != nil {
 				t.Fatal("nodes do not decode")
 			}
@@ -348,7 +357,7 @@ func TestNodesListedTwiceAreRefused(t *testing.T) {
 			out, _ := json.Marshal(d)
 			return out, nil, true
 		case "scontrol show node":
-			return append(append([]byte{}, text...), text...), nil, true
+			return append(append([]byte{}, allText...), allText...), nil, true
 		}
 		return nil, nil, false
 	})
@@ -367,7 +376,7 @@ func TestNodesOfAnEmptyCluster(t *testing.T) {
 			return answer("scontrol show node", []byte(noNodes+"\n"))(cmd)
 		},
 	} {
-		c, _ := fixtureClient(t, "24.05", override)
+		c, _ := fixtureClient(t, filepath.Join("24.11", "v0.0.41"), override)
 		if nodes, err := c.Nodes(context.Background()); err != nil || len(nodes) != 0 {
 			t.Errorf("%s: %+v, %v", name, nodes, err)
 		}

@@ -536,47 +536,67 @@ func TestInvalidArgumentsRunNothing(t *testing.T) {
 }
 
 // The last task of an array shares its id with the array: commands given
-// that id are rewritten so they do not act on every task.
+// that id are rewritten so they do not act on every task. In 24.11's
+// recording that record is the array's pending task 3 (tasks 1 and 2 run
+// under ids of their own), in every format.
 func TestArrayTaskTarget(t *testing.T) {
 	ctx := context.Background()
-	writesSucceed := func(cmd string) ([]byte, error, bool) {
-		read := cmd == "scontrol --version" || strings.Contains(cmd, "--json")
-		return nil, nil, !read
-	}
-	c, f := fixtureClient(t, "23.11", writesSucceed)
-	if _, err := c.Jobs(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Hold(ctx, "123", "127", "125", "130"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Requeue(ctx, "123"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Signal(ctx, "123", "USR1"); err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"scontrol --version", "squeue --json --states=all",
-		"scontrol hold 123_5,123_4,125,130", "scontrol requeue 123_5", "scancel --signal=USR1 --full 123_5"}
-	if got := f.Calls(); !reflect.DeepEqual(got, want) {
-		t.Errorf("calls %q, want %q", got, want)
-	}
-	// Not read before: one lookup first.
-	c, f = fixtureClient(t, "24.05", writesSucceed)
-	if err := c.Release(ctx, "123"); err != nil {
-		t.Fatal(err)
-	}
-	want = []string{"scontrol --version", "scontrol --json show job 123", "scontrol release 123_5"}
-	if got := f.Calls(); !reflect.DeepEqual(got, want) {
-		t.Errorf("calls %q, want %q", got, want)
-	}
-	// A job slurmctld forgot keeps its id; scontrol reports it.
-	c, f = fixtureClient(t, "24.05", writesSucceed)
-	if err := c.Requeue(ctx, "999"); err != nil {
-		t.Fatal(err)
-	}
-	if got := f.Calls(); got[len(got)-1] != "scontrol requeue 999" {
-		t.Errorf("calls %q", got)
+	for _, r := range recordings {
+		roles := recordedRoles(t, r)
+		arr := roles["array"]
+		for _, format := range r.formats {
+			t.Run(r.dir+"/"+format, func(t *testing.T) {
+				// The reads answer from the recording, the changes succeed.
+				writesSucceed := func(cmd string) ([]byte, error, bool) {
+					read := cmd == "scontrol --version" || strings.HasPrefix(cmd, "squeue ") || strings.Contains(cmd, " show ")
+					return nil, nil, !read
+				}
+				// The reads: JSON, and the text after it for text/.
+				reads := func(cmd ...string) []string {
+					if format == "text" {
+						return cmd
+					}
+					return slices.DeleteFunc(cmd, func(c string) bool { return !strings.Contains(c, "--json") })
+				}
+				c, f := recordedClientWith(t, r.dir, format, writesSucceed)
+				if _, err := c.Jobs(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.Hold(ctx, arr, roles["array_1"], roles["plain"], roles["het"]); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.Requeue(ctx, arr); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.Signal(ctx, arr, "USR1"); err != nil {
+					t.Fatal(err)
+				}
+				want := append(append([]string{"scontrol --version"}, reads("squeue --json --states=all", "squeue "+strings.Join(SqueueTextArgs(), " "))...),
+					fmt.Sprintf("scontrol hold %s_3,%s_1,%s,%s", arr, arr, roles["plain"], roles["het"]),
+					"scontrol requeue "+arr+"_3", "scancel --signal=USR1 --full "+arr+"_3")
+				if got := f.Calls(); !reflect.DeepEqual(got, want) {
+					t.Errorf("calls %q, want %q", got, want)
+				}
+				// Not read before: one lookup first.
+				c, f = recordedClientWith(t, r.dir, format, writesSucceed)
+				if err := c.Release(ctx, arr); err != nil {
+					t.Fatal(err)
+				}
+				want = append(append([]string{"scontrol --version"}, reads("scontrol --json show job "+arr, "scontrol show job "+arr)...),
+					"scontrol release "+arr+"_3")
+				if got := f.Calls(); !reflect.DeepEqual(got, want) {
+					t.Errorf("calls %q, want %q", got, want)
+				}
+				// A job slurmctld forgot keeps its id; scontrol reports it.
+				c, f = recordedClientWith(t, r.dir, format, writesSucceed)
+				if err := c.Requeue(ctx, "999"); err != nil {
+					t.Fatal(err)
+				}
+				if got := f.Calls(); got[len(got)-1] != "scontrol requeue 999" {
+					t.Errorf("calls %q", got)
+				}
+			})
+		}
 	}
 }
 

@@ -49,6 +49,7 @@ func main() {
 	if *out == "" || os.Getenv("SLURM_CONF") == "" {
 		log.Fatal("usage: source <lab>/lab.env; slurmrecord -out <dir> [-parsers v0.0.40,...]")
 	}
+	replace(*out)
 	sc := &scenario{Jobs: map[string]string{}, Nodes: []string{"compute-1", "compute-4", "pc-dy-c5-1"}, Drained: "compute-4", DrainNote: drainReason}
 	current = sc
 	defer cleanup(sc)
@@ -61,6 +62,23 @@ func main() {
 	b, _ := json.MarshalIndent(sc, "", "  ")
 	must(os.WriteFile(filepath.Join(*out, "scenario.json"), append(b, '\n'), 0o644))
 	log.Printf("recorded %s into %s", sc.Slurm, *out)
+}
+
+// replace clears a previous recording at dir (one with a scenario.json),
+// whose files are named for job ids this one will not have; any other
+// non-empty directory is refused.
+func replace(dir string) {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case os.IsNotExist(err) || err == nil && len(entries) == 0:
+		return
+	case err != nil:
+		fatalf("%v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "scenario.json")); err != nil {
+		fatalf("%s holds files but no scenario.json: not a recording to replace", dir)
+	}
+	must(os.RemoveAll(dir))
 }
 
 // submit builds the cluster: every node busy, so the pending jobs stay so.
