@@ -61,7 +61,8 @@ slurm_root() {
 		die "debootstrap failed; see $root.log"
 	mv "$root.tmp" "$root"
 }
-if [[ $purpose == slurm-24.11 || $purpose == test ]]; then
+# make test builds it in lab-test-24.11, beside the unit tests.
+if [[ $purpose == slurm-24.11 ]]; then
 	slurm_root "${SPOTRESCUE_CACHE:-$HOME/.cache/spotrescue}/slurm-24.11"
 fi
 
