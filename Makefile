@@ -44,28 +44,32 @@ unit:
 
 # Integration tests run against the lab; with-lab.sh starts it when it is not
 # up and stops it again afterwards.
+LAB_PKGS ?= ./...
 lab-test: build
-	hack/lab/with-lab.sh $(GO) test -tags lab -count=1 -p 1 -timeout 20m ./...
+	hack/lab/with-lab.sh $(GO) test -tags lab -count=1 -p 1 -timeout 20m $(LAB_PKGS)
 
 # lab-test-24.11 runs the Slurm adapter's lab tests and the end-to-end
 # tests that exercise Slurm's behaviour again on Slurm 24.11 (Debian
 # trixie's, hack/deps.sh slurm-24.11), in a lab of its own.
 LAB_DIR_2411 ?= /tmp/spotrescue-lab-24.11
 SLURM_TESTS := ^(TestLab.*|TestHappyPath|TestTwoJobsOnOneNode|TestTwoNodeJob|TestArrayTask|TestHeterogeneousJob|TestNoRequeueJob|TestAlreadyRequeuedBySlurm|TestUserHeldJobStaysUserHeld|TestJobFinishesDuringRescue|TestCheckpointSignal|TestFallbackToOnDemand)$$
-.PHONY: lab-test-24.11 lab-up-24.11 lab-down-24.11 unit-fuzz
+.PHONY: lab-test-24.11 lab-up-24.11 lab-down-24.11 unit-fuzz-burst
 lab-test-24.11: build
 	SLURM=24.11 LAB_DIR=$(LAB_DIR_2411) hack/lab/with-lab.sh $(GO) test -tags lab -count=1 -p 1 -timeout 20m -run '$(SLURM_TESTS)' ./controller/slurm ./hack/e2e
 
 # test runs the Slurm 24.11 lab tests (they mostly wait on Slurm) beside the
-# unit tests and the fuzzing (which keep the CPUs busy), then the 22.05 lab
-# tests alone: some of them measure uploads against deadlines.
+# unit tests, the fuzzing and the mass-reclaim burst (hack/burst runs the real
+# controller on emulators of its own, not the lab), which keep the CPUs
+# busy; then the other 22.05 lab tests alone: some measure uploads against
+# deadlines.
 test: deps vet
-	$(MAKE) --no-print-directory -j2 --output-sync=target unit-fuzz lab-test-24.11
-	$(MAKE) --no-print-directory lab-test
+	$(MAKE) --no-print-directory -j2 --output-sync=target unit-fuzz-burst lab-test-24.11
+	$(MAKE) --no-print-directory lab-test LAB_PKGS="$$($(GO) list ./... | grep -v '/hack/burst$$' | tr '\n' ' ')"
 
-unit-fuzz:
+unit-fuzz-burst: build
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory fuzz-short
+	$(GO) test -tags lab -count=1 -timeout 20m ./hack/burst
 
 # fuzz runs every fuzz target of the parsers (events, Slurm output, config,
 # manifests) for FUZZTIME each; fuzz-short, part of test, for 5 s each. A
