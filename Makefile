@@ -64,7 +64,7 @@ lab-test-24.11: build
 # deadlines.
 test: deps vet
 	$(MAKE) --no-print-directory -j2 --output-sync=target unit-fuzz-burst lab-test-24.11
-	$(MAKE) --no-print-directory lab-test LAB_PKGS="$$($(GO) list ./... | grep -v '/hack/burst$$' | tr '\n' ' ')"
+	$(MAKE) --no-print-directory lab-test LAB_PKGS="$$($(GO) list -tags lab ./... | grep -v '/hack/burst$$' | tr '\n' ' ')"
 
 unit-fuzz-burst: build
 	$(MAKE) --no-print-directory unit
