@@ -569,7 +569,7 @@ func TestJobSizesEdited(t *testing.T) {
 				if c != cmd {
 					return nil, nil, false
 				}
-				data, err := os.ReadFile(filepath.Join("testdata", e.dir, fixtureFile(cmd)))
+				data, err := os.ReadFile(filepath.Join("testdata", e.dir, fixtureFile(e.dir, cmd)))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -579,7 +579,7 @@ func TestJobSizesEdited(t *testing.T) {
 					{`"excluded_nodes": ""`, `"excluded_nodes": "` + e.exc + `"`},
 				} {
 					if !strings.Contains(s, edit[0]) {
-						t.Fatalf("no %s in %s", edit[0], fixtureFile(cmd))
+						t.Fatalf("no %s in %s", edit[0], fixtureFile(e.dir, cmd))
 					}
 					s = strings.Replace(s, edit[0], edit[1], 1)
 				}
@@ -601,7 +601,7 @@ func TestJobSizesEdited(t *testing.T) {
 			// is allocated (AllocTRES=(null)).
 			ids, _, _ := scenarioOf(t, r.dir)
 			cmd := "scontrol show job " + ids["excluded"]
-			data, err := os.ReadFile(filepath.Join("testdata", r.dir, "text", fixtureFile(cmd)))
+			data, err := os.ReadFile(filepath.Join("testdata", r.dir, "text", fixtureFile(r.dir, cmd)))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -47,8 +47,9 @@ func failed(cmd, stderr string) error {
 	return &CommandError{Cmd: cmd, Stderr: stderr, Err: errors.New("exit status 1")}
 }
 
-// fixtureFile maps a command line to the testdata file that answers it.
-func fixtureFile(cmd string) string {
+// fixtureFile maps a command line to the file of testdata/<dir> that
+// answers it.
+func fixtureFile(dir, cmd string) string {
 	switch {
 	case cmd == "scontrol --version":
 		return "version.txt"
@@ -70,7 +71,7 @@ func fixtureFile(cmd string) string {
 		"scontrol show node ":        "scontrol_show_node_%s.txt",
 	} {
 		if arg, ok := strings.CutPrefix(cmd, prefix); ok {
-			if a, ok := fixtureAlias[arg]; ok {
+			if a, ok := fixtureAlias[release(dir)][arg]; ok {
 				arg = a
 			}
 			return strings.Replace(pattern, "%s", arg, 1)
@@ -94,13 +95,22 @@ func fixtureFiles(pattern string) []string {
 	return out
 }
 
-// fixtureAlias answers a job id from the capture of the id it shares:
-// scontrol shows every task of an array and every component of a
-// heterogeneous job for the array or leader id, so those files hold a
-// superset of what the aliased command prints, and Job picks its record.
-var fixtureAlias = map[string]string{
-	"14": "4", "4_4": "4", "4_5": "4", "6": "5", // 22.05 capture
-	"123_4": "123", "123_5": "123", "127": "123", "131": "130", // written fixtures
+// fixtureAlias answers a job id, per release directory, from the capture
+// of the id it shares: scontrol shows every task of an array and every
+// component of a heterogeneous job for the array or leader id, so those
+// files hold a superset of what the aliased command prints, and Job picks
+// its record. Each directory has its own ids: a recording's may be another
+// capture's.
+var fixtureAlias = map[string]map[string]string{
+	"22.05": {"14": "4", "4_4": "4", "4_5": "4", "6": "5"},
+	"23.02": {"123_4": "123", "123_5": "123", "127": "123", "131": "130"},
+}
+
+// release is the release directory of a fixture directory ("24.11" of
+// "24.11/v0.0.42").
+func release(dir string) string {
+	r, _, _ := strings.Cut(filepath.ToSlash(dir), "/")
+	return r
 }
 
 // The recordings' aliases are read from the recordings themselves
@@ -111,12 +121,7 @@ func init() {
 		if err != nil {
 			panic(fmt.Sprintf("aliases of testdata/%s: %v", r.dir, err))
 		}
-		for id, file := range aliases {
-			if f, ok := fixtureAlias[id]; ok && f != file {
-				panic(fmt.Sprintf("testdata/%s: id %s already answers from %s", r.dir, id, f))
-			}
-			fixtureAlias[id] = file
-		}
+		fixtureAlias[r.dir] = aliases
 	}
 }
 
@@ -130,7 +135,7 @@ func fixtureClient(t *testing.T, dir string, override func(cmd string) ([]byte, 
 				return out, err
 			}
 		}
-		name := fixtureFile(cmd)
+		name := fixtureFile(dir, cmd)
 		if name == "" {
 			return nil, failed(cmd, "no fixture for this command")
 		}

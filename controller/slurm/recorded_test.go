@@ -696,7 +696,7 @@ func TestRecordedJobsEdited(t *testing.T) {
 			for _, format := range r.jsonFormats() {
 				t.Run(r.dir+"/"+format+"/"+c.name, func(t *testing.T) {
 					id := roles[c.role]
-					file := filepath.Join("testdata", r.dir, format, fixtureFile("scontrol --json show job "+id))
+					file := filepath.Join("testdata", r.dir, format, fixtureFile(r.dir, "scontrol --json show job "+id))
 					edited := editJSON(t, file, "jobs", "job_id", id, c.edit)
 					cl, _ := recordedClientWith(t, r.dir, format, answer("scontrol --json show job "+id, edited))
 					j, err := cl.Job(ctx, id)
@@ -733,7 +733,7 @@ func TestRecordedNodesEdited(t *testing.T) {
 						sc.Drained: {"Reason=" + sc.Reason, "Reason=" + unicode},
 					} {
 						cmd := "scontrol show node " + name
-						data, err := os.ReadFile(filepath.Join(dir, fixtureFile(cmd)))
+						data, err := os.ReadFile(filepath.Join(dir, fixtureFile(r.dir, cmd)))
 						if err != nil {
 							t.Fatal(err)
 						}
@@ -743,11 +743,11 @@ func TestRecordedNodesEdited(t *testing.T) {
 					}
 				} else {
 					cmd := "scontrol --json show node " + cloud
-					answers[cmd] = editJSON(t, filepath.Join(dir, fixtureFile(cmd)), "nodes", "name", cloud, func(rec map[string]any) {
+					answers[cmd] = editJSON(t, filepath.Join(dir, fixtureFile(r.dir, cmd)), "nodes", "name", cloud, func(rec map[string]any) {
 						rec["state"] = []string{"IDLE", "CLOUD", "POWERED_DOWN"}
 					})
 					cmd = "scontrol --json show node " + sc.Drained
-					answers[cmd] = editJSON(t, filepath.Join(dir, fixtureFile(cmd)), "nodes", "name", sc.Drained, func(rec map[string]any) {
+					answers[cmd] = editJSON(t, filepath.Join(dir, fixtureFile(r.dir, cmd)), "nodes", "name", sc.Drained, func(rec map[string]any) {
 						rec["reason"] = unicode
 					})
 				}
