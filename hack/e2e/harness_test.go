@@ -285,7 +285,9 @@ func (e *env) submit(extraEnv string, args ...string) (id, node string) {
 	id = e.submitAsync(extraEnv, args...)
 	e.WaitJob(e.t, id, 30*time.Second, "RUNNING")
 	node = e.JobField(e.t, id, "BatchHost")
-	lab.Eventually(e.t, 30*time.Second, "job data written", func() bool {
+	// A job of thousands of small files forks a process per file: on the
+	// 24.11 lab, beside the unit tests and fuzzing, that took over 30 s.
+	lab.Eventually(e.t, 90*time.Second, "job data written", func() bool {
 		_, err := os.Stat(filepath.Join(e.Scratch(node), id, "ready"))
 		return err == nil
 	})
